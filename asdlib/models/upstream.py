@@ -1,0 +1,143 @@
+"""The upstream interface every pre-trained backbone implements, and its factory.
+
+An upstream turns a padded 16 kHz waveform batch into all its hidden layers (s3prl style), so that
+the layer aggregation, LoRA, the Machine-aware Group Adapter and SpecAugment work the same way for
+speech models (s3prl: hubert, wavlm, wav2vec2, data2vec) and audio patch models (beats, eat).
+
+Contract for implementers (s3prl models in ``s3prl_upstream.py``; BEATs/EAT in ``beats.py`` /
+``eat.py``, built by ``build_beats(cfg)`` / ``build_eat(cfg)``):
+
+* ``forward(wavs, lengths)``: ``wavs`` (B, T) float32 in [-1, 1], zero-padded after ``lengths[b]``
+  samples. Returns ``(hidden_states, frame_lengths)``: a list of ``num_layers`` batch-first
+  (B, T', ``hidden_size``) tensors -- the input embedding of the first transformer block followed
+  by the output of every block, s3prl order -- and the number of valid frames per clip (B,) long.
+  Padded clips must give the same valid frames as the clip alone, up to float tolerance.
+* ``blocks()``: the transformer blocks in order, each an ``nn.Module`` containing its ``nn.Linear``
+  layers; LoRA (``asdlib.models.lora``) discovers its targets by leaf name inside these blocks, so
+  the attention must *call* its projection modules (never read ``.weight`` into a fused kernel).
+* ``feature_augment``: set by the trainer (``None`` = off); when set and ``self.training``, apply
+  ``x = feature_augment(x, x_lengths)`` to the input feature sequence before the transformer:
+  the CNN feature sequence (B, T', C) for waveform models, the normalised fbank (B, frames, mel)
+  for patch models. Never applied in eval mode.
+* ``insert_block_adapters(adapters)``: the base class implements it with forward hooks on
+  ``blocks()`` that replace block i's hidden-state output ``h`` by ``adapters[i](h)`` (batch-first,
+  B, T', D; the adapter does its own residual). Blocks that return a tuple must carry the hidden
+  state first; set ``block_time_first = True`` if that state is (T, B, D) (fairseq / WavLM / BEATs
+  style). Override ``_adapt_block_output`` if a block's output looks different.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+#: upstream families loaded through s3prl's own model code (asdlib.models.s3prl_upstream)
+S3PRL_NAMES = ("hubert", "wavlm", "wav2vec2", "data2vec")
+#: our own implementations of audio patch models, loaded from their official release files
+PATCH_NAMES = ("beats", "eat")
+
+FeatureAugment = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class UpstreamConfig:
+    """The ``upstream:`` section of a training config.
+
+    ``path`` is a local checkpoint in the model's official (for s3prl models: s3prl's) format. It may
+    be empty only for an s3prl hub name such as ``hubert_base`` on a machine that can download.
+    ``allow_unsafe_pickle`` lets torch.load unpickle arbitrary Python objects: needed only for
+    checkpoint files that hold more than tensors and plain containers; enable it for trusted files only.
+    """
+
+    name: str = "hubert"
+    path: str = ""
+    allow_unsafe_pickle: bool = False
+
+
+class Upstream(nn.Module, abc.ABC):
+    """Base class of all upstreams; see the module docstring for the contract."""
+
+    hidden_size: int
+    num_layers: int
+    #: whether a block's hidden-state output is time-first (T, B, D) rather than (B, T, D)
+    block_time_first: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feature_augment: FeatureAugment | None = None
+        self.block_adapters: nn.ModuleList | None = None
+
+    @abc.abstractmethod
+    def blocks(self) -> nn.ModuleList:
+        """The transformer blocks in order (targets of LoRA layer selection and adapters)."""
+
+    @abc.abstractmethod
+    def forward(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        """(B, T) waveforms + (B,) lengths -> (all hidden states, frame lengths)."""
+
+    def _augment(self, features: Tensor, lengths: Tensor) -> Tensor:
+        """Apply ``feature_augment`` in training mode only (helper for implementers)."""
+        if self.training and self.feature_augment is not None:
+            return self.feature_augment(features, lengths)
+        return features
+
+    def insert_block_adapters(self, adapters: Sequence[nn.Module]) -> None:
+        """Apply ``adapters[i]`` to the output of block i (after its feed-forward sub-layer).
+
+        The adapters become submodules (``block_adapters.<i>``), so they are saved with the model.
+        """
+        blocks = self.blocks()
+        if len(adapters) != len(blocks):
+            raise ValueError(f"got {len(adapters)} adapters for {len(blocks)} transformer blocks")
+        if self.block_adapters is not None:
+            raise RuntimeError("block adapters were already inserted into this upstream")
+        self.block_adapters = nn.ModuleList(adapters)
+        for block, adapter in zip(blocks, self.block_adapters):
+            # functools.partial of a bound method (not a closure) so that copy.deepcopy of the
+            # upstream rebinds the hook to the copied adapter.
+            block.register_forward_hook(functools.partial(self._adapt_block_output, adapter))
+
+    def _adapt_block_output(self, adapter: nn.Module, block: nn.Module, inputs: Any, output: Any) -> Any:
+        """Forward hook: replace the hidden state in a block's output by ``adapter(h)``."""
+        rest: tuple = ()
+        hidden = output
+        if isinstance(output, tuple):
+            hidden, rest = output[0], output[1:]
+        if self.block_time_first:
+            hidden = adapter(hidden.transpose(0, 1)).transpose(0, 1)
+        else:
+            hidden = adapter(hidden)
+        return (hidden, *rest) if isinstance(output, tuple) else hidden
+
+
+def lengths_to_padding_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """(B,) lengths -> (B, max_len) bool mask, True on padding (fairseq convention)."""
+    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+def build_upstream(cfg: UpstreamConfig) -> Upstream:
+    """Build the upstream named by ``cfg.name`` (see ``S3PRL_NAMES`` and ``PATCH_NAMES``)."""
+    if cfg.name == "beats":
+        from asdlib.models.beats import build_beats
+
+        return build_beats(cfg)
+    if cfg.name == "eat":
+        from asdlib.models.eat import build_eat
+
+        return build_eat(cfg)
+    from asdlib.models import s3prl_upstream
+
+    if cfg.name in S3PRL_NAMES or (not cfg.path and cfg.name.startswith(S3PRL_NAMES)):
+        return s3prl_upstream.build_s3prl_upstream(cfg)
+    raise ValueError(
+        f"unknown upstream name {cfg.name!r}: use one of {S3PRL_NAMES + PATCH_NAMES} with a local "
+        "checkpoint path, or an s3prl hub name (e.g. hubert_base) with path: '' to download"
+    )
