@@ -1,0 +1,75 @@
+"""Stage 4: embeddings of a data dir (or a key subset of it) to ark/scp."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from asdlib.data.dataset import ClipDataset, collate
+from asdlib.data.datadir import read_data_dir
+from asdlib.io.ark import write_vectors
+from asdlib.models.loading import load_trained
+from asdlib.utils import seed_everything, setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--exp_dir", type=Path, required=True, help="experiment dir with config.yaml and model.pt")
+    p.add_argument("--data_dir", type=Path, required=True)
+    p.add_argument("--keys", type=Path, help="file whose first column lists the utt-ids to process (one job's split)")
+    p.add_argument("--out_ark", type=Path, required=True)
+    p.add_argument("--out_scp", type=Path, required=True)
+    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--verbose", type=int, default=1)
+    return p
+
+
+def read_keys(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.split(maxsplit=1)[0] for line in f if line.strip()]
+
+
+@torch.no_grad()
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    trained = load_trained(args.exp_dir, args.device)
+    seed_everything(trained.cfg.seed)
+    utts = read_data_dir(args.data_dir)
+    if args.keys:
+        wanted = set(read_keys(args.keys))
+        unknown = wanted - {u.utt_id for u in utts}
+        if unknown:
+            raise SystemExit(f"{args.keys}: {len(unknown)} utt-ids not in {args.data_dir} (e.g. {sorted(unknown)[0]})")
+        utts = [u for u in utts if u.utt_id in wanted]
+    machine_index = {m: i for i, m in enumerate(trained.machines)}
+    unseen = sorted({u.machine for u in utts} - set(machine_index))
+    if unseen:
+        log.warning("machine types %s were not seen in training: they use machine id -1 (shared adapter only)", unseen)
+    data = trained.cfg.data
+    dataset = ClipDataset(utts, data.sample_rate, machines=[machine_index.get(u.machine, -1) for u in utts],
+                          min_samples=int(data.min_seconds * data.sample_rate), channel=data.channel)
+    loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate, num_workers=data.num_workers)
+    out: dict[str, np.ndarray] = {}
+    for batch in tqdm(loader, desc=f"extract {args.data_dir.name}", file=sys.stderr, mininterval=30.0, ascii=True):
+        batch = batch.to(torch.device(args.device))
+        emb = trained.model(batch.wavs, batch.lengths, batch.machines).float().cpu().numpy()
+        for i, e in zip(batch.indices.tolist(), emb):
+            out[utts[i].utt_id] = e
+    write_vectors(args.out_ark, args.out_scp, out)
+    log.info("wrote %d embeddings of dim %d to %s", len(out), next(iter(out.values())).size if out else 0, args.out_scp)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""The ASD embedding model: upstream -> weighted layer sum -> attentive stats pooling -> embedding."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from asdlib.models.logmel import LogMelMean
+from asdlib.models.lora import apply_finetune, count_parameters
+from asdlib.models.pooling import AttentiveStatsPooling, WeightedLayerSum
+from asdlib.models.specaug import SpecAugment
+from asdlib.models.upstream import Upstream, build_upstream
+from asdlib.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class ASDModel(nn.Module):
+    """Maps (wavs, lengths, machine ids) to one embedding per clip."""
+
+    def __init__(self, upstream: Upstream, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.upstream = upstream
+        self.featurizer = WeightedLayerSum(upstream.num_layers, cfg.model.layers)
+        self.pooling = AttentiveStatsPooling(upstream.hidden_size, cfg.model.pooling_hidden)
+        self.proj = nn.Linear(self.pooling.out_dim, cfg.model.embed_dim)
+        self.specaug = SpecAugment(cfg.specaug)
+        upstream.feature_augment = self.specaug
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor, machines: torch.Tensor | None = None) -> torch.Tensor:
+        hidden_states, frames = self.upstream(wavs, lengths)
+        return self.proj(self.pooling(self.featurizer(hidden_states), frames))
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """Build the configured embedder; for ``ssl`` this loads the upstream checkpoint."""
+    if cfg.embedder == "logmel":
+        return LogMelMean(cfg.logmel, cfg.data.sample_rate)
+    upstream = build_upstream(cfg.upstream)
+    apply_finetune(upstream, cfg.finetune)
+    model = ASDModel(upstream, cfg)
+    trainable, total = count_parameters(model)
+    log.info("ASD model: %d trainable / %d total parameters (%.2f%%), fine-tuning mode '%s'",
+             trainable, total, 100.0 * trainable / max(total, 1), cfg.finetune.mode)
+    return model
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable parameters and buffers: with a frozen backbone, the part worth saving."""
+    keep = {n for n, p in model.named_parameters() if p.requires_grad} | {n for n, _ in model.named_buffers()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in keep}
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load a :func:`trainable_state`; every saved key must exist and every trainable one be present."""
+    expected = set(trainable_state(model))
+    own = set(model.state_dict())
+    unexpected = sorted(set(state) - own)
+    missing = sorted(expected - set(state))
+    if unexpected or missing:
+        raise RuntimeError(f"{where}: checkpoint does not match the model built from the config "
+                           f"(first missing keys: {missing[:5]}, first unexpected keys: {unexpected[:5]}); "
+                           "was it trained with a different config?")
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,71 @@
+"""Margin-based classification heads on L2-normalised embeddings (method.md §1.6)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class _CosineHead(nn.Module):
+    """Holds one or more unit-norm centres per class; returns per-class cosine logits."""
+
+    def __init__(self, emb_dim: int, num_classes: int, sub_centers: int = 1) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.sub_centers = sub_centers
+        self.weight = nn.Parameter(torch.empty(num_classes * sub_centers, emb_dim))
+        nn.init.xavier_uniform_(self.weight)
+
+    def cosine(self, emb: torch.Tensor) -> torch.Tensor:
+        cos = F.linear(F.normalize(emb, dim=-1), F.normalize(self.weight, dim=-1))
+        return cos.view(-1, self.num_classes, self.sub_centers)
+
+
+class ArcFace(_CosineHead):
+    """Additive angular margin (Deng et al. 2019): logit s*cos(theta + m) for the true class."""
+
+    def __init__(self, emb_dim: int, num_classes: int, scale: float = 30.0, margin: float = 0.2) -> None:
+        super().__init__(emb_dim, num_classes)
+        self.scale, self.margin = scale, margin
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = self.cosine(emb).squeeze(-1).clamp(-1 + 1e-7, 1 - 1e-7)
+        target = torch.cos(torch.acos(cos) + self.margin)
+        onehot = F.one_hot(labels, self.num_classes).to(cos.dtype)
+        return F.cross_entropy(self.scale * (onehot * target + (1 - onehot) * cos), labels)
+
+
+class AdaCos(_CosineHead):
+    """AdaCos (Zhang et al. 2019): no margin, the scale adapts to the batch; with sub-centres
+    and a soft-max over them it is sub-cluster AdaCos (Wilkinghoff 2021)."""
+
+    def __init__(self, emb_dim: int, num_classes: int, sub_centers: int = 1) -> None:
+        super().__init__(emb_dim, num_classes, sub_centers)
+        self.register_buffer("scale", torch.tensor(math.sqrt(2) * math.log(max(num_classes * sub_centers - 1, 2))))
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = self.cosine(emb).clamp(-1 + 1e-7, 1 - 1e-7)
+        if self.training:
+            with torch.no_grad():
+                logits = self.scale * cos
+                onehot = F.one_hot(labels, self.num_classes).to(cos.dtype).unsqueeze(-1).expand_as(cos)
+                b_avg = torch.where(onehot.bool(), torch.zeros_like(logits), logits.exp()).sum((1, 2)).mean()
+                theta = torch.acos(cos[onehot.bool()].view(len(labels), -1))
+                theta_med = theta.median()
+                self.scale.copy_(torch.log(b_avg.clamp(min=1e-12)) / torch.cos(torch.clamp(theta_med, max=math.pi / 4)))
+        logits = torch.logsumexp(self.scale * cos, dim=-1)
+        return F.cross_entropy(logits, labels)
+
+
+def build_head(kind: str, emb_dim: int, num_classes: int, scale: float, margin: float, sub_centers: int) -> nn.Module:
+    """Factory for the configured margin head."""
+    if kind == "arcface":
+        return ArcFace(emb_dim, num_classes, scale, margin)
+    if kind == "adacos":
+        return AdaCos(emb_dim, num_classes, 1)
+    if kind == "subcluster_adacos":
+        return AdaCos(emb_dim, num_classes, sub_centers)
+    raise ValueError(f"unknown head '{kind}': use arcface, adacos or subcluster_adacos")

@@ -1,0 +1,37 @@
+"""Rebuild a trained embedder from its experiment directory (config.yaml + model.pt)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from asdlib.models.asd_model import build_model, load_trainable_state
+from asdlib.train.config import TrainConfig, load_train_config
+
+
+@dataclass
+class TrainedModel:
+    cfg: TrainConfig
+    model: nn.Module
+    machines: list[str]
+    classes: list[str]
+
+
+def load_trained(exp_dir: Path, device: str = "cpu") -> TrainedModel:
+    """Load ``exp_dir/config.yaml`` and ``exp_dir/model.pt`` (stage 3 or a packed dir) in eval mode."""
+    cfg_path, model_path = exp_dir / "config.yaml", exp_dir / "model.pt"
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path} not found: run stage 3 (training) for this experiment first")
+    cfg = load_train_config(cfg_path)
+    if cfg.upstream.path and not Path(cfg.upstream.path).is_absolute():
+        cfg.upstream.path = str(exp_dir / cfg.upstream.path)  # packed dirs store it relative to themselves
+    model = build_model(cfg)
+    try:
+        state = torch.load(model_path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise RuntimeError(f"{model_path}: unreadable model file ({e}); rerun stage 3") from e
+    load_trainable_state(model, state["model"], str(model_path))
+    return TrainedModel(cfg, model.to(device).eval(), list(state["machines"]), list(state["classes"]))

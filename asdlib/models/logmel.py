@@ -1,0 +1,33 @@
+"""Mean log-mel embedding: the classic training-free kNN baseline, on the same pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torchaudio
+from torch import nn
+
+from asdlib.models.pooling import frame_mask
+
+
+@dataclass
+class LogMelConfig:
+    n_mels: int = 64
+    n_fft: int = 1024
+    hop_length: int = 512
+
+
+class LogMelMean(nn.Module):
+    """Embedding = time average of the log-mel spectrogram over the clip's valid frames."""
+
+    def __init__(self, cfg: LogMelConfig, sample_rate: int) -> None:
+        super().__init__()
+        self.hop = cfg.hop_length
+        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels, power=2.0)
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor, machines: torch.Tensor | None = None) -> torch.Tensor:
+        logmel = torch.log(self.mel(wavs) + 1e-10).transpose(1, 2)  # (B, frames, mels)
+        frames = (lengths // self.hop + 1).clamp(max=logmel.shape[1])
+        mask = frame_mask(frames, logmel.shape[1]).unsqueeze(-1)
+        return (logmel * mask).sum(1) / frames[:, None]

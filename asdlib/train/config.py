@@ -1,0 +1,103 @@
+"""The training/experiment config: one YAML per experiment (conf/train.yaml, conf/tuning/*.yaml).
+
+Every section is a dataclass so that unknown keys and wrong types fail at load time, and the
+fully resolved config is written to ``exp/<tag>/config.yaml`` for reproducibility.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from asdlib.io.config import ConfigError, load_config
+from asdlib.models.logmel import LogMelConfig
+from asdlib.models.lora import FinetuneConfig
+from asdlib.models.specaug import SpecAugConfig
+from asdlib.models.upstream import UpstreamConfig
+
+
+@dataclass
+class ModelConfig:
+    layers: list[int] | None = None  # hidden states aggregated by the weighted sum; None = all
+    pooling_hidden: int = 128
+    embed_dim: int = 256
+
+
+@dataclass
+class HeadConfig:
+    kind: Literal["arcface", "adacos", "subcluster_adacos"] = "arcface"
+    scale: float = 30.0
+    margin: float = 0.2
+    sub_centers: int = 4  # sub-cluster AdaCos only
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 10
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1.0e-4  # upstream adapters (LoRA/MGA), featurizer, pooling, projection
+    lr_head: float = 1.0e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 5.0
+    amp: bool = True  # mixed precision, used only on CUDA
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.warmup_steps < 0:
+            raise ValueError("optim: epochs >= 0, batch_size >= 1, grad_accum >= 1, warmup_steps >= 0 required")
+        if self.lr <= 0 or self.lr_head <= 0:
+            raise ValueError("optim: learning rates must be positive")
+
+
+@dataclass
+class DataConfig:
+    train_sets: list[str] = field(default_factory=lambda: ["dev_train", "eval_train"])
+    sample_rate: int = 16000
+    crop_seconds: float = 10.0  # random training crop; 0 = whole clip
+    balance_power: float = 0.5  # sampler weight count(machine, domain) ** -power
+    num_workers: int = 0
+    channel: int | None = None  # channel of multi-channel corpora (DCASE 2026); None = mono required
+    min_seconds: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.train_sets:
+            raise ValueError("data.train_sets must name at least one set")
+        if self.sample_rate <= 0 or self.crop_seconds < 0 or self.num_workers < 0:
+            raise ValueError("data: sample_rate > 0, crop_seconds >= 0, num_workers >= 0 required")
+
+
+@dataclass
+class BackendConfig:
+    kind: Literal["knn"] = "knn"
+    k: int = 1
+    domain_wise: bool = True  # min over separate source and target banks (method.md §1.9)
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError("backend.k must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    embedder: Literal["ssl", "logmel"] = "ssl"  # logmel: training-free mean log-mel baseline
+    seed: int = 0
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    logmel: LogMelConfig = field(default_factory=LogMelConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load and check a training config (relative paths are relative to the recipe dir)."""
+    cfg = load_config(path, TrainConfig, overrides)
+    if cfg.embedder == "ssl" and not cfg.upstream.path:
+        raise ConfigError(f"{path}: upstream.path is empty; point it at a local checkpoint file")
+    return cfg

@@ -1,0 +1,214 @@
+"""Training loop: margin loss on machine/section/attribute classes, AdamW, warm-up + cosine,
+gradient accumulation, AMP on CUDA, a checkpoint per epoch, exact resume and torchrun DDP.
+
+Resume is exact because every random choice of an epoch (sampling order, crops, SpecAugment,
+dropout) is re-seeded from (seed, epoch) at the epoch's start: an interrupted run continued
+from its last checkpoint produces the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from asdlib.data.dataset import BalancedSampler, ClipDataset, collate
+from asdlib.data.datadir import Utt, read_data_dir
+from asdlib.data.labels import read_labels
+from asdlib.io.atomic import atomic_write, atomic_write_text
+from asdlib.io.config import dump_config
+from asdlib.models.asd_model import build_model, load_trainable_state, trainable_state
+from asdlib.models.heads import build_head
+from asdlib.train.config import TrainConfig
+from asdlib.utils import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    utts: list[Utt]
+    labels: list[int]
+    classes: list[str]
+    machines: list[str]
+
+
+def load_train_data(cfg: TrainConfig, data_root: Path) -> TrainData:
+    """Read the training sets and their stage-2 labels; all sets must share one class list."""
+    utts: list[Utt] = []
+    labels: list[int] = []
+    classes: list[str] | None = None
+    for name in cfg.data.train_sets:
+        set_dir = data_root / name
+        set_utts = read_data_dir(set_dir)
+        set_labels, set_classes = read_labels(set_dir, set_utts)
+        if classes is not None and set_classes != classes:
+            raise ValueError(f"{set_dir / 'classes.txt'} differs from the other training sets; rerun stage 2 for all sets together")
+        classes = set_classes
+        utts += set_utts
+        labels += set_labels
+    machines = sorted({u.machine for u in utts})
+    return TrainData(utts, labels, classes or [], machines)
+
+
+def lr_lambda(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Trainer:
+    """Owns model, head, optimiser and the experiment directory (only rank 0 writes to it)."""
+
+    def __init__(self, cfg: TrainConfig, exp_dir: Path, data_root: Path, device: str = "cpu") -> None:
+        self.cfg, self.exp_dir = cfg, exp_dir
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda") and self.world_size > 1:
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        self.device = torch.device(device)
+        if cfg.optim.batch_size % self.world_size:
+            raise ValueError(f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of processes {self.world_size}")
+        seed_everything(cfg.seed)
+        self.data = load_train_data(cfg, data_root)
+        self.model = build_model(cfg).to(self.device)
+        self.head = build_head(cfg.head.kind, cfg.model.embed_dim, len(self.data.classes), cfg.head.scale,
+                               cfg.head.margin, cfg.head.sub_centers).to(self.device)
+        machine_index = {m: i for i, m in enumerate(self.data.machines)}
+        self.dataset = ClipDataset(self.data.utts, cfg.data.sample_rate, self.data.labels,
+                                   [machine_index[u.machine] for u in self.data.utts],
+                                   crop_samples=int(cfg.data.crop_seconds * cfg.data.sample_rate), seed=cfg.seed,
+                                   min_samples=int(cfg.data.min_seconds * cfg.data.sample_rate), channel=cfg.data.channel)
+        self.sampler = BalancedSampler([(u.machine, u.domain) for u in self.data.utts], cfg.data.balance_power,
+                                       seed=cfg.seed, rank=self.rank, world_size=self.world_size)
+        per_rank = cfg.optim.batch_size // self.world_size
+        self.loader = DataLoader(self.dataset, batch_size=per_rank, sampler=self.sampler, collate_fn=collate,
+                                 num_workers=cfg.data.num_workers, drop_last=True)
+        self.steps_per_epoch = len(self.loader) // cfg.optim.grad_accum
+        if cfg.optim.epochs and self.steps_per_epoch == 0:
+            raise ValueError(f"{len(self.dataset)} training clips are fewer than one batch "
+                             f"({cfg.optim.batch_size} x grad_accum {cfg.optim.grad_accum}); lower optim.batch_size")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW([{"params": params, "lr": cfg.optim.lr},
+                                            {"params": list(self.head.parameters()), "lr": cfg.optim.lr_head}],
+                                           weight_decay=cfg.optim.weight_decay)
+        total = self.steps_per_epoch * cfg.optim.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_lambda(s, cfg.optim.warmup_steps, total))
+        self.use_amp = cfg.optim.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.ddp_model: nn.Module = self.model
+        if self.world_size > 1 and params:
+            self.ddp_model = nn.parallel.DistributedDataParallel(self.model)
+        self.epoch = 0
+
+    # -- checkpoints ---------------------------------------------------------------------
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.exp_dir / "checkpoints"
+
+    def save_checkpoint(self) -> None:
+        if self.rank:
+            return
+        state = {"epoch": self.epoch, "model": trainable_state(self.model), "head": self.head.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict(), "classes": self.data.classes, "machines": self.data.machines}
+        path = self.ckpt_dir / f"epoch_{self.epoch}.pt"
+        with atomic_write(path, "wb") as f:
+            torch.save(state, f)
+        atomic_write_text(self.ckpt_dir / "latest", path.name + "\n")
+        for old in sorted(self.ckpt_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))[:-self.cfg.optim.keep_checkpoints]:
+            old.unlink()
+        log.info("saved %s", path)
+
+    def resume(self) -> None:
+        latest = self.ckpt_dir / "latest"
+        if not latest.is_file():
+            log.info("no checkpoint in %s: starting from scratch", self.ckpt_dir)
+            return
+        path = self.ckpt_dir / latest.read_text().strip()
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:
+            raise RuntimeError(f"{path}: unreadable checkpoint ({e}); delete it and point {latest} at the previous epoch") from e
+        if state["classes"] != self.data.classes or state["machines"] != self.data.machines:
+            raise RuntimeError(f"{path}: the training classes/machines changed since this checkpoint; use a new --tag")
+        load_trainable_state(self.model, state["model"], str(path))
+        self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        log.info("resumed from %s (epoch %d)", path, self.epoch)
+
+    def save_model(self) -> None:
+        """The inference artefact: trainable weights plus the label maps."""
+        if self.rank:
+            return
+        with atomic_write(self.exp_dir / "model.pt", "wb") as f:
+            torch.save({"epoch": self.epoch, "model": trainable_state(self.model), "classes": self.data.classes,
+                        "machines": self.data.machines}, f)
+
+    # -- training ------------------------------------------------------------------------
+    def train_epoch(self) -> float:
+        cfg = self.cfg.optim
+        torch.manual_seed(self.cfg.seed * 100003 + self.epoch)
+        self.sampler.set_epoch(self.epoch)
+        self.dataset.set_epoch(self.epoch)
+        self.model.train()
+        self.head.train()
+        total, count = 0.0, 0
+        bar = tqdm(self.loader, desc=f"epoch {self.epoch}", disable=self.rank > 0, file=sys.stderr,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0, ascii=not sys.stderr.isatty())
+        for i, batch in enumerate(bar):
+            batch = batch.to(self.device)
+            with torch.autocast(self.device.type, enabled=self.use_amp):
+                emb = self.ddp_model(batch.wavs, batch.lengths, batch.machines)
+                loss = self.head(emb.float(), batch.labels)
+            self.scaler.scale(loss / cfg.grad_accum).backward()
+            total += loss.item()
+            count += 1
+            if (i + 1) % cfg.grad_accum == 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        return total / max(count, 1)
+
+    def run(self, resume: bool) -> None:
+        if self.rank == 0:
+            self.exp_dir.mkdir(parents=True, exist_ok=True)
+            dump_config(self.cfg, self.exp_dir / "config.yaml")
+        if resume:
+            self.resume()
+        log.info("training on %d clips, %d classes, %d machines, %d steps/epoch, %d epochs, %d process(es)",
+                 len(self.dataset), len(self.data.classes), len(self.data.machines), self.steps_per_epoch,
+                 self.cfg.optim.epochs, self.world_size)
+        while self.epoch < self.cfg.optim.epochs:
+            start = time.time()
+            loss = self.train_epoch()
+            self.epoch += 1
+            log.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f s", self.epoch, self.cfg.optim.epochs, loss,
+                     self.scheduler.get_last_lr()[0], time.time() - start)
+            self.save_checkpoint()
+        self.save_model()
+        if self.world_size > 1:
+            dist.barrier()
+            dist.destroy_process_group()

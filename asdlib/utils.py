@@ -1,0 +1,30 @@
+"""Small process-wide helpers shared by the CLIs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+
+LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+
+
+def setup_logging(verbose: int = 1, rank: int = 0) -> None:
+    """Timestamped logging to stderr (the launcher captures it in the job log); ranks > 0 only warn."""
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    if rank > 0:
+        level = logging.WARNING
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch, and ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False

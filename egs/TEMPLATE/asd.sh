@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Shared ASD recipe: every egs/<recipe>/run.sh calls this with its year and configs.
+# Stages (DESIGN.md §3): 1 data prep, 2 labels, 3 training, 4 embeddings, 5 kNN scores + CSVs,
+# 6 official metric, 7 packing. Options are shell variables below, set with --name value.
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
+
+# General options
+stage=1               # first stage to run
+stop_stage=10000      # last stage to run
+nj=4                  # parallel jobs for extraction and scoring
+ngpu=0                # GPUs per training job (>1 launches torchrun DDP)
+nproc=1               # processes per node for DDP on CPU (gloo); ignored when ngpu > 0
+num_nodes=1           # nodes for multi-node training (Slurm: srun + torchrun rendezvous)
+year=2024             # challenge year: selects file naming and the official metric
+datadir=data          # where data/<set> dirs are written
+expdir=exp            # experiment root
+train_sets="dev_train eval_train"   # sets whose embeddings form the kNN banks
+test_sets="dev_test eval_test"      # sets that are scored and evaluated
+local_data_opts=""    # options passed to local/data.sh (e.g. "--eval_list path --download true")
+train_config=conf/train.yaml        # training config (YAML)
+tag=""                # experiment name; default: the config file name without .yaml
+python=python3
+
+help_message=$(cat <<EOM
+Usage: $0 [options]
+  --stage N / --stop_stage M   run stages N..M (1 data, 2 labels, 3 train, 4 embed, 5 score, 6 evaluate, 7 pack)
+  --nj ${nj}                    parallel jobs for stages 4 and 5 (via \$extract_cmd / \$score_cmd from cmd.sh)
+  --ngpu ${ngpu}                  GPUs for training (>1: torchrun DDP); --nproc N: DDP processes on CPU
+  --num_nodes ${num_nodes}             nodes for multi-node training under Slurm
+  --year ${year}               challenge year (naming, official metric)
+  --train_config ${train_config}
+  --tag NAME                    experiment name (default: config file name)
+  --local_data_opts "..."       options for local/data.sh (--eval_list <csv>, --download true)
+  --train_sets "${train_sets}"  --test_sets "${test_sets}"
+EOM
+)
+
+run_args="$0 $*"
+# shellcheck disable=SC1091
+. utils/parse_options.sh
+if [ $# -ne 0 ]; then
+    log "unexpected arguments: $*"; echo "${help_message}" >&2; exit 1
+fi
+# shellcheck disable=SC1091
+. ./path.sh
+# shellcheck disable=SC1091
+. ./cmd.sh
+
+[ -n "${tag}" ] || tag=$(basename "${train_config}" .yaml)
+exp="${expdir}/${tag}"
+mkdir -p "${exp}"
+echo "${run_args}" > "${exp}/run_args.txt"
+
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
+    # shellcheck disable=SC2086  # local_data_opts is a list of options
+    local/data.sh --datadir "${datadir}" ${local_data_opts}
+fi
+
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    log "Stage 2: training labels and durations"
+    _train=(); _other=()
+    for s in ${train_sets}; do _train+=("${datadir}/${s}"); done
+    for s in ${test_sets}; do _other+=("${datadir}/${s}"); done
+    ${python} -m asdlib.bin.make_labels --train_sets "${_train[@]}" --other_sets "${_other[@]}"
+fi
+
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    log "Stage 3: training ${train_config} -> ${exp} (log: ${exp}/train.log)"
+    _opts=(--config "${train_config}" --data_root "${datadir}" --exp_dir "${exp}" --resume true)
+    if [ "${ngpu}" -gt 1 ] || [ "${nproc}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
+        _per_node=$(( ngpu > 1 ? ngpu : nproc ))
+        if [ "${num_nodes}" -gt 1 ]; then
+            # One srun task per node; torchrun rendezvous on the allocation's first node.
+            ${train_cmd} --gpu "${ngpu}" --num_nodes "${num_nodes}" "${exp}/train.log" \
+                srun --ntasks-per-node=1 bash -c "torchrun --nnodes=${num_nodes} --nproc_per_node=${_per_node} \
+                --rdzv_backend=c10d --rdzv_endpoint=\$(scontrol show hostnames \"\$SLURM_JOB_NODELIST\" | head -n1):29400 \
+                --rdzv_id=\$SLURM_JOB_ID -m asdlib.bin.train ${_opts[*]}"
+        else
+            ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
+                torchrun --standalone --nproc_per_node="${_per_node}" -m asdlib.bin.train "${_opts[@]}"
+        fi
+    else
+        ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" ${python} -m asdlib.bin.train "${_opts[@]}"
+    fi
+fi
+
+# split_and_run <cmd> <set> <workdir> <name> <python module args...>: run a per-utterance stage over
+# nj jobs (JOB=1:N) and merge the per-job ark/scp into <workdir>/<name>.{ark,scp}.
+split_and_run() {
+    local cmd=$1 set=$2 dir=$3 name=$4; shift 4
+    local n; n=$(min "${nj}" "$(wc -l < "${datadir}/${set}/wav.scp")")
+    mkdir -p "${dir}/split${n}" "${dir}/log"
+    local outs=() i
+    for i in $(seq "${n}"); do outs+=("${dir}/split${n}/keys.${i}"); done
+    utils/split_scp.sh "${datadir}/${set}/wav.scp" "${outs[@]}"
+    ${cmd} JOB=1:"${n}" "${dir}/log/${name}.JOB.log" \
+        ${python} -m "$@" --keys "${dir}/split${n}/keys.JOB" \
+        --out_ark "${dir}/split${n}/${name}.JOB.ark" --out_scp "${dir}/split${n}/${name}.JOB.scp"
+    local scps=()
+    for i in $(seq "${n}"); do scps+=("${dir}/split${n}/${name}.${i}.scp"); done
+    ${python} -m asdlib.bin.merge_ark --out_ark "${dir}/${name}.ark" --out_scp "${dir}/${name}.scp" "${scps[@]}"
+}
+
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+    for s in ${train_sets} ${test_sets}; do
+        log "Stage 4: embeddings of ${s} (${nj} jobs)"
+        split_and_run "${extract_cmd}" "${s}" "${exp}/embed/${s}" embeddings \
+            asdlib.bin.extract --exp_dir "${exp}" --data_dir "${datadir}/${s}"
+    done
+fi
+
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+    for s in ${train_sets}; do
+        log "Stage 5: leave-one-out scores of ${s} (decision thresholds)"
+        split_and_run "${score_cmd}" "${s}" "${exp}/scores/${s}" scores \
+            asdlib.bin.score --exp_dir "${exp}" --data_root "${datadir}" --test_set "${s}" --leave_one_out
+    done
+    for s in ${test_sets}; do
+        log "Stage 5: kNN scores of ${s} (${nj} jobs) and submission CSVs"
+        split_and_run "${score_cmd}" "${s}" "${exp}/scores/${s}" scores \
+            asdlib.bin.score --exp_dir "${exp}" --data_root "${datadir}" --test_set "${s}"
+        # shellcheck disable=SC2086  # train_sets is a list of set names
+        ${python} -m asdlib.bin.write_submission --year "${year}" --data_root "${datadir}" \
+            --scores_dir "${exp}/scores" --test_set "${s}" --train_sets ${train_sets}
+    done
+fi
+
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+    for s in ${test_sets}; do
+        log "Stage 6: official ${year} metric on ${s}"
+        ${python} -m asdlib.bin.evaluate --year "${year}" --data_dir "${datadir}/${s}" \
+            --scores "${exp}/scores/${s}/scores.scp" --out_dir "${exp}/results/${s}"
+    done
+fi
+
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+    log "Stage 7: packing ${exp} -> ${exp}/packed"
+    ${python} -m asdlib.bin.pack --exp_dir "${exp}" --data_root "${datadir}" --train_sets ${train_sets} \
+        --out_dir "${exp}/packed"
+fi
+
+log "Successfully finished stages ${stage}-${stop_stage} of ${exp}"
