@@ -16,7 +16,7 @@ from asdlib.metrics.official import YEARS, UnlabelledDataError, official_score
 from asdlib.metrics.plots import write_plots
 from asdlib.metrics.records import scored_utts
 from asdlib.metrics.report import write_results_json, write_results_md
-from asdlib.utils import setup_logging
+from asdlib.utils import setup_logging, str2bool
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="scores.scp of the set (exp/<tag>/scores/<set>/scores.scp)")
     p.add_argument("--out_dir", type=Path, required=True, help="where results.json, RESULTS.md and the PNGs go")
     p.add_argument("--title", default=None, help="RESULTS.md heading (default: 'DCASE<year> <set name>')")
-    p.add_argument("--skip_unknown", choices=("true", "false"), default="false",
+    p.add_argument("--skip_unknown", type=str2bool, default=False,
                    help="leave out machine/sections without ground truth instead of failing; a set with "
                         "no ground truth at all then writes nothing and exits 0")
-    p.add_argument("--plots", choices=("true", "false"), default="true", help="write ROC and histogram PNGs")
+    p.add_argument("--plots", type=str2bool, default=True, help="write ROC and histogram PNGs")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -40,7 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    skip_unknown = args.skip_unknown == "true"
+    skip_unknown = args.skip_unknown
     try:
         records = scored_utts(read_data_dir(args.data_dir), read_scores(args.scores),
                               scores_source=str(args.scores), data_source=str(args.data_dir))
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     title = args.title or f"DCASE{args.year} {args.data_dir.name}"
     write_results_json(ev, args.out_dir / "results.json")
     write_results_md(ev, args.out_dir / "RESULTS.md", title)
-    if args.plots == "true":
+    if args.plots:
         write_plots(args.year, records, args.out_dir)
     log.info("%s: official score %.4f (%s); results in %s", title, ev.official_score, ev.metric, args.out_dir)
     print(f"{title}: official score {ev.official_score:.6f}")

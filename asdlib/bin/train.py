@@ -14,17 +14,9 @@ from asdlib.io.config import dump_config
 from asdlib.models.asd_model import build_model, trainable_state
 from asdlib.train.config import load_train_config
 from asdlib.train.trainer import Trainer, load_train_data
-from asdlib.utils import setup_logging
+from asdlib.utils import setup_logging, str2bool
 
 log = logging.getLogger(__name__)
-
-
-def str2bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ train_sets="dev_train eval_train"   # sets whose embeddings form the kNN banks
 test_sets="dev_test eval_test"      # sets that are scored and evaluated
 local_data_opts=""    # options passed to local/data.sh (e.g. "--eval_list path --download true")
 train_config=conf/train.yaml        # training config (YAML)
+skip_unlabelled=true  # stage 6: warn (instead of failing) on a blind set prepared without the eval list
 tag=""                # experiment name; default: the config file name without .yaml
 python=python3
 
@@ -136,7 +137,8 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     for s in ${test_sets}; do
         log "Stage 6: official ${year} metric on ${s}"
         ${python} -m asdlib.bin.evaluate --year "${year}" --data_dir "${datadir}/${s}" \
-            --scores "${exp}/scores/${s}/scores.scp" --out_dir "${exp}/results/${s}"
+            --scores "${exp}/scores/${s}/scores.scp" --out_dir "${exp}/results/${s}" \
+            --skip_unknown "${skip_unlabelled}"
     done
 fi
 
