@@ -9,6 +9,16 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: mode of a file created by open(): mkstemp's 0600 would hide outputs from the rest of a group
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Write to a temp file next to ``path`` and rename it into place only on success.
@@ -22,6 +32,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
+            os.fchmod(f.fileno(), _FILE_MODE)
             yield f
             f.flush()
             os.fsync(f.fileno())
