@@ -7,6 +7,7 @@ reader that finds an scp always finds the complete ark it points to.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import kaldiio
 import numpy as np
 
 from asdlib.io.atomic import atomic_write_text
+
+#: start of a binary Kaldi float32 vector: binary flag, type token, int32 size marker
+_FV_HEADER = b"\0BFV \x04"
 
 
 class ArkError(ValueError):
@@ -52,9 +56,35 @@ def read_vectors(scp: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         for key, value in kaldiio.load_scp_sequential(str(scp)):
             out[key] = np.asarray(value, dtype=np.float32)
+        declared = _declared_sizes(scp)
     except Exception as e:  # kaldiio raises assorted errors on truncated/corrupt arks
         raise ArkError(f"{scp}: unreadable ark/scp ({e}); rerun the stage that wrote it") from e
+    for key, size in declared.items():
+        if out[key].size != size:
+            raise ArkError(f"{scp}: '{key}' has {out[key].size} of its {size} values (truncated ark); rerun the stage that wrote it")
     return out
+
+
+def _declared_sizes(scp: Path) -> dict[str, int]:
+    """Sizes in the headers of the float32 vectors an scp points to.
+
+    kaldiio returns whatever bytes are left for the last vector of a truncated ark, so a cut
+    at a 4-byte boundary would otherwise yield a silently shorter vector.
+    """
+    refs: dict[str, list[tuple[str, int]]] = {}
+    for line in scp.read_text(encoding="utf-8").splitlines():
+        key, ref = line.split(" ", 1)
+        ark, offset = ref.rsplit(":", 1)
+        refs.setdefault(ark, []).append((key, int(offset)))
+    sizes = {}
+    for ark, entries in refs.items():
+        with open(ark, "rb") as f:
+            for key, offset in entries:
+                f.seek(offset)
+                head = f.read(len(_FV_HEADER) + 4)
+                if head.startswith(_FV_HEADER) and len(head) == len(_FV_HEADER) + 4:
+                    sizes[key] = struct.unpack("<i", head[len(_FV_HEADER):])[0]
+    return sizes
 
 
 def read_scores(scp: str | os.PathLike) -> dict[str, float]:
