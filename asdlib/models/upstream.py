@@ -11,7 +11,8 @@ Contract for implementers (s3prl models in ``s3prl_upstream.py``; BEATs/EAT in `
   samples. Returns ``(hidden_states, frame_lengths)``: a list of ``num_layers`` batch-first
   (B, T', ``hidden_size``) tensors -- the input embedding of the first transformer block followed
   by the output of every block, s3prl order -- and the number of valid frames per clip (B,) long.
-  Padded clips must give the same valid frames as the clip alone, up to float tolerance.
+  Padding must not change a clip's valid frames beyond what the pre-trained model itself does
+  (wav2vec2/HuBERT-base CNNs GroupNorm over time and so see the zeros; fbank models should not).
 * ``blocks()``: the transformer blocks in order, each an ``nn.Module`` containing its ``nn.Linear``
   layers; LoRA (``asdlib.models.lora``) discovers its targets by leaf name inside these blocks, so
   the attention must *call* its projection modules (never read ``.weight`` into a fused kernel).
