@@ -151,3 +151,16 @@ def test_bad_configs_fail_clearly(ckpts):
     apply_finetune(up, FinetuneConfig(rank=2))
     with pytest.raises(RuntimeError, match="already has LoRA"):
         apply_finetune(up, FinetuneConfig(rank=2))
+
+
+@pytest.mark.parametrize("family", ["hubert", "wavlm"])
+def test_training_step_reaches_every_lora_module(ckpts, family):
+    up = _load(ckpts, family)
+    apply_finetune(up, FinetuneConfig(rank=4))
+    up.train()
+    hidden_states, _ = up(torch.randn(2, 8000) * 0.1, torch.tensor([8000, 6000]))
+    sum(h.pow(2).mean() for h in hidden_states).backward()
+    lora_b = {n: p for n, p in up.named_parameters() if "lora_B" in n}
+    assert len(lora_b) == SIZE.layers * len(TARGETS[family])
+    assert [n for n, p in lora_b.items() if p.grad is None or not p.grad.abs().sum() > 0] == []
+    assert all(p.grad is None for n, p in up.named_parameters() if "lora_" not in n)
