@@ -108,6 +108,8 @@ def read_data_dir(path: str | Path) -> list[Utt]:
         raise DataDirError(f"data dir {path} not found: run stage 1 (data preparation) first")
     columns = {field: read_kv(path / name) for field, name in FIELD_FILES.items()}
     keys = list(columns["path"])
+    if not keys:
+        raise DataDirError(f"{path / 'wav.scp'}: no utterances (empty data dir); regenerate the data dir with stage 1")
     for field, name in FIELD_FILES.items():
         if list(columns[field]) != keys:
             missing = sorted(set(keys) - set(columns[field]))[:3]
