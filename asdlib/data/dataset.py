@@ -88,7 +88,8 @@ class BalancedSampler(Sampler[int]):
     uniform, 1 gives every group the same total weight (target clips are ~1 % of DCASE training
     data, so full balancing repeats them ~50x per epoch; the default 0.5 is a compromise).
     With ``world_size`` > 1 each rank takes an interleaved share of the same global order, so
-    DDP sees the same global batches as a single process.
+    DDP sees the same global batches as a single process; the last ``num_samples % world_size``
+    draws are dropped so that every rank runs the same number of steps (else DDP would hang).
     """
 
     def __init__(self, groups: Sequence[Hashable], power: float = 0.5, num_samples: int | None = None,
@@ -108,7 +109,7 @@ class BalancedSampler(Sampler[int]):
         return rng.choice(len(self.probs), size=self.num_samples, replace=True, p=self.probs)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.global_order()[self.rank::self.world_size].tolist())
+        return iter(self.global_order()[self.rank::self.world_size][:len(self)].tolist())
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.num_samples, self.world_size))
+        return self.num_samples // self.world_size
