@@ -20,7 +20,10 @@ class _CosineHead(nn.Module):
         nn.init.xavier_uniform_(self.weight)
 
     def cosine(self, emb: torch.Tensor) -> torch.Tensor:
-        cos = F.linear(F.normalize(emb, dim=-1), F.normalize(self.weight, dim=-1))
+        """float32 even under autocast: half precision rounds a cosine near 1 to exactly 1, where the
+        slope of acos (ArcFace) is infinite and the gradients turn into NaN."""
+        with torch.autocast(emb.device.type, enabled=False):
+            cos = F.linear(F.normalize(emb.float(), dim=-1), F.normalize(self.weight.float(), dim=-1))
         return cos.view(-1, self.num_classes, self.sub_centers)
 
 
