@@ -4,7 +4,8 @@ After the feed-forward sub-layer of each selected transformer block,
 ``h <- h + W_up[m] · GELU(W_down[m] · LN(h))`` (+ a shared adapter's output when ``shared``), where
 ``m`` is the clip's machine index. The G groups are single (G, ...) parameter tensors gathered by
 machine index and applied with one batched matrix product (``torch.baddbmm``), so cost and code
-path do not depend on G or on how many machines a batch holds. ``W_up`` starts at zero, so training starts from the backbone.
+path do not depend on G or on how many machines a batch holds. ``W_up`` starts at zero, so
+training starts from the backbone.
 
 Machine indices reach the adapters through a :class:`MachineContext` shared by all adapters of a
 model: the ASD model binds the batch's indices around the upstream forward
