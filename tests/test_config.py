@@ -1,0 +1,187 @@
+"""asdlib.io.config and asdlib.train.config: strict typed YAML configs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import yaml
+
+from asdlib.io.config import ConfigError, dump_config, from_dict, load_config
+from asdlib.train.config import TrainConfig, load_train_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Inner:
+    n: int = 1
+    x: float = 0.5
+    names: list[str] = field(default_factory=list)
+    mode: Literal["a", "b"] = "a"
+    opt: int | None = None
+    table: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError("inner.n must be >= 0")
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    flag: bool = False
+    inner: Inner = field(default_factory=Inner)
+
+
+def _yaml(tmp_path: Path, data, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_defaults_and_values():
+    cfg = from_dict(Outer, {"name": "y", "inner": {"n": 3, "names": ["p", "q"], "mode": "b", "table": {"k": 2}}})
+    assert cfg == Outer("y", False, Inner(3, 0.5, ["p", "q"], "b", None, {"k": 2}))
+    assert from_dict(Outer, {}) == Outer()
+
+
+@pytest.mark.parametrize("data, key", [({"bogus": 1}, "bogus"), ({"inner": {"nn": 1}}, "nn")])
+def test_unknown_keys_name_the_key(data, key):
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        from_dict(Outer, data)
+
+
+def test_unknown_nested_key_in_train_config_names_file_section_and_key(tmp_path):
+    path = _yaml(tmp_path, {"optim": {"lrr": 0.1}}, "my_train.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, TrainConfig)
+    msg = str(info.value)
+    assert "my_train.yaml" in msg and "optim" in msg and "'lrr'" in msg and "lr_head" in msg  # lists valid keys
+
+
+@pytest.mark.parametrize("inner, where, what", [
+    ({"n": "3"}, "inner:n", "expected an integer"),
+    ({"n": True}, "inner:n", "expected an integer"),
+    ({"n": 1.5}, "inner:n", "expected an integer"),
+    ({"x": "0.5"}, "inner:x", "expected a number"),
+    ({"x": False}, "inner:x", "expected a number"),
+    ({"names": "a"}, "inner:names", "expected a list"),
+    ({"names": ["a", 2]}, r"inner:names\[1\]", "expected str"),
+    ({"mode": "c"}, "inner:mode", r"'c' is not one of \['a', 'b'\]"),
+    ({"opt": "3"}, "inner:opt", "expected an integer"),
+    ({"table": {"k": "v"}}, "inner:table.k", "expected an integer"),
+])
+def test_wrong_types_name_the_key(inner, where, what):
+    with pytest.raises(ConfigError, match=f"{where}: {what}"):
+        from_dict(Outer, {"inner": inner})
+
+
+@pytest.mark.parametrize("data, what", [({"flag": 1}, "flag: expected bool"), ({"flag": "yes"}, "flag: expected bool"),
+                                        ({"name": 5}, "name: expected str"), ({"inner": 5}, "expected a mapping for Inner")])
+def test_wrong_types_top_level(data, what):
+    with pytest.raises(ConfigError, match=what):
+        from_dict(Outer, data)
+
+
+def test_int_accepted_for_float_and_optional():
+    cfg = from_dict(Outer, {"inner": {"x": 2, "opt": None}})
+    assert cfg.inner.x == 2.0 and isinstance(cfg.inner.x, float)
+    assert cfg.inner.opt is None
+    assert from_dict(Outer, {"inner": {"opt": 7}}).inner.opt == 7
+
+
+def test_post_init_errors_become_config_errors():
+    with pytest.raises(ConfigError, match="inner.n must be >= 0"):
+        from_dict(Outer, {"inner": {"n": -1}})
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*missing.yaml"):
+        load_config(tmp_path / "missing.yaml", Outer)
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(_yaml(tmp_path, "a: [1, 2\n", "bad.yaml"), Outer)
+    with pytest.raises(ConfigError, match="list.yaml: the top level must be a mapping"):
+        load_config(_yaml(tmp_path, "- 1\n- 2\n", "list.yaml"), Outer)
+    assert load_config(_yaml(tmp_path, "", "empty.yaml"), Outer) == Outer()
+
+
+def test_overrides_with_dotted_keys(tmp_path):
+    path = _yaml(tmp_path, {"inner": {"n": 2}})
+    cfg = load_config(path, Outer, {"inner.x": 0.25, "inner.names": ["z"], "name": "o"})
+    assert cfg == Outer("o", False, Inner(2, 0.25, ["z"]))
+    with pytest.raises(ConfigError, match="unknown key 'nope'"):
+        load_config(path, Outer, {"inner.nope": 1})
+    with pytest.raises(ConfigError, match="override inner.n.x: 'n' is not a mapping"):
+        load_config(path, Outer, {"inner.n.x": 1})
+
+
+def test_train_config_overrides(tmp_path):
+    path = _yaml(tmp_path, {"upstream": {"path": "m.pt"}})
+    cfg = load_train_config(path, {"optim.lr": 0.5, "data.channel": 1, "head.kind": "adacos"})
+    assert (cfg.optim.lr, cfg.data.channel, cfg.head.kind) == (0.5, 1, "adacos")
+    assert cfg.optim.epochs == TrainConfig().optim.epochs
+
+
+def test_train_config_dump_load_round_trip(tmp_path):
+    cfg = TrainConfig()
+    cfg.upstream.path = "/models/hubert base.pt"
+    cfg.finetune.alpha = None
+    cfg.finetune.target_modules = ["q_proj", "v_proj"]
+    cfg.model.layers = [0, 3, -1]
+    cfg.head.kind = "subcluster_adacos"
+    cfg.optim.lr = 3.0e-5
+    cfg.optim.amp = False
+    cfg.data.train_sets = ["dev_train"]
+    cfg.data.channel = 1
+    cfg.specaug.time_width = 0.1
+    cfg.backend.k = 3
+    out = tmp_path / "exp" / "config.yaml"
+    dump_config(cfg, out)
+    again = load_train_config(out)
+    assert again == cfg
+    assert dataclasses.asdict(again) == dataclasses.asdict(cfg)
+    dump_config(again, tmp_path / "again.yaml")
+    assert (tmp_path / "again.yaml").read_text() == out.read_text()
+
+
+@pytest.mark.parametrize("data, what", [
+    ({"optim": {"epochs": -1}}, "epochs >= 0"),
+    ({"optim": {"batch_size": 0}}, "batch_size >= 1"),
+    ({"optim": {"grad_accum": 0}}, "grad_accum >= 1"),
+    ({"optim": {"lr": 0.0}}, "learning rates must be positive"),
+    ({"data": {"train_sets": []}}, "train_sets must name at least one set"),
+    ({"data": {"sample_rate": 0}}, "sample_rate > 0"),
+    ({"data": {"crop_seconds": -1.0}}, "crop_seconds >= 0"),
+    ({"backend": {"k": 0}}, "backend.k must be >= 1"),
+    ({"backend": {"kind": "lof"}}, "'lof' is not one of"),
+    ({"specaug": {"time_width": 2.0}}, "time_width in \\[0, 1\\]"),
+    ({"specaug": {"time_masks": -1}}, "specaug"),
+    ({"finetune": {"rank": 0}}, "finetune.rank must be >= 1"),
+    ({"finetune": {"dropout": 1.0}}, "finetune.dropout"),
+    ({"embedder": "mfcc"}, "'mfcc' is not one of"),
+    ({"seed": 1.5}, "seed: expected an integer"),
+])
+def test_train_config_rejects_bad_values(tmp_path, data, what):
+    path = _yaml(tmp_path, {"upstream": {"path": "m.pt"}, **data}, "bad_train.yaml")
+    with pytest.raises(ConfigError, match=what) as info:
+        load_train_config(path)
+    assert "bad_train.yaml" in str(info.value)
+
+
+def test_ssl_needs_an_upstream_path(tmp_path):
+    with pytest.raises(ConfigError, match="t.yaml: upstream.path is empty"):
+        load_train_config(_yaml(tmp_path, {"embedder": "ssl"}, "t.yaml"))
+    assert load_train_config(_yaml(tmp_path, {"embedder": "logmel"}, "l.yaml")).embedder == "logmel"
+
+
+def test_recipe_configs_load():
+    """Every training config shipped with a recipe must load (typos in keys fail here, not on a cluster)."""
+    paths = sorted(REPO.glob("egs/*/conf/train*.yaml")) + sorted(REPO.glob("egs/*/conf/tuning/*.yaml"))
+    if not paths:
+        pytest.skip("no recipe configs in this checkout")
+    for path in paths:
+        load_train_config(path)
