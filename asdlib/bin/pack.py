@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     results = args.exp_dir / "results"
     if results.is_dir():
         shutil.copytree(results, tmp / "results")
-    meta = {"asdlib_version": asdlib.__version__, "git_revision": git_revision(), "torch": torch.__version__,
+    meta = {"asdlib_version": asdlib.__version__, "git_revision": git_revision(), "torch": str(torch.__version__),
             "python": platform.python_version(), "created": datetime.datetime.now().isoformat(timespec="seconds"),
             "source_exp": str(args.exp_dir.resolve()), "train_sets": args.train_sets}
     atomic_write_text(tmp / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))

@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 from asdlib.models.upstream import Upstream
@@ -101,6 +100,8 @@ def _added_parameters(upstream: Upstream) -> list[tuple[nn.Parameter, bool]]:
 
 def apply_finetune(upstream: Upstream, cfg: FinetuneConfig) -> None:
     """Set up ``upstream`` for fine-tuning mode ``cfg.mode`` in place (LoRA injection if lora)."""
+    from peft import LoraConfig, inject_adapter_in_model  # slow import (transformers): only when used
+
     if any("lora_" in n for n, _ in upstream.named_parameters()):
         raise RuntimeError("this upstream already has LoRA adapters; apply_finetune must run once")
     backbone = _backbone_parameters(upstream)
