@@ -93,11 +93,20 @@ def test_ranges():
 
 
 def test_call_id_depends_on_range_log_and_command():
-    a = JobArray("/x/l.JOB.log", "echo JOB", "JOB", 1, 4)
-    assert a.call_id == JobArray("/x/l.JOB.log", "echo JOB", "JOB", 1, 4).call_id
-    assert a.call_id != JobArray("/x/l.JOB.log", "echo JOB", "JOB", 1, 8).call_id
-    assert a.call_id != JobArray("/x/l.JOB.log", "echo JOB x", "JOB", 1, 4).call_id
-    assert a.name == "l" and a.status(3) == Path("/x/q/l.3.log.status") and a.script == Path("/x/q/l.sh")
+    a = JobArray("x/l.JOB.log", "echo JOB", "JOB", 1, 4, "/d")
+    assert a.call_id == JobArray("x/l.JOB.log", "echo JOB", "JOB", 1, 4, "/d").call_id
+    assert a.call_id != JobArray("x/l.JOB.log", "echo JOB", "JOB", 1, 8, "/d").call_id
+    assert a.call_id != JobArray("x/l.JOB.log", "echo JOB x", "JOB", 1, 4, "/d").call_id
+    assert a.call_id != JobArray("x/l.JOB.log", "echo JOB", "JOB", 1, 4, "/e").call_id
+    assert a.name == "l" and a.status(3) == Path("/d/x/q/l.3.log.status") and a.script == Path("/d/x/q/l.sh")
+
+
+def test_job_variable_in_the_working_directory_is_left_alone(tmp_path):
+    cwd = tmp_path / "JOB dir"
+    cwd.mkdir()
+    proc = sh(cwd, "run.sh", "JOB=1:2", "log/x.JOB.log", "echo", "JOB")
+    assert proc.returncode == 0, proc.stderr
+    assert "2" in (cwd / "log" / "x.2.log").read_text().splitlines()
 
 
 # ---------------------------------------------------------------- local launcher

@@ -80,17 +80,22 @@ _SOURCE_PATH_SH = "if [ -f ./path.sh ]; then . ./path.sh; fi"
 
 @dataclass(frozen=True)
 class JobArray:
-    """Jobs ``start..end`` of one call; ``job_var`` (e.g. ``JOB``) is replaced by the index."""
+    """Jobs ``start..end`` of one call; ``job_var`` (e.g. ``JOB``) is replaced by the index.
+
+    ``log_template`` is kept as the caller wrote it (relative to ``cwd``, the directory the jobs
+    run in), so only the caller's text is substituted, never a ``JOB`` in the directory names above.
+    """
 
     log_template: str
     command: str
     job_var: str | None
     start: int
     end: int
+    cwd: str
 
     @classmethod
     def from_request(cls, req: LaunchRequest) -> JobArray:
-        return cls(os.path.abspath(req.log), req.command, req.job_var, req.start, req.end)
+        return cls(req.log, req.command, req.job_var, req.start, req.end, os.getcwd())
 
     @property
     def ids(self) -> list[int]:
@@ -100,7 +105,7 @@ class JobArray:
         return text.replace(self.job_var, str(i)) if self.job_var else text
 
     def log(self, i: int) -> Path:
-        return Path(self._subst(self.log_template, i))
+        return Path(self.cwd, self._subst(self.log_template, i))
 
     def command_for(self, i: int) -> str:
         return self._subst(self.command, i)
@@ -111,12 +116,12 @@ class JobArray:
         return os.path.join(head, "q", tail + ".status")
 
     def status(self, i: int) -> Path:
-        return Path(self._subst(self._status_template, i))
+        return Path(self.cwd, self._subst(self._status_template, i))
 
     @property
     def call_id(self) -> str:
         """Identifies "the same call": same range, log template and command line."""
-        blob = json.dumps([self.job_var, self.start, self.end, self.log_template, self.command])
+        blob = json.dumps([self.job_var, self.start, self.end, self.cwd, self.log_template, self.command])
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
@@ -141,7 +146,7 @@ class JobArray:
         fields = {
             "@PROG@": prog,
             "@SCRIPT@": str(self.script),
-            "@CWD@": shlex.quote(os.getcwd()),
+            "@CWD@": shlex.quote(self.cwd),
             "@ENV@": _SOURCE_PATH_SH if source_path_sh else "",
             "@COMMAND@": shlex.quote(self.command),
             "@LOG@": shlex.quote(self.log_template),
@@ -163,7 +168,10 @@ class JobArray:
         return int(code) if call == self.call_id and re.fullmatch(r"-?\d+", code) else None
 
     def _inputs_newer(self, i: int) -> list[str]:
-        """Regular files named in job ``i``'s command that changed after the job finished."""
+        """Regular files named in job ``i``'s command that changed after the job finished.
+
+        Relative names resolve against the launcher's working directory, which is ``cwd``.
+        """
         done = self.status(i).stat().st_mtime_ns
         try:
             words = shlex.split(self.command_for(i))
@@ -188,7 +196,7 @@ class JobArray:
             logger.warning(
                 "not rerunning %d of %d jobs that succeeded in an earlier attempt of this call: %s "
                 "(delete %s to rerun them)",
-                len(kept), len(self.ids), ranges(kept), os.path.join(os.path.dirname(self._status_template), "*.status"),
+                len(kept), len(self.ids), ranges(kept), self.status(kept[0]).parent / "*.status",
             )
         return todo
 

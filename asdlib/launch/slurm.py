@@ -12,6 +12,7 @@ array: cancel it with ``scancel``.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -37,6 +38,7 @@ def sbatch_argv(req: LaunchRequest, array: JobArray, ids: list[int], script: str
     out = array.log_template.replace("%", "%%")
     if array.job_var:
         out = out.replace(array.job_var, "%a")
+    out = os.path.join(array.cwd.replace("%", "%%"), out)
     return [
         submit[0], "--job-name", array.name, *submit[1:],
         "--wait", f"--array={spec}", "--output", out, "--open-mode=append", script,
