@@ -4,6 +4,7 @@ ASDLIB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export ASDLIB_ROOT
 if [ ! -f "${ASDLIB_ROOT}/tools/venv/bin/activate" ]; then
     echo "path.sh: ${ASDLIB_ROOT}/tools/venv is missing; run 'make -C tools' in ${ASDLIB_ROOT} first." >&2
+    # shellcheck disable=SC2317  # exit is reached only when the file is executed, not sourced
     return 1 2>/dev/null || exit 1
 fi
 # shellcheck disable=SC1091

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp_dir", type=Path, required=True, help="experiment dir with config.yaml and model.pt")
+    p.add_argument("--model_file", type=Path, help="trained weights (default: <exp_dir>/model.pt); named on the "
+                   "command line so that the launcher reruns finished jobs when the model changes")
     p.add_argument("--data_dir", type=Path, required=True)
     p.add_argument("--keys", type=Path, help="file whose first column lists the utt-ids to process (one job's split)")
     p.add_argument("--out_ark", type=Path, required=True)
@@ -43,7 +45,7 @@ def read_keys(path: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    trained = load_trained(args.exp_dir, args.device)
+    trained = load_trained(args.exp_dir, args.device, args.model_file)
     seed_everything(trained.cfg.seed)
     utts = read_data_dir(args.data_dir)
     if args.keys:

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         args.exp_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, args.exp_dir / "config.yaml")
         with atomic_write(args.exp_dir / "model.pt", "wb") as f:
-            torch.save({"epoch": 0, "model": trainable_state(build_model(cfg)), "classes": data.classes,
+            torch.save({"epoch": 0, "model": trainable_state(build_model(cfg, len(data.machines))), "classes": data.classes,
                         "machines": data.machines}, f)
         log.info("embedder 'logmel' needs no training; wrote %s", args.exp_dir / "model.pt")
         return 0

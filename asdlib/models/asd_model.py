@@ -9,6 +9,7 @@ from torch import nn
 
 from asdlib.models.logmel import LogMelMean
 from asdlib.models.lora import apply_finetune, count_parameters
+from asdlib.models.mga import MachineContext, build_group_adapters
 from asdlib.models.pooling import AttentiveStatsPooling, WeightedLayerSum
 from asdlib.models.specaug import SpecAugment
 from asdlib.models.upstream import Upstream, build_upstream
@@ -20,9 +21,13 @@ log = logging.getLogger(__name__)
 class ASDModel(nn.Module):
     """Maps (wavs, lengths, machine ids) to one embedding per clip."""
 
-    def __init__(self, upstream: Upstream, cfg: TrainConfig) -> None:
+    def __init__(self, upstream: Upstream, cfg: TrainConfig, num_machines: int) -> None:
         super().__init__()
         self.upstream = upstream
+        self.machine_context: MachineContext | None = None
+        if cfg.mga.enabled:
+            self.machine_context = MachineContext(num_machines)
+            upstream.insert_block_adapters(build_group_adapters(upstream, cfg.mga, num_machines, self.machine_context))
         self.featurizer = WeightedLayerSum(upstream.num_layers, cfg.model.layers)
         self.pooling = AttentiveStatsPooling(upstream.hidden_size, cfg.model.pooling_hidden)
         self.proj = nn.Linear(self.pooling.out_dim, cfg.model.embed_dim)
@@ -30,17 +35,26 @@ class ASDModel(nn.Module):
         upstream.feature_augment = self.specaug
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor, machines: torch.Tensor | None = None) -> torch.Tensor:
-        hidden_states, frames = self.upstream(wavs, lengths)
+        if self.machine_context is None:
+            hidden_states, frames = self.upstream(wavs, lengths)
+        else:
+            if machines is None:
+                raise ValueError("mga.enabled: the model needs each clip's machine index (-1 = unseen type)")
+            with self.machine_context.bind(machines):
+                hidden_states, frames = self.upstream(wavs, lengths)
         return self.proj(self.pooling(self.featurizer(hidden_states), frames))
 
 
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """Build the configured embedder; for ``ssl`` this loads the upstream checkpoint."""
+def build_model(cfg: TrainConfig, num_machines: int) -> nn.Module:
+    """Build the configured embedder; for ``ssl`` this loads the upstream checkpoint.
+
+    ``num_machines`` sizes the Machine-aware Group Adapter (one group per training machine type).
+    """
     if cfg.embedder == "logmel":
         return LogMelMean(cfg.logmel, cfg.data.sample_rate)
     upstream = build_upstream(cfg.upstream)
     apply_finetune(upstream, cfg.finetune)
-    model = ASDModel(upstream, cfg)
+    model = ASDModel(upstream, cfg, num_machines)
     trainable, total = count_parameters(model)
     log.info("ASD model: %d trainable / %d total parameters (%.2f%%), fine-tuning mode '%s'",
              trainable, total, 100.0 * trainable / max(total, 1), cfg.finetune.mode)

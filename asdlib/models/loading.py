@@ -20,18 +20,18 @@ class TrainedModel:
     classes: list[str]
 
 
-def load_trained(exp_dir: Path, device: str = "cpu") -> TrainedModel:
+def load_trained(exp_dir: Path, device: str = "cpu", model_file: Path | None = None) -> TrainedModel:
     """Load ``exp_dir/config.yaml`` and ``exp_dir/model.pt`` (stage 3 or a packed dir) in eval mode."""
-    cfg_path, model_path = exp_dir / "config.yaml", exp_dir / "model.pt"
+    cfg_path, model_path = exp_dir / "config.yaml", model_file or exp_dir / "model.pt"
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path} not found: run stage 3 (training) for this experiment first")
     cfg = load_train_config(cfg_path)
     if cfg.upstream.path and not Path(cfg.upstream.path).is_absolute():
         cfg.upstream.path = str(exp_dir / cfg.upstream.path)  # packed dirs store it relative to themselves
-    model = build_model(cfg)
     try:
         state = torch.load(model_path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise RuntimeError(f"{model_path}: unreadable model file ({e}); rerun stage 3") from e
+    model = build_model(cfg, len(state["machines"]))
     load_trainable_state(model, state["model"], str(model_path))
     return TrainedModel(cfg, model.to(device).eval(), list(state["machines"]), list(state["classes"]))

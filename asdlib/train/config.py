@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from asdlib.io.config import ConfigError, load_config
+from asdlib.losses.vq import VQConfig
 from asdlib.models.logmel import LogMelConfig
 from asdlib.models.lora import FinetuneConfig
+from asdlib.models.mga import MGAConfig
+from asdlib.models.mixup import MixupConfig
 from asdlib.models.specaug import SpecAugConfig
 from asdlib.models.upstream import UpstreamConfig
 
@@ -87,6 +90,9 @@ class TrainConfig:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    mga: MGAConfig = field(default_factory=MGAConfig)
+    vq: VQConfig = field(default_factory=VQConfig)
+    mixup: MixupConfig = field(default_factory=MixupConfig)
     specaug: SpecAugConfig = field(default_factory=SpecAugConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -100,4 +106,6 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None)
     cfg = load_config(path, TrainConfig, overrides)
     if cfg.embedder == "ssl" and not cfg.upstream.path:
         raise ConfigError(f"{path}: upstream.path is empty; point it at a local checkpoint file")
+    if cfg.vq.enabled and cfg.mixup.enabled:
+        raise ConfigError(f"{path}: vq and mixup cannot be combined (pseudo-labels of mixed clips are undefined)")
     return cfg

@@ -19,16 +19,19 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asdlib.data.dataset import BalancedSampler, ClipDataset, collate
+from asdlib.data.dataset import Batch, BalancedSampler, ClipDataset, collate
 from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.data.labels import read_labels
 from asdlib.io.atomic import atomic_write, atomic_write_text
 from asdlib.io.config import dump_config
 from asdlib.models.asd_model import build_model, load_trainable_state, trainable_state
+from asdlib.losses import DualLevelLoss, VQClusterer, codebook_keys
 from asdlib.models.heads import build_head
+from asdlib.models.mixup import mixed_loss, mixup
 from asdlib.train.config import TrainConfig
 from asdlib.utils import seed_everything
 
@@ -85,10 +88,25 @@ class Trainer:
             raise ValueError(f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of processes {self.world_size}")
         seed_everything(cfg.seed)
         self.data = load_train_data(cfg, data_root)
-        self.model = build_model(cfg).to(self.device)
-        self.head = build_head(cfg.head.kind, cfg.model.embed_dim, len(self.data.classes), cfg.head.scale,
-                               cfg.head.margin, cfg.head.sub_centers).to(self.device)
+        self.model = build_model(cfg, len(self.data.machines)).to(self.device)
         machine_index = {m: i for i, m in enumerate(self.data.machines)}
+        num_classes = len(self.data.classes)
+        self.vq: VQClusterer | None = None
+        if cfg.vq.enabled:
+            # Clips without attributes get codebooks; their pseudo-classes extend the head's class set.
+            keys = codebook_keys([u.attr for u in self.data.utts], [machine_index[u.machine] for u in self.data.utts],
+                                 self.data.labels, cfg.vq.codebook_per)
+            spk = sorted({u.spk for u in self.data.utts})
+            self.vq_keys = torch.tensor(keys, device=self.device)
+            self.vq_groups = torch.tensor([spk.index(u.spk) for u in self.data.utts], device=self.device)
+            self.vq = VQClusterer([k for k in keys if k >= 0], cfg.model.embed_dim, cfg.vq, num_classes).to(self.device)
+            self.dual_loss = DualLevelLoss(cfg.vq)
+            num_classes = self.vq.num_classes
+            log.info("VQ clustering: %d codebooks of %d codes for clips without attributes; %d head classes",
+                     len(set(k for k in keys if k >= 0)), cfg.vq.num_codes, num_classes)
+        self.num_classes = num_classes
+        self.head = build_head(cfg.head.kind, cfg.model.embed_dim, num_classes, cfg.head.scale,
+                               cfg.head.margin, cfg.head.sub_centers).to(self.device)
         self.dataset = ClipDataset(self.data.utts, cfg.data.sample_rate, self.data.labels,
                                    [machine_index[u.machine] for u in self.data.utts],
                                    crop_samples=int(cfg.data.crop_seconds * cfg.data.sample_rate), seed=cfg.seed,
@@ -126,7 +144,8 @@ class Trainer:
             return
         state = {"epoch": self.epoch, "model": trainable_state(self.model), "head": self.head.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict(), "classes": self.data.classes, "machines": self.data.machines}
+                 "scaler": self.scaler.state_dict(), "classes": self.data.classes, "machines": self.data.machines,
+                 "vq": self.vq.state_dict() if self.vq is not None else {}}
         path = self.ckpt_dir / f"epoch_{self.epoch}.pt"
         with atomic_write(path, "wb") as f:
             torch.save(state, f)
@@ -152,6 +171,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.vq is not None:
+            self.vq.load_state_dict(state["vq"])
         self.epoch = int(state["epoch"])
         log.info("resumed from %s (epoch %d)", path, self.epoch)
 
@@ -167,18 +188,19 @@ class Trainer:
     def train_epoch(self) -> float:
         cfg = self.cfg.optim
         torch.manual_seed(self.cfg.seed * 100003 + self.epoch)
+        self.generator = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch)
         self.sampler.set_epoch(self.epoch)
         self.dataset.set_epoch(self.epoch)
         self.model.train()
         self.head.train()
+        self.vq_seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         total, count = 0.0, 0
-        bar = tqdm(self.loader, desc=f"epoch {self.epoch}", disable=self.rank > 0, file=sys.stderr,
+        bar = tqdm(self.loader, desc=f"epoch {self.epoch + 1}", disable=self.rank > 0, file=sys.stderr,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, ascii=not sys.stderr.isatty())
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             with torch.autocast(self.device.type, enabled=self.use_amp):
-                emb = self.ddp_model(batch.wavs, batch.lengths, batch.machines)
-                loss = self.head(emb.float(), batch.labels)
+                loss = self.batch_loss(batch)
             self.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.item()
             count += 1
@@ -191,6 +213,42 @@ class Trainer:
                 self.scheduler.step()
             bar.set_postfix(loss=f"{total / count:.4f}")
         return total / max(count, 1)
+
+    def batch_loss(self, batch: Batch) -> torch.Tensor:
+        """Margin loss (two-label under mixup) plus, with VQ, the dual-level contrastive loss."""
+        if self.cfg.mixup.enabled:
+            mixed = mixup(batch.wavs, F.one_hot(batch.labels, self.num_classes).float(), self.cfg.mixup.alpha,
+                          self.generator, lengths=batch.lengths, groups=batch.machines)
+            emb = self.ddp_model(mixed.wavs, mixed.lengths, batch.machines)
+            return mixed_loss(self.head, emb.float(), batch.labels, mixed)
+        emb = self.ddp_model(batch.wavs, batch.lengths, batch.machines)
+        if self.vq is None:
+            return self.head(emb.float(), batch.labels)
+        keys, groups = self.vq_keys[batch.indices], self.vq_groups[batch.indices]
+        codes, assigned = self.vq.lookup(emb.detach().float(), keys)
+        labels = self.vq.pseudo_labels(batch.labels, keys, assigned)
+        loss = self.head(emb.float(), labels) + self.dual_loss(emb.float(), groups, codes, assigned).total
+        # EMA codebook update on the (all-gathered) batch, identical on every rank.
+        emb_all, keys_all = self._gather(emb.detach().float()), self._gather(keys)
+        self.vq.update(emb_all, keys_all, generator=self.generator)
+        self.vq_seen.append((emb_all[keys_all >= 0].cpu(), keys_all[keys_all >= 0].cpu()))
+        return loss
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world_size == 1:
+            return t
+        out = [torch.empty_like(t) for _ in range(self.world_size)]
+        dist.all_gather(out, t.contiguous())
+        return torch.cat(out)
+
+    def refresh_codebooks(self) -> None:
+        """After the warm-up epoch(s): k-means (re)initialisation of the codebooks on this epoch's embeddings."""
+        if self.vq is None or self.epoch < self.cfg.vq.warmup_epochs or not self.vq_seen:
+            return
+        if self.cfg.vq.refresh or not self.vq.initialized:
+            self.vq.init_from(torch.cat([e for e, _ in self.vq_seen]), torch.cat([k for _, k in self.vq_seen]),
+                              generator=self.generator)
+            log.info("VQ codebooks (re)initialised by k-means on %d embeddings", sum(len(e) for e, _ in self.vq_seen))
 
     def run(self, resume: bool) -> None:
         if self.rank == 0:
@@ -205,6 +263,7 @@ class Trainer:
             start = time.time()
             loss = self.train_epoch()
             self.epoch += 1
+            self.refresh_codebooks()
             log.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f s", self.epoch, self.cfg.optim.epochs, loss,
                      self.scheduler.get_last_lr()[0], time.time() - start)
             self.save_checkpoint()

@@ -52,6 +52,7 @@ fi
 . ./path.sh
 # shellcheck disable=SC1091
 . ./cmd.sh
+: "${train_cmd:?cmd.sh must set train_cmd}" "${extract_cmd:?cmd.sh must set extract_cmd}" "${score_cmd:?cmd.sh must set score_cmd}"
 
 [ -n "${tag}" ] || tag=$(basename "${train_config}" .yaml)
 exp="${expdir}/${tag}"
@@ -98,22 +99,19 @@ split_and_run() {
     local cmd=$1 set=$2 dir=$3 name=$4; shift 4
     local n; n=$(min "${nj}" "$(wc -l < "${datadir}/${set}/wav.scp")")
     mkdir -p "${dir}/split${n}" "${dir}/log"
-    local outs=() i
-    for i in $(seq "${n}"); do outs+=("${dir}/split${n}/keys.${i}"); done
-    utils/split_scp.sh "${datadir}/${set}/wav.scp" "${outs[@]}"
+    utils/split_scp.sh --nj "${n}" "${datadir}/${set}/wav.scp" "${dir}/split${n}/keys.JOB"
     ${cmd} JOB=1:"${n}" "${dir}/log/${name}.JOB.log" \
-        ${python} -m "$@" --keys "${dir}/split${n}/keys.JOB" \
+        "${python}" -m "$@" --keys "${dir}/split${n}/keys.JOB" \
         --out_ark "${dir}/split${n}/${name}.JOB.ark" --out_scp "${dir}/split${n}/${name}.JOB.scp"
-    local scps=()
-    for i in $(seq "${n}"); do scps+=("${dir}/split${n}/${name}.${i}.scp"); done
-    ${python} -m asdlib.bin.merge_ark --out_ark "${dir}/${name}.ark" --out_scp "${dir}/${name}.scp" "${scps[@]}"
+    utils/merge_ark.sh --nj "${n}" --keys "${datadir}/${set}/wav.scp" "${dir}/${name}.ark" "${dir}/${name}.scp" \
+        "${dir}/split${n}/${name}.JOB.scp"
 }
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     for s in ${train_sets} ${test_sets}; do
         log "Stage 4: embeddings of ${s} (${nj} jobs)"
         split_and_run "${extract_cmd}" "${s}" "${exp}/embed/${s}" embeddings \
-            asdlib.bin.extract --exp_dir "${exp}" --data_dir "${datadir}/${s}"
+            asdlib.bin.extract --exp_dir "${exp}" --model_file "${exp}/model.pt" --data_dir "${datadir}/${s}"
     done
 fi
 
@@ -144,6 +142,7 @@ fi
 
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     log "Stage 7: packing ${exp} -> ${exp}/packed"
+    # shellcheck disable=SC2086  # train_sets is a list of set names
     ${python} -m asdlib.bin.pack --exp_dir "${exp}" --data_root "${datadir}" --train_sets ${train_sets} \
         --out_dir "${exp}/packed"
 fi
