@@ -205,6 +205,7 @@ class Trainer:
             total += loss.item()
             count += 1
             if (i + 1) % cfg.grad_accum == 0:
+                self._average_head_grads()
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
                 self.scaler.step(self.optimizer)
@@ -213,6 +214,16 @@ class Trainer:
                 self.scheduler.step()
             bar.set_postfix(loss=f"{total / count:.4f}")
         return total / max(count, 1)
+
+    def _average_head_grads(self) -> None:
+        """The head is called outside the DDP-wrapped model (twice under mixup), so DDP does not
+        average its gradients: do it here, else every rank trains its own head on its shard."""
+        if self.world_size == 1:
+            return
+        for p in self.head.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad.div_(self.world_size)
 
     def batch_loss(self, batch: Batch) -> torch.Tensor:
         """Margin loss (two-label under mixup) plus, with VQ, the dual-level contrastive loss."""
