@@ -23,6 +23,7 @@ expdir=exp            # experiment root
 train_sets="dev_train eval_train"   # sets whose embeddings form the kNN banks
 test_sets="dev_test eval_test"      # sets that are scored and evaluated
 local_data_opts=""    # options passed to local/data.sh (e.g. "--eval_list path --download true")
+skip_bad=false        # stage 1: drop unusable audio files into data/<set>/bad.list instead of failing
 train_config=conf/train.yaml        # training config (YAML)
 skip_unlabelled=true  # stage 6: warn (instead of failing) on a blind set prepared without the eval list
 tag=""                # experiment name; default: the config file name without .yaml
@@ -38,6 +39,7 @@ Usage: $0 [options]
   --train_config ${train_config}
   --tag NAME                    experiment name (default: config file name)
   --local_data_opts "..."       options for local/data.sh (--eval_list <csv>, --download true)
+  --skip_bad ${skip_bad}          stage 1: move unusable audio files to data/<set>/bad.list instead of failing
   --train_sets "${train_sets}"  --test_sets "${test_sets}"
 EOM
 )
@@ -63,6 +65,10 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
     # shellcheck disable=SC2086  # local_data_opts is a list of options
     local/data.sh --datadir "${datadir}" ${local_data_opts}
+    log "Stage 1: audio validation of every set (--skip_bad ${skip_bad})"
+    _sets=()
+    for s in ${train_sets} ${test_sets}; do _sets+=("${datadir}/${s}"); done
+    ${python} -m asdlib.bin.validate_data --config "${train_config}" --skip_bad "${skip_bad}" "${_sets[@]}"
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
