@@ -131,7 +131,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.ddp_model: nn.Module = self.model
         if self.world_size > 1 and params:
-            self.ddp_model = nn.parallel.DistributedDataParallel(self.model)
+            # static_graph: some trainable parameters never get a gradient (full fine-tuning of s3prl
+            # models: the CNN runs under no_grad, mask_emb/label_embs are unused), which plain DDP rejects.
+            self.ddp_model = nn.parallel.DistributedDataParallel(self.model, static_graph=True)
         self.epoch = 0
 
     # -- checkpoints ---------------------------------------------------------------------
