@@ -1,5 +1,6 @@
 """Training loop: margin loss on machine/section/attribute classes, AdamW, warm-up + cosine,
 gradient accumulation, AMP on CUDA, a checkpoint per epoch, exact resume and torchrun DDP.
+Rank 0 also keeps ``exp/<tag>/train_losses.json``: per epoch, the loss averaged over all ranks and the lr.
 
 Resume is exact because every random choice of an epoch (sampling order, crops, SpecAugment,
 dropout) is re-seeded from (seed, epoch) at the epoch's start: an interrupted run continued
@@ -8,6 +9,7 @@ from its last checkpoint produces the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -135,6 +137,7 @@ class Trainer:
             # models: the CNN runs under no_grad, mask_emb/label_embs are unused), which plain DDP rejects.
             self.ddp_model = nn.parallel.DistributedDataParallel(self.model, static_graph=True)
         self.epoch = 0
+        self.losses: list[dict[str, float]] = []  # per-epoch record, written to train_losses.json
 
     # -- checkpoints ---------------------------------------------------------------------
     @property
@@ -176,6 +179,9 @@ class Trainer:
         if self.vq is not None:
             self.vq.load_state_dict(state["vq"])
         self.epoch = int(state["epoch"])
+        record = self.exp_dir / "train_losses.json"
+        if record.is_file():
+            self.losses = [r for r in json.loads(record.read_text()) if r["epoch"] <= self.epoch]
         log.info("resumed from %s (epoch %d)", path, self.epoch)
 
     def save_model(self) -> None:
@@ -215,6 +221,10 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scheduler.step()
             bar.set_postfix(loss=f"{total / count:.4f}")
+        if self.world_size > 1:  # the epoch loss over all ranks' clips, as one process would report it
+            sums = torch.tensor([total, count], dtype=torch.float64, device=self.device)
+            dist.all_reduce(sums)
+            total, count = sums.tolist()
         return total / max(count, 1)
 
     def _average_head_grads(self) -> None:
@@ -279,6 +289,9 @@ class Trainer:
             self.refresh_codebooks()
             log.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f s", self.epoch, self.cfg.optim.epochs, loss,
                      self.scheduler.get_last_lr()[0], time.time() - start)
+            self.losses.append({"epoch": self.epoch, "loss": loss, "lr": self.scheduler.get_last_lr()[0]})
+            if self.rank == 0:
+                atomic_write_text(self.exp_dir / "train_losses.json", json.dumps(self.losses, indent=1) + "\n")
             self.save_checkpoint()
         self.save_model()
         if self.world_size > 1:
