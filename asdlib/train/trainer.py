@@ -3,7 +3,7 @@ gradient accumulation, AMP on CUDA, a checkpoint per epoch, exact resume and tor
 Rank 0 also keeps ``exp/<tag>/train_losses.json``: per epoch, the loss averaged over all ranks and the lr.
 
 Resume is exact because every random choice of an epoch (sampling order, crops, SpecAugment,
-dropout) is re-seeded from (seed, epoch) at the epoch's start: an interrupted run continued
+dropout) is re-seeded from (seed, epoch, rank) at the epoch's start: an interrupted run continued
 from its last checkpoint produces the same weights as an uninterrupted one.
 """
 
@@ -195,7 +195,9 @@ class Trainer:
     # -- training ------------------------------------------------------------------------
     def train_epoch(self) -> float:
         cfg = self.cfg.optim
-        torch.manual_seed(self.cfg.seed * 100003 + self.epoch)
+        # Global RNG per rank (one seed gave every rank's shard the same dropout/SpecAugment masks);
+        # the generator (mixup, VQ code restarts) is shared: VQ updates must agree on all ranks.
+        torch.manual_seed(self.cfg.seed * 100003 + self.epoch + 7919 * self.rank)
         self.generator = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch)
         self.sampler.set_epoch(self.epoch)
         self.dataset.set_epoch(self.epoch)
