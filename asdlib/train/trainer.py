@@ -9,6 +9,7 @@ from its last checkpoint produces the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -205,8 +206,12 @@ class Trainer:
         self.head.train()
         self.vq_seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         total, count = 0.0, 0
-        bar = tqdm(self.loader, desc=f"epoch {self.epoch + 1}", disable=self.rank > 0, file=sys.stderr,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0, ascii=not sys.stderr.isatty())
+        # Only whole accumulation groups: a trailing partial group's gradient would leak into the next
+        # epoch's first step, and a resumed run (gradients are not checkpointed) would lose it.
+        batches = self.steps_per_epoch * cfg.grad_accum
+        bar = tqdm(itertools.islice(self.loader, batches), total=batches, desc=f"epoch {self.epoch + 1}",
+                   disable=self.rank > 0, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                   ascii=not sys.stderr.isatty())
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             with torch.autocast(self.device.type, enabled=self.use_amp):
