@@ -9,6 +9,7 @@ from its last checkpoint produces the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import logging
@@ -186,12 +187,22 @@ class Trainer:
         log.info("resumed from %s (epoch %d)", path, self.epoch)
 
     def save_model(self) -> None:
-        """The inference artefact: trainable weights plus the label maps."""
+        """The inference artefact: trainable weights plus the label maps.
+
+        An identical existing file is left alone: a rerun with nothing left to train keeps its
+        mtime, so the launcher does not redo the extraction jobs that already used it.
+        """
         if self.rank:
             return
-        with atomic_write(self.exp_dir / "model.pt", "wb") as f:
-            torch.save({"epoch": self.epoch, "model": trainable_state(self.model), "classes": self.data.classes,
-                        "machines": self.data.machines}, f)
+        buf = io.BytesIO()
+        torch.save({"epoch": self.epoch, "model": trainable_state(self.model), "classes": self.data.classes,
+                    "machines": self.data.machines}, buf)
+        path = self.exp_dir / "model.pt"
+        if path.is_file() and path.read_bytes() == buf.getvalue():
+            log.info("%s is up to date", path)
+            return
+        with atomic_write(path, "wb") as f:
+            f.write(buf.getvalue())
 
     # -- training ------------------------------------------------------------------------
     def train_epoch(self) -> float:
