@@ -99,6 +99,29 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     fi
 fi
 
+# Stages 4 and 5 leave <workdir>/.done per set: a digest of the set's inputs and outputs. A rerun
+# (after a kill or a failure) skips the sets whose marker still matches, and the launcher repeats
+# only the unfinished jobs of the interrupted set; changed inputs (a retrained model, new
+# embeddings, an edited data dir) redo the set. Delete <workdir>/.done to redo a set anyway.
+digest() {
+    local f
+    for f in "$@"; do
+        if [ -f "${f}" ]; then sha256sum -- "${f}"; else echo "missing ${f}"; fi
+    done | sha256sum | cut -d' ' -f1
+}
+# is_done <workdir> <file...>: true if the marker matches the files; otherwise it is removed.
+is_done() {
+    local dir=$1; shift
+    if [ -f "${dir}/.done" ] && [ "$(cat "${dir}/.done")" = "$(digest "$@")" ]; then return 0; fi
+    rm -f "${dir}/.done"
+    return 1
+}
+mark_done() {
+    local dir=$1; shift
+    digest "$@" > "${dir}/.done.tmp"
+    mv -f "${dir}/.done.tmp" "${dir}/.done"
+}
+
 # split_and_run <cmd> <set> <workdir> <name> <python module args...>: run a per-utterance stage over
 # nj jobs (JOB=1:N) and merge the per-job ark/scp into <workdir>/<name>.{ark,scp}.
 split_and_run() {
@@ -115,22 +138,35 @@ split_and_run() {
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     for s in ${train_sets} ${test_sets}; do
+        _dir="${exp}/embed/${s}"
+        _io=("${datadir}/${s}"/* "${exp}/config.yaml" "${exp}/model.pt" "${_dir}/embeddings.ark" "${_dir}/embeddings.scp")
+        if is_done "${_dir}" "${_io[@]}"; then
+            log "Stage 4: embeddings of ${s} are up to date (delete ${_dir}/.done to redo them)"; continue
+        fi
         log "Stage 4: embeddings of ${s} (${nj} jobs)"
-        split_and_run "${extract_cmd}" "${s}" "${exp}/embed/${s}" embeddings \
+        split_and_run "${extract_cmd}" "${s}" "${_dir}" embeddings \
             asdlib.bin.extract --exp_dir "${exp}" --model_file "${exp}/model.pt" --data_dir "${datadir}/${s}"
+        mark_done "${_dir}" "${_io[@]}"
     done
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
-    for s in ${train_sets}; do
-        log "Stage 5: leave-one-out scores of ${s} (decision thresholds)"
-        split_and_run "${score_cmd}" "${s}" "${exp}/scores/${s}" scores \
-            asdlib.bin.score --exp_dir "${exp}" --data_root "${datadir}" --test_set "${s}" --leave_one_out
+    _banks=("${exp}/config.yaml" "${exp}"/embed/*/embeddings.ark "${exp}"/embed/*/embeddings.scp)
+    for t in ${train_sets}; do _banks+=("${datadir}/${t}"/*); done
+    for s in ${train_sets} ${test_sets}; do
+        _dir="${exp}/scores/${s}"
+        _io=("${_banks[@]}" "${datadir}/${s}"/* "${_dir}/scores.ark" "${_dir}/scores.scp")
+        _loo=(); case " ${train_sets} " in *" ${s} "*) _loo=(--leave_one_out) ;; esac
+        if is_done "${_dir}" "${_io[@]}"; then
+            log "Stage 5: scores of ${s} are up to date (delete ${_dir}/.done to redo them)"; continue
+        fi
+        log "Stage 5: kNN scores of ${s} (${nj} jobs${_loo:+, leave-one-out for decision thresholds})"
+        split_and_run "${score_cmd}" "${s}" "${_dir}" scores \
+            asdlib.bin.score --exp_dir "${exp}" --data_root "${datadir}" --test_set "${s}" "${_loo[@]}"
+        mark_done "${_dir}" "${_io[@]}"
     done
     for s in ${test_sets}; do
-        log "Stage 5: kNN scores of ${s} (${nj} jobs) and submission CSVs"
-        split_and_run "${score_cmd}" "${s}" "${exp}/scores/${s}" scores \
-            asdlib.bin.score --exp_dir "${exp}" --data_root "${datadir}" --test_set "${s}"
+        log "Stage 5: submission CSVs of ${s}"
         # shellcheck disable=SC2086  # train_sets is a list of set names
         ${python} -m asdlib.bin.write_submission --year "${year}" --data_root "${datadir}" \
             --scores_dir "${exp}/scores" --test_set "${s}" --train_sets ${train_sets}
