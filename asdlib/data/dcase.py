@@ -1,4 +1,4 @@
-"""DCASE Task 2 (2020-2025) file names and per-year facts.
+"""DCASE Task 2 (2020-2026) file names and per-year facts.
 
 Every year names its clips differently (docs/dcase.md §1-6), and the blinded evaluation names
 hide the label (and from 2022 the domain). This module is the one place that knows those
@@ -6,7 +6,8 @@ patterns, so data preparation and the eval-list reader agree on what a name mean
 unexpected name stops the run instead of being skipped or mislabelled.
 
 Machine and section lists are copied from the official baseline's ``datasets/machine_type_*.yaml``
-(nttcslab/dcase2023_task2_baseline_ae); tests compare them with those files.
+(nttcslab/dcase2023_task2_baseline_ae); tests compare them with those files. DCASE 2026 (stereo, its
+evaluation test set not yet released) names its clips as 2022-2025 do, with a ``noise_<n>`` attribute.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from types import MappingProxyType
 from typing import Mapping
 
 NO_ATTRIBUTE = "noAttribute"
-YEARS = (2020, 2021, 2022, 2023, 2024, 2025)
+YEARS = (2020, 2021, 2022, 2023, 2024, 2025, 2026)
 
 _MIMII_20_DEV = ("00", "02", "04", "06")
 _MIMII_20_EVAL = ("01", "03", "05")
@@ -91,6 +92,12 @@ YEAR_INFO: Mapping[int, YearInfo] = MappingProxyType(
             dict(_DEV_23_25),
             {m: _S00 for m in ("ToyRCCar", "ToyPet", "HomeCamera", "AutoTrash", "Polisher", "ScrewFeeder", "BandSealer", "CoffeeGrinder")},
         ),
+        2026: _year(
+            2026,
+            "section",
+            {m: _S00 for m in ("ToyCarEmu", "ToyCar", "bearingEmu", "fan", "gearboxEmu", "sliderEmu", "valveEmu")},
+            {m: _S00 for m in ("ToyDrone", "ToothBrush", "SewingMachine", "BlowerDustCollector", "Sander")},
+        ),
     }
 )
 
@@ -130,7 +137,7 @@ _PATTERNS: dict[int, tuple[tuple[re.Pattern[str], str], ...]] = {
         ),
     ),
 }
-for _y in (2022, 2023, 2024, 2025):
+for _y in (2022, 2023, 2024, 2025, 2026):
     _PATTERNS[_y] = (
         (
             re.compile(_LABELLED_2021_25 + _ATTR + r"\.wav"),
