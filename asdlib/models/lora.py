@@ -100,8 +100,6 @@ def _added_parameters(upstream: Upstream) -> list[tuple[nn.Parameter, bool]]:
 
 def apply_finetune(upstream: Upstream, cfg: FinetuneConfig) -> None:
     """Set up ``upstream`` for fine-tuning mode ``cfg.mode`` in place (LoRA injection if lora)."""
-    from peft import LoraConfig, inject_adapter_in_model  # slow import (transformers): only when used
-
     if any("lora_" in n for n, _ in upstream.named_parameters()):
         raise RuntimeError("this upstream already has LoRA adapters; apply_finetune must run once")
     backbone = _backbone_parameters(upstream)
@@ -113,6 +111,8 @@ def apply_finetune(upstream: Upstream, cfg: FinetuneConfig) -> None:
         for p in backbone:
             p.requires_grad_(False)
     else:
+        from peft import LoraConfig, inject_adapter_in_model  # slow import (transformers): only for LoRA
+
         targets = lora_targets(upstream, cfg)
         config = LoraConfig(
             r=cfg.rank,
