@@ -35,7 +35,6 @@ import soundfile as sf
 
 from asdlib.data import synth
 from asdlib.data.dcase import NO_ATTRIBUTE, YEAR_INFO
-from asdlib.data.zenodo import MACHINES_2026
 from asdlib.io.atomic import atomic_write_text
 
 YEARS = (2020, 2021, 2022, 2023, 2024, 2025, 2026)
@@ -99,8 +98,6 @@ class YearSynthConfig:
 
 def official_machines(year: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(dev, eval) official machine types of ``year``."""
-    if year == 2026:
-        return MACHINES_2026["dev"], MACHINES_2026["eval"]
     info = YEAR_INFO[year]
     return tuple(info.dev), tuple(info.eval)
 

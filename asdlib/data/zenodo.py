@@ -26,12 +26,8 @@ PART_OF_KIND = MappingProxyType({"dev": "dev_data", "eval_train": "eval_data", "
 #: official ground truth of the blinded evaluation test clips (docs/dcase.md), one file per year
 EVAL_LIST_URL = "https://raw.githubusercontent.com/nttcslab/dcase2023_task2_baseline_ae/main/datasets/eval_data_list_{year}.csv"
 
-#: DCASE 2026 machine types (BASE ``machine_type_2026_{dev,eval}.yaml``; section 00 only)
-MACHINES_2026 = MappingProxyType({
-    "dev": ("ToyCar", "ToyCarEmu", "bearingEmu", "fan", "gearboxEmu", "sliderEmu", "valveEmu"),
-    "eval": ("ToyDrone", "ToothBrush", "SewingMachine", "BlowerDustCollector", "Sander"),
-})
 YEARS = (2020, 2021, 2022, 2023, 2024, 2025, 2026)
+_EVAL_LIST_YEARS = (2020, 2021, 2022, 2023, 2024, 2025)  # 2026: no evaluation test set released yet
 
 
 @dataclass(frozen=True)
@@ -105,8 +101,6 @@ class Archive:
 def machines(year: int, kind: str) -> tuple[str, ...]:
     """Official machine types of ``year`` whose data come in archives of ``kind``."""
     _check(year, kind)
-    if year == 2026:
-        return MACHINES_2026["dev" if kind == "dev" else "eval"]
     info = YEAR_INFO[year]
     return tuple(info.dev if kind == "dev" else info.eval)
 
@@ -144,7 +138,7 @@ def archives(year: int, kinds_: tuple[str, ...] | None = None, machines_: tuple[
 
 def eval_list_url(year: int) -> str | None:
     """URL of the official ``eval_data_list_<year>.csv`` (None where none is published)."""
-    return EVAL_LIST_URL.format(year=year) if year in YEAR_INFO else None
+    return EVAL_LIST_URL.format(year=year) if year in _EVAL_LIST_YEARS else None
 
 
 def _check(year: int, kind: str) -> None:
