@@ -68,13 +68,16 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """Load a :func:`trainable_state`; every saved key must exist and every trainable one be present."""
+    """Load a :func:`trainable_state`; every saved key must exist with its shape and every trainable one be present."""
     expected = set(trainable_state(model))
-    own = set(model.state_dict())
-    unexpected = sorted(set(state) - own)
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
     missing = sorted(expected - set(state))
-    if unexpected or missing:
+    reshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(state) & set(own))
+                if state[k].shape != own[k].shape]
+    if unexpected or missing or reshaped:
         raise RuntimeError(f"{where}: checkpoint does not match the model built from the config "
-                           f"(first missing keys: {missing[:5]}, first unexpected keys: {unexpected[:5]}); "
+                           f"(first missing keys: {missing[:5]}, first unexpected keys: {unexpected[:5]}, "
+                           f"first shape mismatches (checkpoint vs model): {reshaped[:5]}); "
                            "was it trained with a different config?")
     model.load_state_dict(state, strict=False)
