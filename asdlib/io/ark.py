@@ -36,7 +36,10 @@ def write_vectors(ark: str | os.PathLike, scp: str | os.PathLike, items: Mapping
     tmp_ark = ark.with_name(f".{ark.name}.{os.getpid()}.tmp")
     tmp_scp = ark.with_name(f".{ark.name}.{os.getpid()}.scp.tmp")
     try:
-        kaldiio.save_ark(str(tmp_ark), {k: np.asarray(v, dtype=np.float32).reshape(-1) for k, v in pairs}, scp=str(tmp_scp))
+        try:
+            kaldiio.save_ark(str(tmp_ark), {k: np.asarray(v, dtype=np.float32).reshape(-1) for k, v in pairs}, scp=str(tmp_scp))
+        except OSError as e:  # e.g. ENOSPC/EFBIG, which name no file
+            raise OSError(e.errno, f"could not write {ark}: {e.strerror or e} (check free disk space and permissions)") from e
         lines = tmp_scp.read_text(encoding="utf-8").splitlines()
         fixed = [f"{key} {ark}:{ref.rsplit(':', 1)[1]}" for key, ref in (line.split(" ", 1) for line in lines)]
         os.replace(tmp_ark, ark)
