@@ -159,6 +159,10 @@ def build_set(
     blinded_found: dict[str, list[str]] = {}
     for machine, mdir in machines.items():
         attrs = read_attribute_csvs(mdir)
+        if year >= 2022 and spec.kind == "train" and not any(mdir.glob("attributes_*.csv")):
+            logger.warning("%s: no attributes_XX.csv (DCASE %d ships one per machine directory); utt2attr comes from the "
+                           "file names alone. If this machine's names carry no attributes, restore the csv from its "
+                           "archive and rerun stage 1", mdir, year)
         dirs = [mdir / d for d in clip_dirs(year, spec.kind)]
         missing = [d for d in dirs if not d.is_dir()]
         if missing and spec.kind == "supplemental":
