@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,7 @@ def assert_no_partial_outputs(exp: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def recipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("kill") / "recipe dir é"
     recipe = root / "egs" / "mini"
     recipe.mkdir(parents=True)
@@ -129,8 +130,9 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate_corpus(corpus, SynthConfig(dev_machines=("fan", "gearbox"), eval_machines=("ToyDrone",),
                                         no_attribute=("gearbox",), n_train_source=6, n_train_target=2, n_test=1,
                                         seconds=1.0))
-    os.environ["MINI"] = str(corpus)
-    return recipe
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINI", str(corpus))  # db.sh reads it
+        yield recipe
 
 
 @pytest.fixture(scope="module")
