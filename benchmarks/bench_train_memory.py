@@ -31,6 +31,7 @@ import contextlib
 import functools
 import gc
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -146,11 +147,12 @@ def child(args: argparse.Namespace) -> dict:
     common.reset_peak_rss()
     with count_saved_tensors(param_ptrs) as saved:
         step()  # warm-up; also allocates the AdamW state
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.steps):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - start_cpu)
     peak = common.peak_rss_mib()
     state_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                       if torch.is_tensor(t))
@@ -161,7 +163,8 @@ def child(args: argparse.Namespace) -> dict:
         "train_delta_mib": peak - rss_model,
         "params_mib": sum(p.numel() * p.element_size() for p in all_params) / common.MIB,
         "trainable_params_mib": trainable * 4 / common.MIB, "adamw_state_mib": state_bytes / common.MIB,
-        "saved_for_backward_mib": saved["mib"], "step_s": times,
+        "saved_for_backward_mib": saved["mib"], "step_s": times, "step_cpu_s": cpu_times,
+        "loadavg_1min": os.getloadavg()[0],
     }
 
 
@@ -186,24 +189,27 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     print(f"# {common.machine_description()}")
     print(f"# batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s), malloc {args.malloc}, {args.repeats} "
-          f"fresh processes per variant, {args.steps} timed step(s) each; medians, noise = (max-min)/median")
+          f"fresh processes per variant, {args.steps} timed step(s) each; medians, noise = (max-min)/median; "
+          "step_cpu_s: CPU time of the process (robust to other load), step_s: wall time")
     cols = ["peak_mib", "rss_model_mib", "train_delta_mib", "trainable_params_mib", "adamw_state_mib",
             "saved_for_backward_mib"]
-    print("| variant | " + " | ".join(cols) + " | step_s | step noise | peak noise |")
-    print("|" + "---|" * (len(cols) + 4))
+    print("| variant | " + " | ".join(cols) + " | step_cpu_s | cpu noise | step_s | wall noise | peak noise |")
+    print("|" + "---|" * (len(cols) + 6))
     summary = {}
     for v in variants:
         rows = results[v]
         steps = [min(x["step_s"]) for x in rows]
+        cpu = [min(x["step_cpu_s"]) for x in rows]
         med = {c: common.median([x[c] for x in rows]) for c in cols}
-        summary[v] = {**med, "step_s": common.median(steps)}
+        summary[v] = {**med, "step_s": common.median(steps), "step_cpu_s": common.median(cpu)}
         peak_noise = common.spread([x["peak_mib"] for x in rows])
-        print(f"| {v} | " + " | ".join(f"{med[c]:.0f}" for c in cols) +
-              f" | {summary[v]['step_s']:.2f} | {common.spread(steps)} | {peak_noise} |")
+        print(f"| {v} | " + " | ".join(f"{med[c]:.0f}" for c in cols) + f" | {summary[v]['step_cpu_s']:.2f} | "
+              f"{common.spread(cpu)} | {summary[v]['step_s']:.2f} | {common.spread(steps)} | {peak_noise} |")
     for lora, full in [(a, b) for a in variants for b in variants if a.startswith("lora") and b.startswith("full")]:
         x, y = summary[lora], summary[full]
         print(f"ratio {lora} / {full}: peak {x['peak_mib'] / y['peak_mib']:.2f}, training delta "
-              f"{x['train_delta_mib'] / y['train_delta_mib']:.2f}, step time {x['step_s'] / y['step_s']:.2f}")
+              f"{x['train_delta_mib'] / y['train_delta_mib']:.2f}, step CPU time "
+              f"{x['step_cpu_s'] / y['step_cpu_s']:.2f}, step wall time {x['step_s'] / y['step_s']:.2f}")
     if args.out:
         args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
                                         "summary": summary}, indent=1))
