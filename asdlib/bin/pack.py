@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
             vectors[u.utt_id] = e
         utts += set_utts
     write_data_dir(tmp / "bank", utts)
-    write_vectors(tmp / "bank" / "embeddings.ark", tmp / "bank" / "embeddings.scp", vectors)
     results = args.exp_dir / "results"
     if results.is_dir():
         shutil.copytree(results, tmp / "results")
@@ -79,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(tmp / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
     shutil.rmtree(args.out_dir, ignore_errors=True)
     tmp.rename(args.out_dir)
+    # Written in place: the scp holds absolute ark paths, so the ark must already be at its final home.
+    write_vectors(args.out_dir / "bank" / "embeddings.ark", args.out_dir / "bank" / "embeddings.scp", vectors)
     log.info("packed %s -> %s", args.exp_dir, args.out_dir)
     return 0
 

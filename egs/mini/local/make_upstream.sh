@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# A tiny random-init HuBERT in s3prl's checkpoint format. It is NOT pre-trained: it only lets the
-# mini recipe exercise the real s3prl loading and LoRA code on a CPU in minutes.
+# Tiny random-init upstreams in their official checkpoint formats: a BEATs ({cfg, model}, our own
+# implementation) and a HuBERT (s3prl's converted format). They are NOT pre-trained: they only let
+# the mini recipe exercise the real loading, LoRA and adapter code on a CPU in minutes.
 set -euo pipefail
-out=$1
+dir=$1
 # shellcheck disable=SC1091
 . ./path.sh
-mkdir -p "$(dirname "${out}")"
-python -m asdlib.bin.make_random_upstream --name hubert --out "${out}" --seed 0
+mkdir -p "${dir}"
+[ -f "${dir}/beats_tiny_random.pt" ] || python -m asdlib.bin.make_random_beats --name beats --out "${dir}/beats_tiny_random.pt" --seed 0
+[ -f "${dir}/hubert_tiny_random.pt" ] || python -m asdlib.bin.make_random_upstream --name hubert --out "${dir}/hubert_tiny_random.pt" --seed 0
