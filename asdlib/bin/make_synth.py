@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from asdlib.data.synth import SynthConfig, SynthError, generate_corpus
+from asdlib.utils import setup_logging
 
 _DEFAULTS = SynthConfig()
 
@@ -41,7 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     args = get_parser().parse_args(argv)
     # argparse applies `type` to string defaults too, so every list option is a tuple here
     cfg = SynthConfig(

@@ -40,6 +40,7 @@ from asdlib.data.dcase import (
     year_info,
 )
 from asdlib.data.evallist import EvalEntry, EvalListError, check_eval_list, default_eval_list, read_eval_list
+from asdlib.utils import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +315,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     args = get_parser().parse_args(argv)
     sets = [s for item in args.sets for s in item.replace(",", " ").split()]
     try:

@@ -266,9 +266,3 @@ def ranges(ids: list[int]) -> str:
             run_start = prev = i
     return ",".join(parts)
 
-
-def setup_logging() -> None:
-    """The project's CLI log format, on stderr."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s", force=True
-    )

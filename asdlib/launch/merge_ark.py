@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from asdlib.io.ark import ArkError, read_vectors, write_vectors
-from asdlib.launch.scp_lines import ScpError, expand_job_template, read_key_lines
+from asdlib.launch.scp_lines import ScpError, job_files, read_key_lines
+from asdlib.utils import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +70,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     args = get_parser().parse_args(argv)
     try:
-        if args.nj is not None:
-            if len(args.inputs) != 1:
-                raise ScpError("with --nj give exactly one input name containing JOB")
-            inputs = expand_job_template(args.inputs[0], args.nj)
-        else:
-            inputs = args.inputs
-        merge_arks(inputs, args.out_ark, args.out_scp, args.keys)
+        merge_arks(job_files(args.inputs, args.nj, "input"), args.out_ark, args.out_scp, args.keys)
     except (ScpError, ArkError) as e:
         logger.error("%s", e)
         return 1

@@ -14,7 +14,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from asdlib.launch.cli import LaunchError, is_help, parse_launch_args, usage
-from asdlib.launch.jobs import JobArray, setup_logging
+from asdlib.launch.jobs import JobArray
+from asdlib.utils import setup_logging
 
 PROG = "run.sh"
 NOTE = "Local back end: resource options are accepted and ignored (as Kaldi's run.pl does).\n"

@@ -40,3 +40,12 @@ def expand_job_template(template: str, nj: int) -> list[str]:
     if nj < 1:
         raise ScpError(f"--nj must be >= 1, got {nj}")
     return [template.replace("JOB", str(i)) for i in range(1, nj + 1)]
+
+
+def job_files(names: list[str], nj: int | None, what: str) -> list[str]:
+    """The per-job file names of a ``--nj N <name.JOB>`` call, or ``names`` as given without --nj."""
+    if nj is None:
+        return names
+    if len(names) != 1:
+        raise ScpError(f"with --nj give exactly one {what} name containing JOB")
+    return expand_job_template(names[0], nj)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from asdlib.io.atomic import atomic_write_text
-from asdlib.launch.scp_lines import ScpError, expand_job_template, read_key_lines
+from asdlib.launch.scp_lines import ScpError, job_files, read_key_lines
+from asdlib.utils import setup_logging
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,16 +70,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    setup_logging()
     args = get_parser().parse_args(argv)
     try:
-        if args.nj is not None:
-            if len(args.outputs) != 1:
-                raise ScpError("with --nj give exactly one output name containing JOB")
-            outputs = expand_job_template(args.outputs[0], args.nj)
-        else:
-            outputs = args.outputs
-        split_scp(args.input, outputs)
+        split_scp(args.input, job_files(args.outputs, args.nj, "output"))
     except ScpError as e:
         logger.error("%s", e)
         return 1

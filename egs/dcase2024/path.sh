@@ -1,3 +1,1 @@
-# shellcheck shell=bash
-# shellcheck disable=SC1091
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/path.sh"
+../TEMPLATE/path.sh
