@@ -134,3 +134,14 @@ def test_slurm_backend_gives_the_same_scores(recipe: Path) -> None:
     for name in ("dev_test", "eval_test"):
         assert read_scores(exp / "tiny_slurm" / "scores" / name / "scores.scp") == \
             read_scores(exp / "tiny" / "scores" / name / "scores.scp")
+
+
+def test_outputs_do_not_depend_on_nj(recipe: Path) -> None:
+    exp = recipe / "exp" / "tiny"
+    files = [exp / "embed" / s / "embeddings.ark" for s in SETS] + [exp / "scores" / s / "scores.ark" for s in SETS]
+    before = {f: f.read_bytes() for f in files}
+    for marker in list(exp.glob("embed/*/.done")) + list(exp.glob("scores/*/.done")):
+        marker.unlink()
+    run(recipe, "--train_config", "conf/tuning/tiny.yaml", "--stage", "4", "--stop_stage", "5", "--nj", "3")
+    assert (exp / "embed" / "eval_test" / "split3").is_dir()
+    assert {f: f.read_bytes() for f in files} == before
