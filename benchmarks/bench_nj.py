@@ -37,7 +37,7 @@ TAG = "bench"
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work_dir", type=Path, default=Path("/tmp/asdlib_bench"))
-    p.add_argument("--clips", type=int, default=32)
+    p.add_argument("--clips", type=int, default=16)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--nj", default="1,2", help="comma list of job counts to compare")
     p.add_argument("--repeats", type=int, default=3)
