@@ -16,7 +16,7 @@ from asdlib.data.datadir import Utt
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return x / np.maximum(np.sqrt(np.sum(x * x, axis=-1, keepdims=True)), 1e-12)
 
 
 class KnnBackend:
@@ -50,7 +50,10 @@ class KnnBackend:
                                f"section's training data (check data.train_sets and the scored set)")
             per_domain = []
             for bank_ids, bank in self.banks[key]:
-                dist = 1.0 - emb[idx] @ bank.T
+                # Elementwise products and numpy's own summation, no BLAS: BLAS kernels pick blocking
+                # and code paths by batch size, alignment and threads, and a clip's score must not
+                # depend on which clips share its scoring job (outputs identical for any nj).
+                dist = 1.0 - np.stack([np.sum(bank * emb[i], axis=1) for i in idx])
                 if exclude_self:
                     dist[np.array([u.utt_id for u in (utts[i] for i in idx)])[:, None] == bank_ids[None, :]] = np.inf
                 nearest = np.sort(dist, axis=1)[:, : self.k]

@@ -30,7 +30,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", type=Path, help="file whose first column lists the utt-ids to process (one job's split)")
     p.add_argument("--out_ark", type=Path, required=True)
     p.add_argument("--out_scp", type=Path, required=True)
-    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--batch_size", type=int, default=1,
+                   help="clips per forward; 1 keeps every embedding bit-identical whatever the job split (nj), "
+                        "because CPU/GPU kernels pick their blocking by batch size; raise it for GPU throughput")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--verbose", type=int, default=1)
     return p
