@@ -59,7 +59,7 @@ class AdaCos(_CosineHead):
                 theta = torch.acos(cos[onehot.bool()].view(len(labels), -1))
                 theta_med = theta.median()
                 self.scale.copy_(torch.log(b_avg.clamp(min=1e-12)) / torch.cos(torch.clamp(theta_med, max=math.pi / 4)))
-        logits = torch.logsumexp(self.scale * cos, dim=-1)
+        logits = torch.logsumexp(self.scale.clone() * cos, dim=-1)  # clone: the scale may update in place later in the step (mixup calls the head twice)
         return F.cross_entropy(logits, labels)
 
 

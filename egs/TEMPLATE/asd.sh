@@ -83,15 +83,15 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: training ${train_config} -> ${exp} (log: ${exp}/train.log)"
     _opts=(--config "${train_config}" --data_root "${datadir}" --exp_dir "${exp}" --resume true)
     if [ "${ngpu}" -gt 1 ] || [ "${nproc}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
-        _per_node=$(( ngpu > 1 ? ngpu : nproc ))
+        _per_node=$(( ngpu > 0 ? ngpu : nproc ))
         if [ "${num_nodes}" -gt 1 ]; then
             # One srun task per node; torchrun rendezvous on the allocation's first node.
-            ${train_cmd} --gpu "${ngpu}" --num_nodes "${num_nodes}" "${exp}/train.log" \
+            ${train_cmd} --gpu "${ngpu}" --num_threads "${_per_node}" --num_nodes "${num_nodes}" "${exp}/train.log" \
                 srun --ntasks-per-node=1 bash -c "torchrun --nnodes=${num_nodes} --nproc_per_node=${_per_node} \
                 --rdzv_backend=c10d --rdzv_endpoint=\$(scontrol show hostnames \"\$SLURM_JOB_NODELIST\" | head -n1):29400 \
                 --rdzv_id=\$SLURM_JOB_ID -m asdlib.bin.train ${_opts[*]}"
         else
-            ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" \
+            ${train_cmd} --gpu "${ngpu}" --num_threads "${_per_node}" "${exp}/train.log" \
                 torchrun --standalone --nproc_per_node="${_per_node}" -m asdlib.bin.train "${_opts[@]}"
         fi
     else
