@@ -10,12 +10,16 @@ import random
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
 
-def setup_logging(verbose: int = 1, rank: int = 0) -> None:
-    """Timestamped logging to stderr (the launcher captures it in the job log); ranks > 0 only warn."""
+def setup_logging(verbose: int = 1, rank: int = 0, force: bool = True) -> None:
+    """Timestamped logging to stderr (the launcher captures it in the job log); ranks > 0 only warn.
+
+    ``force=False`` keeps handlers a caller already installed (e.g. pytest's log capture of a
+    CLI's ``main()`` run in-process); ``force=True`` wins over libraries that configure logging.
+    """
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
     if rank > 0:
         level = logging.WARNING
-    logging.basicConfig(level=level, format=LOG_FORMAT, force=True)
+    logging.basicConfig(level=level, format=LOG_FORMAT, force=force)
 
 
 def seed_everything(seed: int) -> None:

@@ -42,7 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
+    setup_logging(force=False)
     args = get_parser().parse_args(argv)
     # argparse applies `type` to string defaults too, so every list option is a tuple here
     cfg = SynthConfig(

@@ -315,7 +315,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
+    setup_logging(force=False)
     args = get_parser().parse_args(argv)
     sets = [s for item in args.sets for s in item.replace(",", " ").split()]
     try:

@@ -70,7 +70,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
+    setup_logging(force=False)
     args = get_parser().parse_args(argv)
     try:
         merge_arks(job_files(args.inputs, args.nj, "input"), args.out_ark, args.out_scp, args.keys)

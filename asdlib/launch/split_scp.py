@@ -70,7 +70,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
+    setup_logging(force=False)
     args = get_parser().parse_args(argv)
     try:
         split_scp(args.input, job_files(args.outputs, args.nj, "output"))
