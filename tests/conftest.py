@@ -41,3 +41,18 @@ def make_utt(machine: str, section: str, stem: str, domain: str = "source", labe
 @pytest.fixture(name="make_utt")
 def make_utt_fixture() -> Callable[..., Utt]:
     return make_utt
+
+
+@pytest.fixture(scope="session")
+def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Tiny random-init s3prl checkpoints (default RandomModelSize), one per upstream family."""
+    import torch
+
+    from asdlib.models.s3prl_upstream import RandomModelSize, random_checkpoint
+
+    root = tmp_path_factory.mktemp("upstreams")
+    paths = {}
+    for family in ("hubert", "wav2vec2", "data2vec", "wavlm"):
+        paths[family] = str(root / f"{family}.pt")
+        torch.save(random_checkpoint(family, seed=0, size=RandomModelSize()), paths[family])
+    return paths

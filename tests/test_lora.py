@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from asdlib.models.lora import FinetuneConfig, apply_finetune, count_parameters, lora_targets
-from asdlib.models.s3prl_upstream import RandomModelSize, random_checkpoint
+from asdlib.models.s3prl_upstream import RandomModelSize
 from asdlib.models.upstream import UpstreamConfig, build_upstream
 
 FAMILIES = ["hubert", "wav2vec2", "data2vec", "wavlm"]
@@ -15,16 +15,6 @@ SIZE = RandomModelSize()
 ATTENTION_AND_FFN = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 # every nn.Linear in a block: WavLM adds the gate of its gated relative position bias
 TARGETS = {f: ATTENTION_AND_FFN + (["grep_linear"] if f == "wavlm" else []) for f in FAMILIES}
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("upstreams")
-    paths = {}
-    for family in FAMILIES:
-        paths[family] = str(root / f"{family}.pt")
-        torch.save(random_checkpoint(family, seed=0, size=SIZE), paths[family])
-    return paths
 
 
 def _load(ckpts: dict[str, str], family: str):

@@ -18,16 +18,6 @@ SIZE = RandomModelSize()
 WEIGHTS_KEY = {"hubert": "model_weight", "wav2vec2": "model_weight", "data2vec": "model_weight", "wavlm": "model"}
 
 
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("upstreams")
-    paths = {}
-    for family in FAMILIES:
-        paths[family] = str(root / f"{family}.pt")
-        torch.save(random_checkpoint(family, seed=0, size=SIZE), paths[family])
-    return paths
-
-
 def _batch() -> tuple[torch.Tensor, torch.Tensor]:
     wavs = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0)) * 0.1
     lengths = torch.tensor([16000, 9000])
