@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,8 +17,8 @@ from asdlib.data.dcase import (
     parse_supplemental_name,
     year_info,
 )
-
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "dcase" / "baseline_ae" / "datasets"
+from asdlib.data.resources import BASELINE_DATASETS as DATASETS
+from asdlib.data.resources import EVAL_LIST_YEARS, shipped_eval_list
 
 # (year, name, section, domain, label, attr, index, split); None = hidden by the name
 EXAMPLES = [
@@ -115,9 +114,8 @@ def test_supplemental_names_2025():
 
 
 def _eval_list_rows(year: int) -> list[tuple[str, list[str]]]:
-    path = DATASETS / f"eval_data_list_{year}.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} not available")
+    path = shipped_eval_list(year)
+    assert path is not None and path.is_file(), path
     rows, machine = [], None
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.reader(f):
@@ -128,7 +126,11 @@ def _eval_list_rows(year: int) -> list[tuple[str, list[str]]]:
     return rows
 
 
-@pytest.mark.parametrize("year", YEARS)
+def test_eval_lists_shipped_for_every_year_but_2026():
+    assert set(EVAL_LIST_YEARS) == set(YEARS) - {2026} and shipped_eval_list(2026) is None
+
+
+@pytest.mark.parametrize("year", EVAL_LIST_YEARS)
 def test_every_official_eval_name_parses(year):
     rows = _eval_list_rows(year)
     assert rows
@@ -150,8 +152,6 @@ def test_every_official_eval_name_parses(year):
 def _yaml_machines(year: int) -> dict[str, dict[str, tuple[str, ...]]]:
     if year <= 2022:
         path = DATASETS / "machine_type_legacy.yaml"
-        if not path.is_file():
-            pytest.skip(f"{path} not available")
         docs = {k: v for d in yaml.safe_load_all(path.read_text()) for k, v in (d or {}).items()}
         block = docs[f"DCASE{year}T2"]
         out: dict[str, dict[str, tuple[str, ...]]] = {"dev": {}, "eval": {}}
@@ -162,8 +162,6 @@ def _yaml_machines(year: int) -> dict[str, dict[str, tuple[str, ...]]]:
     out = {}
     for part in ("dev", "eval"):
         path = DATASETS / f"machine_type_{year}_{part}.yaml"
-        if not path.is_file():
-            pytest.skip(f"{path} not available")
         block = yaml.safe_load(path.read_text())[f"DCASE{year}T2"]
         out[part] = {m: tuple(v[part]) for m, v in block["machine_type"].items()}
         out["keyword"] = block["section_keyword"]

@@ -4,6 +4,10 @@ Layout (docs/dcase.md): a line holding only a machine type, then one row per cli
 ``<blinded name>,<labelled name>`` (2020 adds a third column ``0|1``); CRLF or LF line endings.
 Label and domain are read from the labelled name, which is checked against the year's naming
 rules, so a list of the wrong year or a damaged list fails here and not as wrong AUCs later.
+
+The official lists of 2020-2025 ship with asdlib (:mod:`asdlib.data.resources`). The 2022 list is
+wrong for ToyCar and ToyTrain: :func:`correct_2022_toy_truth` takes their label and domain from
+the official 2022 evaluator instead.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from asdlib.data.dcase import DcaseNameError, parse_labelled_name, parse_name
+from asdlib.data.resources import read_evaluator_truth, shipped_eval_list
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +35,18 @@ class EvalEntry(NamedTuple):
 
     label: str  # normal | anomaly
     domain: str  # source | target (2020: source)
-    labelled_name: str  # the clip's original name (only feeds label and domain, DESIGN §4)
+    labelled_name: str  # the clip's original name (only feeds label and domain, docs/design.md §4)
+
+
+#: DCASE 2022 machine types whose eval-list label/domain are replaced by the official evaluator's
+TOY_TYPES_2022 = ("ToyCar", "ToyTrain")
 
 
 def default_eval_list(root: Path, year: int) -> Path:
-    """Where the official list is looked for when none is given: ``<root>/eval_data_list_<year>.csv``."""
+    """The corpus's own list, preferred to the shipped one when present: ``<root>/eval_data_list_<year>.csv``.
+
+    Synthetic corpora put theirs there; so does ``download_dcase`` (a copy of the official one).
+    """
     return root / f"eval_data_list_{year}.csv"
 
 
@@ -104,14 +116,51 @@ def _parse_row(year: int, blinded: str, labelled: str, flag: str | None, where: 
     return EvalEntry(lab.label, lab.domain, labelled)
 
 
+def correct_2022_toy_truth(entries: Mapping[tuple[str, str], EvalEntry], year: int) -> dict[tuple[str, str], EvalEntry]:
+    """DCASE 2022 ToyCar/ToyTrain: label and domain from the official evaluator, not the eval list.
+
+    The public ``eval_data_list_2022.csv`` and the 2022 evaluator's ``ground_truth_data`` /
+    ``ground_truth_domain`` files disagree on about half of these clips (the other five machine
+    types agree row for row). The evaluator's files are the ones the challenge was scored with
+    (committed at the evaluator's release; its README's ToyCar AUCs are impossible under labels
+    unrelated to the audio), so they win. Applied only to rows identical to the official list's
+    (the shipped list, or a copy given by the user); other lists (synthetic corpora) are left alone.
+    Other years and machine types are returned unchanged.
+    """
+    out = dict(entries)
+    if year != 2022:
+        return out
+    official_path = shipped_eval_list(2022)
+    official = read_eval_list(official_path, 2022) if official_path is not None else {}
+    for machine in TOY_TYPES_2022:
+        rows = {k: v for k, v in entries.items() if k[0] == machine}
+        if not rows or any(k not in official or official[k].labelled_name != v.labelled_name for k, v in rows.items()):
+            continue  # not the official list's rows for this machine type
+        truth = read_evaluator_truth(2022, machine)
+        changed = 0
+        for key, entry in rows.items():
+            label, domain = truth[key[1]]
+            changed += (label, domain) != (entry.label, entry.domain)
+            # the labelled name (and so the attributes it shows) stays as in the list: it comes from
+            # the same shuffle and is unverified for these two types. utt2attr never reads it (docs/design.md §4).
+            out[key] = entry._replace(label=label, domain=domain)
+        logger.info(
+            "DCASE 2022 %s: label and domain of %d eval test clips taken from the official 2022 evaluator "
+            "(the eval list disagrees on %d); the list's labelled names and attributes are unverified for %s",
+            machine, len(rows), changed, "/".join(TOY_TYPES_2022),
+        )
+    return out
+
+
 def check_eval_list(
     entries: Mapping[tuple[str, str], EvalEntry], found: Mapping[str, Collection[str]], list_path: str | Path
 ) -> list[str]:
     """Check that the list covers exactly the eval-test files found per machine.
 
     ``found`` maps machine -> file names on disk. Raises :class:`EvalListError` naming missing
-    (listed, not on disk) and extra (on disk, not listed) files. Returns the listed machines that
-    have no directory on disk (a partial corpus), which the caller reports.
+    (listed, not on disk) and extra (on disk, not listed) files, and machines on disk that the list
+    lacks. Listed machines without eval-test files on disk are fine (a partial download, e.g.
+    ``--machines``): their rows are ignored, and returned for the caller to report.
     """
     listed: dict[str, set[str]] = {}
     for machine, blinded in entries:
@@ -135,5 +184,6 @@ def check_eval_list(
         )
     absent = sorted(set(listed) - set(found))
     if absent:
-        logger.warning("eval list %s names machines without evaluation test files on disk: %s", list_path, ", ".join(absent))
+        logger.warning("eval list %s names machines without evaluation test files on disk (their rows are ignored): %s",
+                       list_path, ", ".join(absent))
     return absent

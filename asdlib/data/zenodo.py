@@ -1,11 +1,12 @@
 """Where the official DCASE Task 2 corpora (2020-2026) are published: Zenodo archives per machine.
 
 The facts are those of the official baseline's ``datasets/download_path_*.yaml``
-(nttcslab/dcase2023_task2_baseline_ae); ``tests/test_download.py`` compares this table with those
-files whenever ``../shared/dcase`` is present. Each year publishes three Zenodo records: the
-development set, the evaluation set's training clips ("additional training data") and its test
-clips (2026: no evaluation test set yet). Archives unpack to ``<machine>/...``; they are extracted
-into ``<root>/dev_data/`` or ``<root>/eval_data/``, the layout :mod:`asdlib.bin.prepare_dcase` reads.
+(nttcslab/dcase2023_task2_baseline_ae); ``tests/test_download.py`` compares this table with their
+copies shipped in ``asdlib/resources/dcase`` (:mod:`asdlib.data.resources`). Each year publishes
+three Zenodo records: the development set, the evaluation set's training clips ("additional
+training data") and its test clips (2026: no evaluation test set yet). Archives unpack to
+``<machine>/...``; they are extracted into ``<root>/dev_data/`` or ``<root>/eval_data/``, the
+layout :mod:`asdlib.bin.prepare_dcase` reads.
 
 Checksums: Zenodo publishes an md5 per file in each record's API entry
 (``https://zenodo.org/api/records/<id>``); :mod:`asdlib.data.download` reads them from there at

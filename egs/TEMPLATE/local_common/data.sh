@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Stage 1 of the DCASE recipes (DESIGN.md §3), shared by egs/dcase20XX/local/data.sh, which call it
+# Stage 1 of the DCASE recipes (docs/design.md §3), shared by egs/dcase20XX/local/data.sh, which call it
 # with their --year. Run from the recipe directory: reads ./db.sh (DCASE<year>=corpus root), then
 #   1. downloads the official corpus when --download true and the root is absent or empty (or holds
 #      an unfinished download of ours: <root>/.downloads/), resuming where it stopped;
 #   2. writes data/{dev_train,dev_test,eval_train,eval_test} with asdlib.bin.prepare_dcase.
+# eval_test ground truth: --eval_list PATH, or none with --eval_list none; by default
+# <root>/eval_data_list_<year>.csv when present, else the official list shipped with asdlib (2020-2025).
 set -euo pipefail
 
 year=""              # challenge year (set by the recipe's local/data.sh)
 datadir=data         # output: <datadir>/<set>/
-eval_list=""         # official eval_data_list_<year>.csv; default: that file under the corpus root, if present
+eval_list=""         # eval_data_list_<year>.csv, or none; default: <root>/eval_data_list_<year>.csv, else the shipped official list
 download=false       # download the corpus from Zenodo when the root is absent or empty
 mirror=""            # download from a mirror laid out as <mirror>/<host>/<path> (e.g. file:///data/mirror)
 machines=""          # download only these machine types (comma-separated); default: all of the year
@@ -16,7 +18,9 @@ keep_zips=false      # keep the downloaded archives in <root>/.downloads/
 sets=""              # sets to prepare (comma-separated); default: dev_train,dev_test,eval_train,eval_test
 help_message="Usage: local/data.sh [--datadir data] [--eval_list csv|none] [--download true|false] [--mirror url]
                      [--machines m1,m2] [--keep_zips true|false] [--sets set1,set2]
-The corpus root comes from db.sh (DCASE<year>, overridable from the environment)."
+The corpus root comes from db.sh (DCASE<year>, overridable from the environment).
+eval_test ground truth: --eval_list csv, or 'none'; default <root>/eval_data_list_<year>.csv if present,
+else the official list of the year shipped with asdlib (2020-2025; 2026 has none)."
 
 # shellcheck disable=SC1091
 . utils/parse_options.sh
