@@ -1,8 +1,11 @@
-"""Shared test fixtures: tiny wav files and Utt records."""
+"""Shared test fixtures: tiny wav files, Utt records, tiny s3prl checkpoints, the Slurm test cluster."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +59,33 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         paths[family] = str(root / f"{family}.pt")
         torch.save(random_checkpoint(family, seed=0, size=RandomModelSize()), paths[family])
     return paths
+
+
+SLURM_CLUSTER = Path(__file__).resolve().parents[1] / "tools" / "slurm" / "cluster.sh"
+HOW_TO_RUN_SLURM_TESTS = "start the test cluster with 'tools/slurm/cluster.sh start' (root, Debian) and set ASDLIB_TEST_SLURM=1"
+
+
+def sinfo_ok() -> bool:
+    """A Slurm cluster answers and has a usable node (sinfo may be absent: no Slurm installed)."""
+    if shutil.which("sinfo") is None:
+        return False
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    return proc.returncode == 0 and any(s in proc.stdout for s in ("idle", "mix", "alloc"))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[None]:
+    """The real single-node test cluster (never a mocked sbatch).
+
+    ASDLIB_TEST_SLURM=1 asks for the Slurm tests: a cluster that is not running is then started
+    with tools/slurm/cluster.sh (left running for other sessions), and one that cannot start fails
+    the tests. Without it, the tests run on a cluster that already answers, else they skip, saying how
+    to run them.
+    """
+    if not sinfo_ok():
+        if os.environ.get("ASDLIB_TEST_SLURM") != "1":
+            pytest.skip(f"no Slurm cluster answers (sinfo); to run the Slurm tests, {HOW_TO_RUN_SLURM_TESTS}")
+        proc = subprocess.run([str(SLURM_CLUSTER), "start"], capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0 or not sinfo_ok():
+            pytest.fail(f"ASDLIB_TEST_SLURM=1 but tools/slurm/cluster.sh start failed:\n{proc.stdout}\n{proc.stderr}")
+    yield

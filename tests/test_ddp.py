@@ -216,3 +216,93 @@ def test_resume_under_ddp_is_exact(work: Path) -> None:
     ha = torch.load(full / "checkpoints" / "epoch_2.pt", weights_only=True)["head"]
     hb = torch.load(cut / "checkpoints" / "epoch_2.pt", weights_only=True)["head"]
     assert all(torch.equal(ha[k], hb[k]) for k in ha)
+
+
+def resume_cut(work: Path, config: str, full_tag: str, cut_tag: str) -> tuple[Path, Path]:
+    """An uninterrupted 2-epoch DDP run and a copy cut back to epoch 1 and continued under DDP."""
+    train(work, config, f"exp/{full_tag}", 2)
+    full, cut = work / "exp" / full_tag, work / "exp" / cut_tag
+    shutil.copytree(full, cut)
+    (cut / "checkpoints" / "epoch_2.pt").unlink()
+    (cut / "model.pt").unlink()
+    (cut / "checkpoints" / "latest").write_text("epoch_1.pt\n")
+    train(work, config, f"exp/{cut_tag}", 2)
+    return full, cut
+
+
+def assert_same_run(full: Path, cut: Path) -> None:
+    assert losses(cut) == losses(full)
+    a = torch.load(full / "model.pt", weights_only=True)["model"]
+    b = torch.load(cut / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha = torch.load(full / "checkpoints" / "epoch_2.pt", weights_only=True)["head"]
+    hb = torch.load(cut / "checkpoints" / "epoch_2.pt", weights_only=True)["head"]
+    assert all(torch.equal(ha[k], hb[k]) for k in ha)
+
+
+def test_resume_under_ddp_is_exact_with_adacos(work: Path) -> None:
+    """The adaptive scale is a buffer that only rank 0 checkpoints: unless every rank computes it
+    from the global batch, rank 1 resumes with rank 0's scale and the runs part."""
+    config = RESUME_CONFIG.replace("UPSTREAM", str(work / "hubert.pt")) + "head: {kind: subcluster_adacos, sub_centers: 2}\n"
+    (work / "adacos.yaml").write_text(config)
+    assert_same_run(*resume_cut(work, "adacos.yaml", "adacos_full", "adacos_cut"))
+
+
+def _adacos_rank(rank: int, init: str, out: str) -> None:
+    """One gloo rank: a training step of sub-cluster AdaCos on this rank's half of a global batch."""
+    import torch.distributed as dist
+    from asdlib.models.heads import AdaCos
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        head = AdaCos(8, 3, 2).train()
+        emb, labels = torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+        head(emb[3 * rank:3 * rank + 3], labels[3 * rank:3 * rank + 3])
+        torch.save(head.scale, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_adacos_scale_is_the_same_on_all_ranks(tmp_path: Path) -> None:
+    """The scale after a DDP step is identical on both ranks and equals one process's on the whole batch."""
+    import torch.multiprocessing as mp
+    from asdlib.models.heads import AdaCos
+    out = str(tmp_path / "scale")
+    mp.spawn(_adacos_rank, args=(f"file://{tmp_path / 'rdzv'}", out), nprocs=2)
+    s0, s1 = torch.load(f"{out}.0"), torch.load(f"{out}.1")
+    torch.manual_seed(0)
+    head = AdaCos(8, 3, 2).train()
+    head(torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert torch.equal(s0, s1)
+    assert torch.allclose(s0, head.scale, rtol=1e-6)
+
+
+BEATS_LAYERDROP_CONFIG = """\
+embedder: ssl
+seed: 0
+upstream: {name: beats, path: UPSTREAM}
+finetune: {mode: lora, rank: 4, dropout: 0.0}
+model: {pooling_hidden: 16, embed_dim: 32}
+specaug: {enabled: false}
+optim: {epochs: 2, batch_size: 4, grad_accum: 2, warmup_steps: 1}
+data: {crop_seconds: 0.0}
+"""
+
+
+def test_ddp_with_beats_layerdrop_resumes_exactly(work: Path) -> None:
+    """BEATs' encoder_layerdrop skips whole layers (their LoRA weights get no gradient): every rank
+    must skip the same layers, and DDP must accept a graph that changes from step to step."""
+    from asdlib.models.beats import save_random_beats
+    save_random_beats(work / "beats_ld.pt", encoder_layers=4, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                      encoder_attention_heads=4, embed_dim=32, conv_pos=16, conv_pos_groups=4, dropout=0.0,
+                      attention_dropout=0.0, encoder_layerdrop=0.3)
+    (work / "beats_ld.yaml").write_text(BEATS_LAYERDROP_CONFIG.replace("UPSTREAM", str(work / "beats_ld.pt")))
+    full, cut = resume_cut(work, "beats_ld.yaml", "beats_ld_full", "beats_ld_cut")
+    assert_same_run(full, cut)
+    # and the same layers as one process skips: DDP trains the same model (dropout is off here)
+    train(work, "beats_ld.yaml", "exp/beats_ld_single", 1)
+    single = work / "exp" / "beats_ld_single"
+    for r, g in zip(losses(single), losses(full), strict=True):
+        assert g["loss"] == pytest.approx(r["loss"], rel=LOSS_RTOL)
+    assert_weights_close(torch.load(single / "model.pt", weights_only=True)["model"],
+                         torch.load(full / "model.pt", weights_only=True)["model"])

@@ -1,4 +1,4 @@
-"""Dual-level contrastive loss (method.md §1.7), on L2-normalised embeddings.
+"""Dual-level contrastive loss (docs/method.md §1.7), on L2-normalised embeddings.
 
 * Level 1 (machine/section): supervised contrastive loss (SupCon, Khosla et al. 2020) where the
   positives of a clip are the other clips of the batch with the same machine and section.
@@ -26,11 +26,13 @@ def _zero_like_graph(x: Tensor) -> Tensor:
 
 
 def supcon_loss(emb: Tensor, group_labels: Tensor, tau: float = 0.1) -> Tensor:
-    """SupCon ("L_out") over the batch; anchors without a positive are left out (0 if none has one)."""
-    z = F.normalize(emb, dim=-1)
+    """SupCon ("L_out") over the batch; anchors without a positive are left out (0 if none has one).
+    Float32 even under autocast: half-precision cosines / tau lose the differences the loss is about."""
+    z = F.normalize(emb.float(), dim=-1)
     n = z.size(0)
     eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    logits = (z @ z.T / tau).masked_fill(eye, float("-inf"))
+    with torch.autocast(z.device.type, enabled=False):
+        logits = (z @ z.T / tau).masked_fill(eye, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     positives = (group_labels[:, None] == group_labels[None, :]) & ~eye
     num_pos = positives.sum(1)
@@ -43,8 +45,9 @@ def supcon_loss(emb: Tensor, group_labels: Tensor, tau: float = 0.1) -> Tensor:
 
 def code_infonce_loss(emb: Tensor, codes: Tensor, assigned: Tensor, tau: float = 0.1) -> Tensor:
     """InfoNCE of each embedding (N, D) against its codebook's unit codes (N, K, D); the positive
-    is its assigned code (N,). Codes are treated as constants."""
-    logits = torch.einsum("nd,nkd->nk", F.normalize(emb, dim=-1), codes.detach()) / tau
+    is its assigned code (N,). Codes are treated as constants. Float32 even under autocast (see supcon_loss)."""
+    with torch.autocast(emb.device.type, enabled=False):
+        logits = torch.einsum("nd,nkd->nk", F.normalize(emb.float(), dim=-1), codes.detach().float()) / tau
     return F.cross_entropy(logits, assigned)
 
 

@@ -1,6 +1,6 @@
-"""VQ dynamic clustering of clips without attribute labels (method.md §1.7).
+"""VQ dynamic clustering of clips without attribute labels (docs/method.md §1.7).
 
-Clips whose attribute is ``noAttribute`` (DCASE 2020/2021 throughout, some DCASE 2024/2025 machine
+Clips whose attribute is ``noAttribute`` (DCASE 2020 throughout, some DCASE 2024/2025 machine
 types) give the margin loss only coarse classes. Each such group of clips owns a codebook of K
 cosine codes in embedding space; a clip's pseudo-attribute is its nearest code, which becomes a
 *dynamic* margin-loss class appended after the static ones and the positive of the level-2
@@ -82,6 +82,12 @@ def codebook_keys(attrs: Sequence[str], machines: Sequence[int], labels: Sequenc
     return [int(k) if a == NO_ATTRIBUTE else -1 for a, k in zip(attrs, source, strict=True)]
 
 
+def _fp32(t: Tensor) -> torch.autocast:
+    """Autocast off for the EMA's matrix products (the trainer calls the VQ inside autocast):
+    half-precision sums would round away the (1 - decay) updates and flip near-tie assignments."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
 def _sample(weights: Tensor, generator: torch.Generator | None) -> int:
     """One index drawn proportionally to ``weights`` (uniformly when they are all zero)."""
     if float(weights.sum()) <= 0:
@@ -150,7 +156,8 @@ class VQCodebook(nn.Module):
     @torch.no_grad()
     def assign(self, emb: Tensor) -> Tensor:
         """Index of the nearest code (cosine) for each row of ``emb`` (N, D)."""
-        return (F.normalize(emb.float(), dim=-1) @ self.normalized_codes().T).argmax(1)
+        with _fp32(emb):
+            return (F.normalize(emb.float(), dim=-1) @ self.normalized_codes().T).argmax(1)
 
     @torch.no_grad()
     def init_kmeans(self, emb: Tensor, iters: int = 20, generator: torch.Generator | None = None) -> None:
@@ -187,7 +194,8 @@ class VQCodebook(nn.Module):
         assign = self.assign(x)
         onehot = F.one_hot(assign, self.num_codes).to(x.dtype)
         self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-        self.embed_sum.mul_(self.decay).add_(onehot.T @ x, alpha=1 - self.decay)
+        with _fp32(x):
+            self.embed_sum.mul_(self.decay).add_(onehot.T @ x, alpha=1 - self.decay)
         self._recompute_codes()
         mean_size = self.cluster_size.mean()
         dead = torch.nonzero(self.cluster_size < self.dead_threshold * mean_size).flatten()
@@ -252,7 +260,8 @@ class VQClusterer(nn.Module):
         ready = torch.stack([cb.initialized for cb in books]).to(emb.device)
         valid = (slots >= 0) & ready[slots.clamp(min=0)]
         codes = table[slots.clamp(min=0)] * valid[:, None, None]
-        sims = torch.einsum("bd,bkd->bk", F.normalize(emb.detach().float(), dim=-1), codes)
+        with _fp32(emb):
+            sims = torch.einsum("bd,bkd->bk", F.normalize(emb.detach().float(), dim=-1), codes)
         return codes, torch.where(valid, sims.argmax(1), -1)
 
     def assign(self, emb: Tensor, keys: Tensor) -> Tensor:

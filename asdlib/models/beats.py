@@ -219,6 +219,8 @@ class BEATsAttention(nn.Module):
         if padding_mask is not None:
             pad = torch.zeros(b, 1, 1, t, dtype=q.dtype, device=q.device).masked_fill(padding_mask[:, None, None, :], float("-inf"))
             mask = pad if mask is None else mask + pad
+        # A float mask would pick CUDA's non-deterministic memory-efficient kernel; seed_everything keeps
+        # SDPA on the math kernel instead (docs/reliability.md, "What differs on GPU").
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask.to(q.dtype),
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d)), position_bias
@@ -271,6 +273,9 @@ class BEATsEncoder(nn.Module):
         self.layer_norm_first = cfg.layer_norm_first
         self.layer_norm = nn.LayerNorm(dim)
         self.layerdrop = cfg.encoder_layerdrop
+        #: source of the layer-drop draws; the trainer sets one seeded alike on every DDP rank, so
+        #: that all ranks skip the same layers (None: the global RNG)
+        self.layerdrop_generator: torch.Generator | None = None
         self.grad_decay = cfg.layer_wise_gradient_decay_ratio
 
     def forward(self, x: Tensor, padding_mask: Tensor | None) -> list[Tensor]:
@@ -285,7 +290,8 @@ class BEATsEncoder(nn.Module):
         for layer in self.layers:
             if self.grad_decay != 1.0:
                 x = GradMultiply.apply(x, self.grad_decay)
-            if not self.training or self.layerdrop == 0 or float(torch.rand(())) > self.layerdrop:
+            if not self.training or self.layerdrop == 0 or \
+                    float(torch.rand((), generator=self.layerdrop_generator)) > self.layerdrop:
                 x, position_bias = layer(x, padding_mask, position_bias)
             hidden.append(x)
         if self.layer_norm_first:

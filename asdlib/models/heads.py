@@ -1,12 +1,27 @@
-"""Margin-based classification heads on L2-normalised embeddings (method.md §1.6)."""
+"""Margin-based classification heads on L2-normalised embeddings (docs/method.md §1.6)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
+
+
+def gather_ranks(t: torch.Tensor) -> torch.Tensor:
+    """``t`` of every DDP rank, concatenated in rank order (``t`` itself without DDP).
+
+    Why: a statistic of the batch (the AdaCos scale) must come from the global batch, as with one
+    process; from each rank's shard the ranks' buffers drift apart, and only rank 0's is saved.
+    Gathering the values (not all-reducing a result) makes the computation identical on all ranks.
+    """
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return t
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t.contiguous())
+    return torch.cat(out)
 
 
 class _CosineHead(nn.Module):
@@ -55,9 +70,9 @@ class AdaCos(_CosineHead):
             with torch.no_grad():
                 logits = self.scale * cos
                 onehot = F.one_hot(labels, self.num_classes).to(cos.dtype).unsqueeze(-1).expand_as(cos)
-                b_avg = torch.where(onehot.bool(), torch.zeros_like(logits), logits.exp()).sum((1, 2)).mean()
-                theta = torch.acos(cos[onehot.bool()].view(len(labels), -1))
-                theta_med = theta.median()
+                b_sum = torch.where(onehot.bool(), torch.zeros_like(logits), logits.exp()).sum((1, 2))
+                b_avg = gather_ranks(b_sum).mean()  # over the global batch under DDP (equal shards)
+                theta_med = gather_ranks(torch.acos(cos[onehot.bool()])).median()
                 self.scale.copy_(torch.log(b_avg.clamp(min=1e-12)) / torch.cos(torch.clamp(theta_med, max=math.pi / 4)))
         logits = torch.logsumexp(self.scale.clone() * cos, dim=-1)  # clone: the scale may update in place later in the step (mixup calls the head twice)
         return F.cross_entropy(logits, labels)

@@ -6,6 +6,7 @@ fully resolved config is written to ``exp/<tag>/config.yaml`` for reproducibilit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +46,10 @@ class OptimConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     grad_clip: float = 5.0
-    amp: bool = True  # mixed precision, used only on CUDA
+    # Mixed precision (autocast). float16: CUDA only, with a GradScaler (ignored on CPU, as before);
+    # bfloat16: CUDA and CPU, no loss scaling needed (float32's exponent range). See docs/gpu.md.
+    amp: bool = True
+    amp_dtype: Literal["float16", "bfloat16"] = "float16"
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
@@ -62,21 +66,41 @@ class DataConfig:
     crop_seconds: float = 10.0  # random training crop; 0 = whole clip
     balance_power: float = 0.5  # sampler weight count(machine, domain) ** -power
     num_workers: int = 0
-    channel: int | None = None  # channel of multi-channel corpora (DCASE 2026); None = mono required
+    # channel of multi-channel files (DCASE 2026: 0 or 1), "mean" to down-mix; None = mono required
+    channel: int | Literal["mean"] | None = None
     min_seconds: float = 0.1
+    # Recordings from outside DCASE (docs/design.md §4): resample any rate to sample_rate (torchaudio)
+    # instead of rejecting it, and split long recordings into windows (0 = whole files). Windows
+    # start every window_hop_seconds (0 = window_seconds); a last, shorter window is kept when it is
+    # at least window_min_seconds long. Per-file scores aggregate the window scores (max or mean).
+    resample: bool = False
+    window_seconds: float = 0.0
+    window_hop_seconds: float = 0.0
+    window_min_seconds: float = 1.0
+    window_aggregate: Literal["max", "mean"] = "max"
 
     def __post_init__(self) -> None:
         if not self.train_sets:
             raise ValueError("data.train_sets must name at least one set")
         if self.sample_rate <= 0 or self.crop_seconds < 0 or self.num_workers < 0:
             raise ValueError("data: sample_rate > 0, crop_seconds >= 0, num_workers >= 0 required")
+        if isinstance(self.channel, int) and self.channel < 0:
+            raise ValueError(f"data.channel must be >= 0 or 'mean', got {self.channel}")
+        if self.window_seconds < 0 or self.window_hop_seconds < 0 or self.window_min_seconds < 0:
+            raise ValueError("data: window_seconds, window_hop_seconds and window_min_seconds must be >= 0")
+        if self.window_seconds and self.window_hop_seconds > self.window_seconds:
+            raise ValueError("data.window_hop_seconds must not exceed data.window_seconds (gaps would go unscored)")
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.window_hop_seconds or self.window_seconds
 
 
 @dataclass
 class BackendConfig:
     kind: Literal["knn"] = "knn"
     k: int = 1
-    domain_wise: bool = True  # min over separate source and target banks (method.md §1.9)
+    domain_wise: bool = True  # min over separate source and target banks (docs/method.md §1.9)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -101,8 +125,10 @@ class TrainConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
 
 
-def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Load and check a training config (relative paths are relative to the recipe dir)."""
+def load_train_config(path: str | Path, overrides: dict[str, Any] | Sequence[str] | None = None) -> TrainConfig:
+    """Load and check a training config (relative paths are relative to the recipe dir).
+
+    ``overrides``: dotted keys to values, or ``KEY=VALUE`` strings as given to ``asd.sh --train_args``."""
     cfg = load_config(path, TrainConfig, overrides)
     if cfg.embedder == "ssl" and not cfg.upstream.path:
         raise ConfigError(f"{path}: upstream.path is empty; point it at a local checkpoint file")

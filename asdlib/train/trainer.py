@@ -1,5 +1,6 @@
 """Training loop: margin loss on machine/section/attribute classes, AdamW, warm-up + cosine,
-gradient accumulation, AMP on CUDA, a checkpoint per epoch, exact resume and torchrun DDP.
+gradient accumulation, AMP (float16 on CUDA, bfloat16 on CUDA or CPU), a checkpoint per epoch,
+exact resume and torchrun DDP.
 Rank 0 also keeps ``exp/<tag>/train_losses.json``: per epoch, the loss averaged over all ranks and the lr.
 
 Resume is exact because every random choice of an epoch (sampling order, crops, SpecAugment,
@@ -32,11 +33,11 @@ from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.data.labels import read_labels
 from asdlib.io.atomic import atomic_write, atomic_write_text
 from asdlib.io.config import dump_config
-from asdlib.models.asd_model import build_model, load_trainable_state, trainable_state
+from asdlib.models.asd_model import CheckpointError, build_model, load_trainable_state, trainable_state
 from asdlib.losses import DualLevelLoss, VQClusterer, codebook_keys
 from asdlib.models.heads import build_head
 from asdlib.models.mixup import mixed_loss, mixup
-from asdlib.train.config import TrainConfig
+from asdlib.train.config import OptimConfig, TrainConfig
 from asdlib.utils import seed_everything
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,37 @@ def lr_lambda(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def ddp_backend(device_type: str) -> str:
+    """NCCL for CUDA; gloo for CPU processes (``--ngpu 0 --nproc N``), where NCCL cannot run."""
+    return "nccl" if device_type == "cuda" else "gloo"
+
+
+def process_device(device: str, world_size: int, local_rank: int) -> str:
+    """This process's device: under DDP each CUDA rank takes GPU ``LOCAL_RANK``; CPU stays CPU."""
+    if device.startswith("cuda") and world_size > 1:
+        return f"cuda:{local_rank}"
+    return device
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether the hardware computes bfloat16 natively (CPU: AVX512-BF16/AMX via oneDNN; CUDA: Ampere or newer)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_dtype(optim: OptimConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of training, None for float32: ``amp_dtype: float16`` only on CUDA (old
+    configs' ``amp: true`` keeps meaning this), ``bfloat16`` on CUDA and CPU."""
+    if not optim.amp or (optim.amp_dtype == "float16" and device.type != "cuda"):
+        return None
+    if optim.amp_dtype == "float16":
+        return torch.float16
+    if not bf16_native(device):
+        log.warning("optim.amp_dtype bfloat16: %s has no native bfloat16 support; it runs emulated and slowly", device)
+    return torch.bfloat16
+
+
 class Trainer:
     """Owns model, head, optimiser and the experiment directory (only rank 0 writes to it)."""
 
@@ -83,11 +115,11 @@ class Trainer:
         self.cfg, self.exp_dir = cfg, exp_dir
         self.rank = int(os.environ.get("RANK", "0"))
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.device = torch.device(process_device(device, self.world_size, int(os.environ.get("LOCAL_RANK", "0"))))
+        if self.device.type == "cuda" and self.device.index is not None:
+            torch.cuda.set_device(self.device)  # before NCCL starts, else every rank's context lands on GPU 0
         if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-        if device.startswith("cuda") and self.world_size > 1:
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        self.device = torch.device(device)
+            dist.init_process_group(ddp_backend(self.device.type))
         if cfg.optim.batch_size % self.world_size:
             raise ValueError(f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of processes {self.world_size}")
         seed_everything(cfg.seed)
@@ -114,7 +146,8 @@ class Trainer:
         self.dataset = ClipDataset(self.data.utts, cfg.data.sample_rate, self.data.labels,
                                    [machine_index[u.machine] for u in self.data.utts],
                                    crop_samples=int(cfg.data.crop_seconds * cfg.data.sample_rate), seed=cfg.seed,
-                                   min_samples=int(cfg.data.min_seconds * cfg.data.sample_rate), channel=cfg.data.channel)
+                                   min_samples=int(cfg.data.min_seconds * cfg.data.sample_rate), channel=cfg.data.channel,
+                                   resample=cfg.data.resample)
         self.sampler = BalancedSampler([(u.machine, u.domain) for u in self.data.utts], cfg.data.balance_power,
                                        seed=cfg.seed, rank=self.rank, world_size=self.world_size)
         per_rank = cfg.optim.batch_size // self.world_size
@@ -131,13 +164,27 @@ class Trainer:
         total = self.steps_per_epoch * cfg.optim.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_lambda(s, cfg.optim.warmup_steps, total))
-        self.use_amp = cfg.optim.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.amp_dtype = autocast_dtype(cfg.optim, self.device)
+        self.use_amp = self.amp_dtype is not None
+        # Only float16 needs loss scaling (its small exponent range underflows gradients); bfloat16 does not.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        # Modules that skip whole layers in training (BEATs encoder_layerdrop): they draw from a
+        # generator seeded alike on all ranks (see train_epoch), so every rank skips the same layers.
+        self.layerdrop_modules = [m for m in self.model.modules()
+                                  if hasattr(m, "layerdrop_generator") and getattr(m, "layerdrop", 0) > 0]
         self.ddp_model: nn.Module = self.model
         if self.world_size > 1 and params:
-            # static_graph: some trainable parameters never get a gradient (full fine-tuning of s3prl
-            # models: the CNN runs under no_grad, mask_emb/label_embs are unused), which plain DDP rejects.
-            self.ddp_model = nn.parallel.DistributedDataParallel(self.model, static_graph=True)
+            # Some trainable parameters never get a gradient (full fine-tuning of s3prl models: the
+            # CNN runs under no_grad, mask_emb/label_embs are unused), which plain DDP rejects:
+            # static_graph allows it when the set is the same every step. Layer drop changes the set
+            # from step to step, which needs find_unused_parameters (a globally unused parameter's
+            # gradient is left as it is, as in one process).
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            if self.layerdrop_modules:
+                self.ddp_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids,
+                                                                     find_unused_parameters=True)
+            else:
+                self.ddp_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids, static_graph=True)
         self.epoch = 0
         self.losses: list[dict[str, float]] = []  # per-epoch record, written to train_losses.json
 
@@ -170,14 +217,14 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:
-            raise RuntimeError(f"{path}: unreadable checkpoint ({e}); delete it and point {latest} at the previous epoch") from e
+            raise CheckpointError(f"{path}: unreadable checkpoint ({e}); delete it and point {latest} at the previous epoch") from e
         if state["classes"] != self.data.classes or state["machines"] != self.data.machines:
-            raise RuntimeError(f"{path}: the training classes/machines changed since this checkpoint; use a new --tag")
+            raise CheckpointError(f"{path}: the training classes/machines changed since this checkpoint; use a new --tag")
         load_trainable_state(self.model, state["model"], str(path))
         self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        self._load_scaler_state(state["scaler"], path)
         if self.vq is not None:
             self.vq.load_state_dict(state["vq"])
         self.epoch = int(state["epoch"])
@@ -185,6 +232,14 @@ class Trainer:
         if record.is_file():
             self.losses = [r for r in json.loads(record.read_text()) if r["epoch"] <= self.epoch]
         log.info("resumed from %s (epoch %d)", path, self.epoch)
+
+    def _load_scaler_state(self, state: dict, path: Path) -> None:
+        """A checkpoint written without AMP (CPU, or ``amp: false``) holds ``{}``, which an enabled
+        GradScaler refuses: then the loss scale starts afresh (it re-adapts within a few steps)."""
+        if state:
+            self.scaler.load_state_dict(state)
+        elif self.scaler.is_enabled():
+            log.info("%s was saved without AMP: the AMP loss scale starts afresh", path)
 
     def save_model(self) -> None:
         """The inference artefact: trainable weights plus the label maps.
@@ -211,6 +266,9 @@ class Trainer:
         # the generator (mixup, VQ code restarts) is shared: VQ updates must agree on all ranks.
         torch.manual_seed(self.cfg.seed * 100003 + self.epoch + 7919 * self.rank)
         self.generator = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch)
+        layerdrop = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch + 50021)  # shared too
+        for m in self.layerdrop_modules:
+            m.layerdrop_generator = layerdrop
         self.sampler.set_epoch(self.epoch)
         self.dataset.set_epoch(self.epoch)
         self.model.train()
@@ -225,7 +283,7 @@ class Trainer:
                    ascii=not sys.stderr.isatty())
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
-            with torch.autocast(self.device.type, enabled=self.use_amp):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                 loss = self.batch_loss(batch)
             self.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.item()
@@ -234,10 +292,12 @@ class Trainer:
                 self._average_head_grads()
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+                scale = self.scaler.get_scale()
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
-                self.scheduler.step()
+                if self.scaler.get_scale() >= scale:  # a lowered scale: inf/NaN gradients, the step was skipped
+                    self.scheduler.step()
             bar.set_postfix(loss=f"{total / count:.4f}")
         if self.world_size > 1:  # the epoch loss over all ranks' clips, as one process would report it
             sums = torch.tensor([total, count], dtype=torch.float64, device=self.device)
