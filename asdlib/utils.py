@@ -6,6 +6,9 @@ import argparse
 import logging
 import os
 import random
+import sys
+import traceback
+from collections.abc import Callable
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
@@ -22,8 +25,36 @@ def setup_logging(verbose: int = 1, rank: int = 0, force: bool = True) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, force=force)
 
 
+class UserError(Exception):
+    """Base of the project's errors that are neither ValueErrors nor OSErrors (a failed download, an
+    unreadable checkpoint): their message alone tells the user what to fix, so :func:`run_main`
+    prints it without a traceback."""
+
+
+#: what :func:`run_main` reports as one line: bad input (the project's own error classes derive from
+#: ValueError), missing or unwritable files (OSError) and :class:`UserError`
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, UserError)
+
+
+def run_main(main: Callable[[], int]) -> int:
+    """Run a CLI's ``main()``; an expected error becomes one ``ERROR: <message>`` line on stderr and exit code 1.
+
+    Why: those messages name the file or key and the fix, and a traceback would bury them in the job
+    log. Any other exception is a bug and keeps its traceback. ``--verbose 2`` (DEBUG logging, see
+    :func:`setup_logging`) prints the traceback of expected errors too. ``main()`` itself raises, so
+    tests and other Python callers see the exception. Use: ``raise SystemExit(run_main(main))``.
+    """
+    try:
+        return main()
+    except EXPECTED_ERRORS as e:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            traceback.print_exc()
+        print(f"ERROR: {str(e) or type(e).__name__}", file=sys.stderr, flush=True)
+        return 1
+
+
 def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch, and ask torch for deterministic kernels."""
+    """Seed Python, numpy and torch, and ask torch for deterministic kernels (also for attention on CUDA)."""
     import numpy as np
     import torch  # imported here so that light CLIs (evaluate, merge) start fast
 
@@ -33,6 +64,12 @@ def seed_everything(seed: int) -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
+    # warn_only=True leaves SDPA's fused CUDA backward kernels non-deterministic (the memory-efficient
+    # one, which a float attn_mask selects in BEATs/WavLM, splits keys and adds atomically; flash and
+    # cuDNN likewise): keep SDPA on its math kernel (matmul + softmax), deterministic like other GEMMs.
+    torch.backends.cuda.enable_mem_efficient_sdp(False)
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 def str2bool(value: str) -> bool:
@@ -42,3 +79,24 @@ def str2bool(value: str) -> bool:
     if value.lower() in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
+
+
+def resolve_device(requested: str) -> str:
+    """The torch device for a CLI's ``--device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+
+    Why: the recipe derives the device from ``--ngpu``, so ``cpu`` must stay CPU even where a GPU
+    is visible, and ``cuda`` without a visible GPU must fail instead of silently running on CPU.
+    Only ``auto`` (for hand-run commands) picks CUDA when it is available.
+    """
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested == "cuda" or (requested.startswith("cuda:") and requested[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {requested}: no CUDA GPU is visible here "
+                             f"(use --device cpu; in a recipe, --ngpu 0)")
+        return requested
+    raise ValueError(f"--device {requested}: expected cpu, cuda, cuda:N or auto")

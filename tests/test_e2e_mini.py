@@ -1,6 +1,6 @@
 """End to end: egs/mini with a tiny config through stages 1-7 on a tiny synthetic corpus, checking
-every contract file of DESIGN.md §3-§5; then a rerun of stages 3-5, and the same stages through the
-real Slurm backend when a test cluster is up (tests/test_slurm.py explains how one is started).
+every contract file of docs/design.md §3-§5; then a rerun of stages 3-5, and the same stages through the
+real Slurm backend when a test cluster is up (the ``slurm_cluster`` fixture of tests/conftest.py).
 
 The recipe is mirrored into tmp_path (symlinks to the real scripts, configs and local/), so the test
 exercises the committed recipe without writing into the repository.
@@ -115,6 +115,11 @@ def test_packed_model_scores_new_recordings(recipe: Path) -> None:
                           capture_output=True, text=True, check=True)
     path, score = proc.stdout.rsplit(" ", 1)
     assert path == wav.path and np.isfinite(float(score))
+    proc = subprocess.run(["python", "-m", "asdlib.bin.infer", "--packed", str(packed), "--machine", "nosuch", wav.path],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith("ERROR: no training clips for machine 'nosuch' section '00'")
+    assert f"{wav.machine}/{wav.section}" in proc.stderr  # the machine/sections the banks know
 
 
 def test_rerun_of_stages_3_to_5_reproduces_the_scores(recipe: Path) -> None:
@@ -124,9 +129,7 @@ def test_rerun_of_stages_3_to_5_reproduces_the_scores(recipe: Path) -> None:
     assert read_scores(scp) == before
 
 
-def test_slurm_backend_gives_the_same_scores(recipe: Path) -> None:
-    if subprocess.run(["sinfo"], capture_output=True).returncode != 0:
-        pytest.skip("no Slurm test cluster running (start one with tools/slurm/cluster.sh start)")
+def test_slurm_backend_gives_the_same_scores(recipe: Path, slurm_cluster: None) -> None:
     proc = run(recipe, "--train_config", "conf/tuning/tiny.yaml", "--tag", "tiny_slurm", "--stage", "3",
                "--stop_stage", "5", env={"cmd_backend": "slurm"})
     assert proc.stderr.count("Slurm job") >= 1 + 4 + 4  # training, 4 embedding sets, 2 + 2 scoring runs

@@ -14,7 +14,7 @@ import pytest
 
 from asdlib.bin import evaluate
 from asdlib.data.datadir import Utt, write_data_dir
-from asdlib.metrics.official import official_score
+from asdlib.metrics.official import UnlabelledDataError, official_score
 from asdlib.metrics.plots import write_plots
 from asdlib.metrics.records import ScoredUtt
 from asdlib.metrics.report import load_results_json, render_results_md, write_results_json
@@ -75,27 +75,27 @@ def test_evaluate_end_to_end(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
-def test_evaluate_errors(tmp_path, capsys):
+def test_evaluate_errors(tmp_path):
     data_dir, scp, scores = make_set(tmp_path)
     partial = tmp_path / "partial"
     partial.mkdir()
     kept = dict(sorted(scores.items())[3:])
     kaldiio.save_ark(str(partial / "scores.ark"), {k: np.array([v], dtype=np.float32) for k, v in kept.items()},
                      scp=str(partial / "scores.scp"))
-    rc = evaluate.main(["--year", "2023", "--data_dir", str(data_dir), "--scores", str(partial / "scores.scp"),
-                        "--out_dir", str(tmp_path / "res")])
-    assert rc != 0
-    err = capsys.readouterr().err  # the CLI logs to stderr
-    assert "3 utt-ids" in err and sorted(scores)[0] in err
+    with pytest.raises(ValueError, match="3 utt-ids") as err:  # python -m: one ERROR line (asdlib.utils.run_main)
+        evaluate.main(["--year", "2023", "--data_dir", str(data_dir), "--scores", str(partial / "scores.scp"),
+                       "--out_dir", str(tmp_path / "res")])
+    assert sorted(scores)[0] in str(err.value)
     assert not (tmp_path / "res" / "results.json").exists()
 
 
-def test_evaluate_blind_set(tmp_path, capsys):
+def test_evaluate_blind_set(tmp_path):
     data_dir, scp, _ = make_set(tmp_path, labelled=False)
     args = ["--year", "2024", "--data_dir", str(data_dir), "--scores", str(scp), "--out_dir", str(tmp_path / "res")]
-    assert evaluate.main(args) == 1
-    err = capsys.readouterr().err
-    assert "eval_data_list_2024.csv" in err and "--eval_list" in err
+    with pytest.raises(UnlabelledDataError) as err:
+        evaluate.main(args)
+    assert str(err.value).startswith(f"{data_dir}: cannot evaluate")
+    assert "eval_data_list_2024.csv" in str(err.value) and "--eval_list" in str(err.value)
     assert evaluate.main(args + ["--skip_unknown", "true"]) == 0
     assert not (tmp_path / "res").exists()
 

@@ -16,17 +16,17 @@ import soundfile as sf
 from asdlib.bin import prepare_dcase
 from asdlib.bin.prepare_dcase import PrepError, prepare
 from asdlib.data.datadir import read_data_dir
-from asdlib.data.dcase import YEARS, DcaseNameError, year_info
-from asdlib.data.evallist import EvalListError, check_eval_list, read_eval_list
+from asdlib.data.dcase import DcaseNameError, year_info
+from asdlib.data.evallist import EvalListError, check_eval_list, correct_2022_toy_truth, read_eval_list
+from asdlib.data.resources import EVAL_LIST_YEARS, read_evaluator_truth, shipped_eval_list
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "dcase" / "baseline_ae" / "datasets"
 NO_ATTR_2024 = {"AirCompressor", "HoveringDrone", "ToothBrush", "gearbox", "slider", "ToyTrain"}
 
 
 def official_list(year: int) -> Path:
-    path = DATASETS / f"eval_data_list_{year}.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} not available")
+    """The official list shipped with asdlib (asdlib/resources/dcase)."""
+    path = shipped_eval_list(year)
+    assert path is not None and path.is_file(), f"no shipped eval list for {year}"
     return path
 
 
@@ -152,7 +152,7 @@ DOC_FACTS = {
 }
 
 
-@pytest.mark.parametrize("year", YEARS)
+@pytest.mark.parametrize("year", EVAL_LIST_YEARS)  # 2026: no eval list (test_eval_test_without_list)
 def test_real_name_corpus(tmp_path, year):
     """Every official eval-test name of the year, in one of the two layouts (alternating by year)."""
     raw = year % 2 == 0
@@ -190,7 +190,7 @@ def test_attributes_per_year(tmp_path):
     attrs = {(u.machine, u.attr) for u in built["dev_train"] + built["eval_train"]}
     assert ("gearbox", "noAttribute") in attrs and ("ToothBrush", "noAttribute") in attrs
     assert ("fan", "spd_0") in attrs and ("3DPrinter", "spd_1") in attrs
-    # blinded eval names carry no attribute and the labelled name must not feed utt2attr (DESIGN §4)
+    # blinded eval names carry no attribute and the labelled name must not feed utt2attr (docs/design.md §4)
     assert {u.attr for u in built["eval_test"]} == {"noAttribute"}
     build_corpus(tmp_path / "c25", 2025, raw=False, machines={"fan", "Polisher"})
     built = prepare(2025, tmp_path / "c25", tmp_path / "d25")
@@ -242,12 +242,114 @@ def test_paths_with_spaces_and_non_ascii(tmp_path):
 
 
 def test_eval_test_without_list(tmp_path):
-    """No list: label unknown; domain from the name (2020 source, 2021 visible) or unknown (2022+)."""
+    """--eval_list none: label unknown; domain from the name (2020 source, 2021 visible) or unknown (2022+)."""
     for year, machine, domains in ((2020, "pump", {"source"}), (2021, "valve", {"source", "target"}), (2022, "fan", {"unknown"})):
         build_corpus(tmp_path / str(year), year, raw=False, machines={machine}, with_list=False)
-        built = prepare(year, tmp_path / str(year), tmp_path / f"d{year}", sets=["eval_test"])
+        built = prepare(year, tmp_path / str(year), tmp_path / f"d{year}", sets=["eval_test"], eval_list="none")
         assert {u.label for u in built["eval_test"]} == {"unknown"}
         assert {u.domain for u in built["eval_test"]} == domains
+    # 2026 publishes no eval list: nothing is shipped, so no ground truth by default
+    assert prepare_dcase.resolve_eval_list(tmp_path, 2026, None) is None
+
+
+def flipped_list(year: int, machine: str) -> str:
+    """The official rows of one machine with normal/anomaly swapped in the labelled names (a user's own list)."""
+    swap = {"_normal_": "_anomaly_", "_anomaly_": "_normal_"}
+    rows = [f"{r[0]},{next(r[1].replace(a, b) for a, b in swap.items() if a in r[1])}" for m, r in list_rows(official_list(year)) if m == machine]
+    return "\r\n".join([machine, *rows]) + "\r\n"
+
+
+def test_shipped_list_is_the_default(tmp_path, caplog):
+    """No --eval_list and no list in the root: the official list shipped with asdlib. Its rows of
+    machine types absent from a partial corpus are ignored; --eval_list and a root list override it."""
+    c = build_corpus(tmp_path / "c", 2024, raw=False, machines={"Scanner"}, with_list=False)
+    assert not (tmp_path / "c" / "eval_data_list_2024.csv").exists()
+    with caplog.at_level(logging.INFO):
+        built = prepare(2024, tmp_path / "c", tmp_path / "d", sets=["eval_test"])
+    assert "official DCASE 2024 list shipped with asdlib" in caplog.text
+    assert "their rows are ignored" in caplog.text and "ToyCircuit" in caplog.text  # other machine types: ignored
+    assert counts(built["eval_test"]) == expected_eval_counts(2024, {"Scanner"})
+    utt2label = dict(line.split() for line in (tmp_path / "d" / "eval_test" / "utt2label").read_text().splitlines())
+    utt2domain = dict(line.split() for line in (tmp_path / "d" / "eval_test" / "utt2domain").read_text().splitlines())
+    truth = read_eval_list(official_list(2024), 2024)
+    for (machine, name), entry in truth.items():
+        if machine == "Scanner":
+            utt = f"Scanner-00-{Path(name).stem}"
+            assert (utt2label[utt], utt2domain[utt]) == (entry.label, entry.domain)
+    # --eval_list overrides the shipped list
+    (tmp_path / "mine.csv").write_text(flipped_list(2024, "Scanner"), newline="")
+    built = prepare(2024, tmp_path / "c", tmp_path / "d", sets=["eval_test"], eval_list=str(tmp_path / "mine.csv"))
+    flipped = {"normal": "anomaly", "anomaly": "normal"}
+    got = {Path(u.path).name: (u.label, u.domain) for u in built["eval_test"]}
+    assert got == {name: (flipped[e.label], e.domain) for (m, name), e in truth.items() if m == "Scanner"}
+    # so does a list in the corpus root
+    shutil.copyfile(tmp_path / "mine.csv", tmp_path / "c" / "eval_data_list_2024.csv")
+    built = prepare(2024, tmp_path / "c", tmp_path / "d", sets=["eval_test"])
+    assert {Path(u.path).name: (u.label, u.domain) for u in built["eval_test"]} == got
+    # files on disk missing from the list are still an error, also with the shipped list
+    (tmp_path / "c" / "eval_data_list_2024.csv").unlink()
+    c.add("eval_data", "Scanner", "test", "section_00_0999.wav")
+    with pytest.raises(EvalListError, match="Scanner: 1 files on disk not in the list"):
+        prepare(2024, tmp_path / "c", tmp_path / "d", sets=["eval_test"])
+
+
+# DCASE 2022: blinded name -> (label, domain) from the official evaluator's ground_truth_data /
+# ground_truth_domain files; the public eval list says otherwise for all but the (agree) rows.
+TOY_2022 = {
+    ("ToyCar", "section_03_0000.wav"): ("anomaly", "target"),  # agree
+    ("ToyCar", "section_03_0001.wav"): ("normal", "source"),  # list: target normal
+    ("ToyCar", "section_05_0001.wav"): ("anomaly", "source"),  # list: target anomaly
+    ("ToyCar", "section_05_0002.wav"): ("normal", "source"),  # list: source anomaly
+    ("ToyTrain", "section_03_0000.wav"): ("normal", "source"),  # list: target normal
+    ("ToyTrain", "section_03_0001.wav"): ("normal", "target"),  # list: source anomaly
+    ("ToyTrain", "section_05_0002.wav"): ("anomaly", "target"),  # list: source anomaly
+}
+
+
+@pytest.mark.parametrize("where", ["shipped", "root", "explicit"])
+def test_2022_toy_truth_from_the_evaluator(tmp_path, where, caplog):
+    c = build_corpus(tmp_path / "c", 2022, raw=False, machines={"ToyCar", "ToyTrain", "fan"}, with_list=where == "root")
+    eval_list = str(official_list(2022)) if where == "explicit" else None
+    with caplog.at_level(logging.INFO):
+        built = prepare(2022, c.root, tmp_path / "d", sets=["eval_test"], eval_list=eval_list)
+    got = {(u.machine, Path(u.path).name): (u.label, u.domain) for u in built["eval_test"]}
+    for key, truth in TOY_2022.items():
+        assert got[key] == truth, key
+    listed = read_eval_list(official_list(2022), 2022)
+    assert listed[("ToyCar", "section_03_0001.wav")][:2] == ("normal", "target")  # the list's (wrong) entry
+    for machine in ("ToyCar", "ToyTrain"):
+        assert {k[1]: v for k, v in got.items() if k[0] == machine} == read_evaluator_truth(2022, machine)
+        assert f"DCASE 2022 {machine}: label and domain of 600 eval test clips taken from the official 2022 evaluator" in caplog.text
+    assert "disagrees on 430" in caplog.text and "disagrees on 451" in caplog.text
+    # the other machine types keep the list's label and domain
+    assert {k[1]: v for k, v in got.items() if k[0] == "fan"} == {k[1]: e[:2] for k, e in listed.items() if k[0] == "fan"}
+    assert {u.attr for u in built["eval_test"]} == {"noAttribute"}
+
+
+def test_2022_list_and_evaluator_agree_except_toy_types():
+    listed = read_eval_list(official_list(2022), 2022)
+    for machine in year_info(2022).eval:
+        truth = read_evaluator_truth(2022, machine)
+        mine = {k[1]: e[:2] for k, e in listed.items() if k[0] == machine}
+        assert mine.keys() == truth.keys() and len(truth) == 600
+        differ = sum(mine[n] != truth[n] for n in truth)
+        assert differ == {"ToyCar": 430, "ToyTrain": 451}.get(machine, 0), machine
+    corrected = correct_2022_toy_truth(listed, 2022)
+    assert list(corrected) == list(listed)  # same clips, same order
+    assert all(corrected[k] == e for k, e in listed.items() if k[0] not in ("ToyCar", "ToyTrain"))
+    assert all(corrected[k].labelled_name == e.labelled_name for k, e in listed.items())  # kept, unverified
+    assert correct_2022_toy_truth(read_eval_list(official_list(2023), 2023), 2023) == read_eval_list(official_list(2023), 2023)
+
+
+def test_2022_toy_truth_only_for_the_official_rows(tmp_path):
+    """A list whose ToyCar rows are not the official ones (a synthetic corpus) keeps its own labels."""
+    official_row = "section_03_0001.wav,section_03_target_test_normal_0030_car_G1_spd_34V_mic_1_noise_6.wav"
+    p = tmp_path / "l.csv"
+    p.write_text(f"ToyCar\n{official_row}\n")
+    assert correct_2022_toy_truth(read_eval_list(p, 2022), 2022)[("ToyCar", "section_03_0001.wav")][:2] == ("normal", "source")
+    p.write_text(f"ToyCar\n{official_row}\nsection_03_0002.wav,section_03_target_test_anomaly_0000_car_X.wav\n")
+    entries = read_eval_list(p, 2022)
+    assert correct_2022_toy_truth(entries, 2022) == entries
 
 
 def test_default_and_explicit_eval_list(tmp_path):
@@ -338,7 +440,7 @@ def test_supplemental_2025(tmp_path, caplog):
         prepare(2024, tmp_path / "c", tmp_path / "d", sets=["eval_supplemental"])
 
 
-def test_cli(tmp_path, capsys, caplog):
+def test_cli(tmp_path, capsys):
     build_corpus(tmp_path / "c", 2020, raw=False, machines={"ToyConveyor"})
     rc = prepare_dcase.main(["--year", "2020", "--root", str(tmp_path / "c"), "--data_dir", str(tmp_path / "data"),
                              "--eval_list", str(official_list(2020)), "--sets", "dev_train,eval_test"])
@@ -346,8 +448,8 @@ def test_cli(tmp_path, capsys, caplog):
     out = capsys.readouterr().out
     assert "eval_test: 1665 utterances" in out and "ToyConveyor  04" in out and "dev_train: 9 utterances" in out
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dev_train", "eval_test"]
-    rc = prepare_dcase.main(["--year", "2020", "--root", str(tmp_path / "nowhere"), "--data_dir", str(tmp_path / "x")])
-    assert rc == 1 and "corpus root" in caplog.text
+    with pytest.raises(PrepError, match="corpus root"):  # python -m: one ERROR line (asdlib.utils.run_main)
+        prepare_dcase.main(["--year", "2020", "--root", str(tmp_path / "nowhere"), "--data_dir", str(tmp_path / "x")])
 
 
 def test_synthetic_mini_corpus(tmp_path):

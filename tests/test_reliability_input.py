@@ -49,6 +49,7 @@ from asdlib.data.validate import BAD_LIST
 from asdlib.io.config import ConfigError, dump_config
 from asdlib.models.upstream import UpstreamConfig, build_upstream
 from asdlib.train.config import load_train_config
+from asdlib.utils import EXPECTED_ERRORS
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("dev_train", "dev_test", "eval_train", "eval_test")
@@ -70,6 +71,13 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def prepare(corpus: Path, data: Path) -> int:
     return prepare_dcase.main(["--year", "2024", "--root", str(corpus), "--data_dir", str(data)])
+
+
+def error_of(call: Callable[..., int], *args) -> str:
+    """The message of the CLI's ERROR line: ``call(*args)`` must raise an error that run_main reports."""
+    with pytest.raises(EXPECTED_ERRORS) as info:
+        call(*args)
+    return str(info.value)
 
 
 @pytest.fixture(autouse=True)
@@ -187,8 +195,7 @@ def test_bad_audio_fails_stage_1_or_moves_to_bad_list(case: str, fresh: tuple[Pa
     damage(Path(victim.path))
     before, corpus_before = snapshot(data), snapshot(corpus)
 
-    assert validate_data.main([str(set_dir), str(data / "dev_test")]) == 1
-    err = logs()
+    err = error_of(validate_data.main, [str(set_dir), str(data / "dev_test")])
     assert f"{victim.utt_id} ({victim.path}): {reason}" in err
     assert "1 of 8 audio files are unusable" in err and "--skip_bad true" in err and str(set_dir / BAD_LIST) in err
     assert snapshot(data) == before and snapshot(corpus) == corpus_before
@@ -228,11 +235,10 @@ def test_skip_bad_keeps_stage_2_files_consistent_and_bad_list_across_reruns(fres
     assert not (set_dir / BAD_LIST).exists() and len(read_data_dir(set_dir)) == 8
 
 
-def test_skip_bad_refuses_to_drop_every_file(fresh: tuple[Path, Path], logs: Callable[[], str]) -> None:
+def test_skip_bad_refuses_to_drop_every_file(fresh: tuple[Path, Path]) -> None:
     _, data = fresh
     before = snapshot(data)
-    assert validate_data.main([str(data / "dev_test"), "--sample_rate", "8000", "--skip_bad", "true"]) == 1
-    err = logs()
+    err = error_of(validate_data.main, [str(data / "dev_test"), "--sample_rate", "8000", "--skip_bad", "true"])
     assert "8 of 8 audio files are unusable" in err and "sample rate 16000 Hz, expected 8000 Hz" in err
     assert "Every clip of the set is bad" in err and "sample rate and channel settings" in err
     assert snapshot(data) == before
@@ -303,13 +309,12 @@ DATADIR_CASES = {
 
 
 @pytest.mark.parametrize("case", list(DATADIR_CASES))
-def test_bad_data_dir_is_named_with_the_fix(case: str, fresh: tuple[Path, Path], logs: Callable[[], str]) -> None:
+def test_bad_data_dir_is_named_with_the_fix(case: str, fresh: tuple[Path, Path]) -> None:
     _, data = fresh
     damage, message = DATADIR_CASES[case]
     damage(data / "dev_test")
     before = snapshot(data)
-    assert validate_data.main([str(data / "dev_test"), "--skip_bad", "true"]) == 1
-    assert re.search(message, logs())
+    assert re.search(message, error_of(validate_data.main, [str(data / "dev_test"), "--skip_bad", "true"]))
     assert snapshot(data) == before
 
 
@@ -317,35 +322,34 @@ def test_bad_data_dir_is_named_with_the_fix(case: str, fresh: tuple[Path, Path],
 # Corpus metadata (prepare_dcase): nothing is written unless every set builds
 
 
-def test_unknown_file_name_pattern(fresh: tuple[Path, Path], logs: Callable[[], str]) -> None:
+def test_unknown_file_name_pattern(fresh: tuple[Path, Path]) -> None:
     corpus, data = fresh
     before = snapshot(data)
     odd = corpus / "dev_data" / "raw" / "fan" / "train" / "recording_01.wav"
     sf.write(str(odd), _noise(), 16000)
-    code, err = prepare(corpus, data), logs()
-    assert code == 1 and "recording_01.wav" in err and str(odd.parent) in err
+    err = error_of(prepare, corpus, data)
+    assert "recording_01.wav" in err and str(odd.parent) in err
     assert snapshot(data) == before
 
 
-def test_eval_list_that_does_not_match_the_files(fresh: tuple[Path, Path], logs: Callable[[], str]) -> None:
+def test_eval_list_that_does_not_match_the_files(fresh: tuple[Path, Path]) -> None:
     corpus, data = fresh
     before = snapshot(data)
     (corpus / "eval_data" / "raw" / "ToyDrone" / "test" / "section_00_0002.wav").unlink()
-    code, err = prepare(corpus, data), logs()
-    assert code == 1
+    err = error_of(prepare, corpus, data)
     assert f"eval list {corpus / 'eval_data_list_2024.csv'} does not match" in err
     assert "ToyDrone: 1 listed files missing on disk, e.g. section_00_0002.wav" in err
     assert "Use the list of the same year as the corpus" in err and "--eval_list none" in err
     assert snapshot(data) == before
 
 
-def test_eval_list_of_the_wrong_format(fresh: tuple[Path, Path], logs: Callable[[], str]) -> None:
+def test_eval_list_of_the_wrong_format(fresh: tuple[Path, Path]) -> None:
     corpus, data = fresh
     before = snapshot(data)
     eval_list = corpus / "eval_data_list_2024.csv"
     eval_list.write_text("ToyDrone\nsection_00_0000.wav,section_00_source_test_normal_0000_a.wav,0\n")
-    code, err = prepare(corpus, data), logs()
-    assert code == 1 and f"{eval_list}:2: expected a machine-type line or 2 comma-separated fields" in err
+    err = error_of(prepare, corpus, data)
+    assert f"{eval_list}:2: expected a machine-type line or 2 comma-separated fields" in err
     assert "is this the eval list of 2024?" in err
     assert snapshot(data) == before
 
@@ -477,7 +481,7 @@ def test_full_disk_while_writing_embeddings(trained: dict[str, Path], tmp_path: 
 # Security
 
 
-def test_downloaded_archive_with_path_traversal_is_refused(tmp_path: Path, logs: Callable[[], str]) -> None:
+def test_downloaded_archive_with_path_traversal_is_refused(tmp_path: Path) -> None:
     arc = zenodo.archive(2024, "dev", "fan")
     mirror = tmp_path / "mirror"
     zpath = mirror / mirror_url(arc.url, "x")[2:]
@@ -488,8 +492,7 @@ def test_downloaded_archive_with_path_traversal_is_refused(tmp_path: Path, logs:
     root = tmp_path / "corpus"
     argv = ["--year", "2024", "--root", str(root), "--mirror", mirror.as_uri(), "--kinds", "dev", "--machines", "fan",
             "--zenodo_checksums", "false", "--eval_list", "false", "--retries", "0"]
-    assert download_dcase.main(argv) == 1
-    err = logs()
+    err = error_of(download_dcase.main, argv)
     assert f"{arc.file_name}: member 'fan/../../../evil.sh' contains '..'" in err
     assert not list(tmp_path.rglob("evil.sh")) and not (root / "dev_data" / "fan").exists()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asdlib.backends.knn import KnnBackend
+from asdlib.backends.knn import BackendError, KnnBackend
 from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.io.ark import read_vectors
 from asdlib.train.config import BackendConfig
@@ -18,7 +18,7 @@ def embeddings_for(utts: Sequence[Utt], scp: Path) -> np.ndarray:
     vectors = read_vectors(scp)
     missing = [u.utt_id for u in utts if u.utt_id not in vectors]
     if missing:
-        raise KeyError(f"{scp}: no embedding for {len(missing)} utterances (first: {missing[0]}); rerun stage 4")
+        raise BackendError(f"{scp}: no embedding for {len(missing)} utterances (first: {missing[0]}); rerun stage 4")
     return np.stack([vectors[u.utt_id] for u in utts])
 
 

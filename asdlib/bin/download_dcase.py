@@ -22,7 +22,7 @@ from asdlib.data.download import DownloadError, Expected, UnsafeArchiveError, do
     safe_extract, strip_prefix, zenodo_file_info
 from asdlib.data.evallist import EvalListError, read_eval_list
 from asdlib.io.atomic import atomic_write_text
-from asdlib.utils import setup_logging, str2bool
+from asdlib.utils import run_main, setup_logging, str2bool
 
 logger = logging.getLogger(__name__)
 
@@ -158,15 +158,11 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        done = download_corpus(args.year, args.root, _split(args.kinds), _split(args.machines), args.mirror,
-                               args.zenodo_checksums, args.keep_zips, args.eval_list, args.retries)
-    except (DownloadError, UnsafeArchiveError, ValueError, OSError) as e:
-        logger.error("%s", e)
-        return 1
+    done = download_corpus(args.year, args.root, _split(args.kinds), _split(args.machines), args.mirror,
+                           args.zenodo_checksums, args.keep_zips, args.eval_list, args.retries)
     logger.info("DCASE %d corpus in %s (%d archives unpacked now)", args.year, args.root, len(done))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -1,6 +1,6 @@
 """Stage 6: evaluate a scored set with the year's official DCASE metric.
 
-Writes results.json (DESIGN §5), RESULTS.md and ROC/histogram PNGs into --out_dir. A set without
+Writes results.json (docs/design.md §5), RESULTS.md and ROC/histogram PNGs into --out_dir. A set without
 ground truth (labels 'unknown') is an error explaining how to get it, unless --skip_unknown true.
 """
 
@@ -16,7 +16,7 @@ from asdlib.metrics.official import YEARS, UnlabelledDataError, official_score
 from asdlib.metrics.plots import write_plots
 from asdlib.metrics.records import scored_utts
 from asdlib.metrics.report import write_results_json, write_results_md
-from asdlib.utils import setup_logging, str2bool
+from asdlib.utils import run_main, setup_logging, str2bool
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,15 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    skip_unknown = args.skip_unknown
+    records = scored_utts(read_data_dir(args.data_dir), read_scores(args.scores),
+                          scores_source=str(args.scores), data_source=str(args.data_dir))
     try:
-        records = scored_utts(read_data_dir(args.data_dir), read_scores(args.scores),
-                              scores_source=str(args.scores), data_source=str(args.data_dir))
-        ev = official_score(args.year, records, skip_unknown=skip_unknown)
+        ev = official_score(args.year, records, skip_unknown=args.skip_unknown)
     except UnlabelledDataError as e:
-        if skip_unknown:
-            log.warning("%s: no ground truth, nothing evaluated (%s)", args.data_dir, e)
-            return 0
-        log.error("%s: %s", args.data_dir, e)
-        return 1
-    except ValueError as e:  # bad inputs: the message names the file and the fix
-        log.error("%s", e)
-        return 1
+        if not args.skip_unknown:
+            raise UnlabelledDataError(f"{args.data_dir}: {e}") from e
+        log.warning("%s: no ground truth, nothing evaluated (%s)", args.data_dir, e)
+        return 0
     title = args.title or f"DCASE{args.year} {args.data_dir.name}"
     write_results_json(ev, args.out_dir / "results.json")
     write_results_md(ev, args.out_dir / "RESULTS.md", title)
@@ -65,4 +60,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

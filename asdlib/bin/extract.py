@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asdlib.data.dataset import ClipDataset, collate
-from asdlib.data.datadir import read_data_dir
+from asdlib.data.datadir import DataDirError, Utt, read_data_dir
 from asdlib.io.ark import write_vectors
 from asdlib.models.loading import load_trained
-from asdlib.utils import seed_everything, setup_logging
+from asdlib.utils import resolve_device, run_main, seed_everything, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=1,
                    help="clips per forward; 1 keeps every embedding bit-identical whatever the job split (nj), "
                         "because CPU/GPU kernels pick their blocking by batch size; raise it for GPU throughput")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda, cuda:N, or auto (cuda when a GPU is visible); the recipe passes it from --ngpu")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -43,37 +44,49 @@ def read_keys(path: Path) -> list[str]:
         return [line.split(maxsplit=1)[0] for line in f if line.strip()]
 
 
+def select_keys(utts: list[Utt], keys: Path, data_dir: Path) -> list[Utt]:
+    """The utts whose ids ``keys`` lists (one job's split); an id not in the data dir is an error,
+    since it means the split and the data dir are out of step (a stale split from another set)."""
+    wanted = set(read_keys(keys))
+    unknown = sorted(wanted - {u.utt_id for u in utts})
+    if unknown:
+        raise DataDirError(f"{keys}: {len(unknown)} utt-ids not in {data_dir} (first: {', '.join(unknown[:3])}); "
+                           f"split the set's wav.scp again (utils/split_scp.sh)")
+    return [u for u in utts if u.utt_id in wanted]
+
+
 @torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    trained = load_trained(args.exp_dir, args.device, args.model_file)
+    device = resolve_device(args.device)
+    trained = load_trained(args.exp_dir, device, args.model_file)
     seed_everything(trained.cfg.seed)
     utts = read_data_dir(args.data_dir)
     if args.keys:
-        wanted = set(read_keys(args.keys))
-        unknown = wanted - {u.utt_id for u in utts}
-        if unknown:
-            raise SystemExit(f"{args.keys}: {len(unknown)} utt-ids not in {args.data_dir} (e.g. {sorted(unknown)[0]})")
-        utts = [u for u in utts if u.utt_id in wanted]
+        utts = select_keys(utts, args.keys, args.data_dir)
     machine_index = {m: i for i, m in enumerate(trained.machines)}
     unseen = sorted({u.machine for u in utts} - set(machine_index))
     if unseen:
         log.warning("machine types %s were not seen in training: they use machine id -1 (shared adapter only)", unseen)
     data = trained.cfg.data
     dataset = ClipDataset(utts, data.sample_rate, machines=[machine_index.get(u.machine, -1) for u in utts],
-                          min_samples=int(data.min_seconds * data.sample_rate), channel=data.channel)
+                          min_samples=int(data.min_seconds * data.sample_rate), channel=data.channel,
+                          resample=data.resample)
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate, num_workers=data.num_workers)
     out: dict[str, np.ndarray] = {}
     for batch in tqdm(loader, desc=f"extract {args.data_dir.name}", file=sys.stderr, mininterval=30.0, ascii=True):
-        batch = batch.to(torch.device(args.device))
+        batch = batch.to(torch.device(device))
         emb = trained.model(batch.wavs, batch.lengths, batch.machines).float().cpu().numpy()
         for i, e in zip(batch.indices.tolist(), emb):
             out[utts[i].utt_id] = e
     write_vectors(args.out_ark, args.out_scp, out)
+    summary = getattr(getattr(trained.model, "upstream", None), "fit_summary", None)
+    if summary is not None:  # EAT: once per job, how much audio its fixed length cut or padded
+        log.info("%s", summary())
     log.info("wrote %d embeddings of dim %d to %s", len(out), next(iter(out.values())).size if out else 0, args.out_scp)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

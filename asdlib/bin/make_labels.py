@@ -8,7 +8,7 @@ from pathlib import Path
 
 from asdlib.data.datadir import read_data_dir
 from asdlib.data.labels import build_classes, write_durations, write_labels
-from asdlib.utils import setup_logging
+from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -36,4 +36,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

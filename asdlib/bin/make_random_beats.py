@@ -14,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from asdlib.utils import setup_logging
+from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -63,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -15,7 +15,7 @@ import torch
 
 from asdlib.io.atomic import atomic_write
 from asdlib.models.upstream import S3PRL_NAMES
-from asdlib.utils import setup_logging
+from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -53,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from asdlib.data.synth import SynthConfig, SynthError, generate_corpus
-from asdlib.utils import setup_logging
+from asdlib.data.synth import SynthConfig, generate_corpus
+from asdlib.utils import run_main, setup_logging
 
 _DEFAULTS = SynthConfig()
 
@@ -38,12 +38,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
     p.add_argument("--anomaly_strength", type=float, default=_DEFAULTS.anomaly_strength,
                    help="scales every anomaly (1: hard for a mean-log-mel kNN; 3: easy)")
+    p.add_argument("--verbose", type=int, default=1)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging(force=False)
     args = get_parser().parse_args(argv)
+    setup_logging(args.verbose, force=False)
     # argparse applies `type` to string defaults too, so every list option is a tuple here
     cfg = SynthConfig(
         year=args.year, dev_machines=args.dev_machines, eval_machines=args.eval_machines, no_attribute=args.no_attribute,
@@ -51,14 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed, anomaly_strength=args.anomaly_strength,
     )
     start = time.time()
-    try:
-        generate_corpus(args.root, cfg)
-    except SynthError as e:
-        logging.error("%s", e)
-        return 1
+    generate_corpus(args.root, cfg)
     logging.info("synthetic corpus ready in %s (%.1f s)", args.root, time.time() - start)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -1,4 +1,4 @@
-"""Stage 1: Kaldi data dirs (DESIGN.md §4) for a DCASE Task 2 corpus of 2020-2025.
+"""Stage 1: Kaldi data dirs (docs/design.md §4) for a DCASE Task 2 corpus of 2020-2026.
 
 Writes ``dev_train``, ``dev_test``, ``eval_train`` and ``eval_test`` under ``--data_dir`` from
 ``<root>/{dev_data,eval_data}/<machine>/...`` (Zenodo layout) or ``.../raw/<machine>/...``
@@ -8,12 +8,16 @@ the files stops the run before anything is written.
 
 Decisions (see docs of the functions below):
 
-* eval_test label/domain come from the official eval list (``--eval_list``, default
-  ``<root>/eval_data_list_<year>.csv`` when present). Without a list the label is ``unknown``
-  and the domain is what the name shows (2020: ``source``; 2021: in the name) or ``unknown``
-  for the blinded 2022-2025 names.
+* eval_test label/domain come from an eval list, chosen by :func:`resolve_eval_list`:
+  ``--eval_list PATH``; ``--eval_list none`` for none; else ``<root>/eval_data_list_<year>.csv``
+  when present (synthetic corpora put theirs there); else the official list shipped with asdlib
+  (2020-2025; none for 2026). For DCASE 2022 ToyCar/ToyTrain, label and domain come from the
+  official evaluator instead (:func:`asdlib.data.evallist.correct_2022_toy_truth`). Without a
+  list the label is ``unknown`` and the domain is what the name shows (2020: ``source``; 2021:
+  in the name) or ``unknown`` for the blinded 2022-2025 names. Listed machine types without
+  eval-test files on disk (a partial download) are ignored.
 * utt2attr comes from the file name, else from the machine's ``attributes_XX.csv``, else
-  ``noAttribute``; the eval list's labelled name never feeds it (DESIGN §4).
+  ``noAttribute``; the eval list's labelled name never feeds it (docs/design.md §4).
 * 2025 ``supplemental/`` clips (clean machine or noise-only recordings, not ordinary normal
   training clips) are kept out of ``dev_train``/``eval_train``; ask for them as the extra sets
   ``dev_supplemental``/``eval_supplemental`` (label ``normal``, domain ``source``).
@@ -33,14 +37,20 @@ from asdlib.data.datadir import DataDirError, Utt, check_utt, make_utt_id, read_
 from asdlib.data.dcase import (
     NO_ATTRIBUTE,
     YEARS,
-    DcaseNameError,
     ParsedName,
     parse_name,
     parse_supplemental_name,
     year_info,
 )
-from asdlib.data.evallist import EvalEntry, EvalListError, check_eval_list, default_eval_list, read_eval_list
-from asdlib.utils import setup_logging
+from asdlib.data.evallist import (
+    EvalEntry,
+    check_eval_list,
+    correct_2022_toy_truth,
+    default_eval_list,
+    read_eval_list,
+)
+from asdlib.data.resources import shipped_eval_list
+from asdlib.utils import run_main, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -229,16 +239,31 @@ def _warn_unofficial(year: int, set_name: str, part: str, utts: Sequence[Utt]) -
 
 
 def resolve_eval_list(root: Path, year: int, eval_list: str | None) -> Path | None:
-    """The eval list to use: explicit path, ``none`` for no list, or the default if it exists."""
+    """The eval list to use, and log which one.
+
+    Precedence: ``eval_list`` as a path > ``none`` (no ground truth) > the corpus's
+    ``<root>/eval_data_list_<year>.csv`` > the official list shipped with asdlib > none (2026).
+    """
     if eval_list is not None and eval_list.lower() in ("none", ""):
+        logger.info("eval_test ground truth: none (--eval_list none); labels 'unknown'")
         return None
     if eval_list is not None:
         path = Path(eval_list).expanduser().resolve()
         if not path.is_file():
             raise PrepError(f"--eval_list {eval_list}: file not found (give the official eval_data_list_{year}.csv, or 'none')")
+        logger.info("eval_test ground truth: %s (--eval_list)", path)
         return path
     default = default_eval_list(root, year)
-    return default if default.is_file() else None
+    if default.is_file():
+        logger.info("eval_test ground truth: %s (the corpus's own list)", default)
+        return default
+    shipped = shipped_eval_list(year)
+    if shipped is not None and shipped.is_file():
+        logger.info("eval_test ground truth: the official DCASE %d list shipped with asdlib (%s); "
+                    "pass --eval_list none to prepare eval_test without it", year, shipped)
+        return shipped
+    logger.info("eval_test ground truth: none (no official DCASE %d list is published); labels 'unknown'", year)
+    return None
 
 
 def prepare(
@@ -255,9 +280,7 @@ def prepare(
     if year != 2025 and any(s in SUPPLEMENTAL_SETS for s in sets):
         raise PrepError(f"supplemental sets exist only for DCASE 2025, not {year}")
     list_path = resolve_eval_list(root, year, eval_list) if "eval_test" in sets else None
-    entries = read_eval_list(list_path, year) if list_path is not None else None
-    if "eval_test" in sets:
-        logger.info("eval_test ground truth: %s", list_path or "none (labels 'unknown')")
+    entries = correct_2022_toy_truth(read_eval_list(list_path, year), year) if list_path is not None else None
     machine_dirs = {part: find_machine_dirs(root, part) for part in sorted({_SET_SPECS[s].part for s in sets})}
     built = {s: build_set(year, s, machine_dirs[_SET_SPECS[s].part], entries, list_path) for s in sets}
     _report_unrequested_supplemental(year, machine_dirs, sets)
@@ -302,8 +325,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--eval_list",
         default=None,
-        help="official eval_data_list_<year>.csv for eval_test labels/domains; default <root>/eval_data_list_<year>.csv "
-        "if present; 'none' prepares eval_test without ground truth",
+        help="eval_data_list_<year>.csv for eval_test labels/domains; default: <root>/eval_data_list_<year>.csv "
+        "if present, else the official list shipped with asdlib (2020-2025); 'none' prepares eval_test without ground truth",
     )
     parser.add_argument(
         "--sets",
@@ -311,18 +334,15 @@ def get_parser() -> argparse.ArgumentParser:
         default=list(SETS),
         help=f"sets to build (space or comma separated); also {', '.join(SUPPLEMENTAL_SETS)} for 2025",
     )
+    parser.add_argument("--verbose", type=int, default=1, help="0: warnings only; 2: debug messages and tracebacks")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging(force=False)
     args = get_parser().parse_args(argv)
+    setup_logging(args.verbose, force=False)
     sets = [s for item in args.sets for s in item.replace(",", " ").split()]
-    try:
-        built = prepare(args.year, args.root, args.data_dir, sets, args.eval_list)
-    except (PrepError, DcaseNameError, EvalListError, DataDirError, OSError) as e:
-        logger.error("%s", e)
-        return 1
+    built = prepare(args.year, args.root, args.data_dir, sets, args.eval_list)
     for set_name, utts in built.items():
         print(f"\n{set_name}: {len(utts)} utterances -> {Path(args.data_dir) / set_name}")
         print(summary_table(utts))
@@ -330,4 +350,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 from asdlib.backends.bank import embeddings_for, fit_backend
-from asdlib.bin.extract import read_keys
+from asdlib.bin.extract import select_keys
 from asdlib.data.datadir import read_data_dir
 from asdlib.io.ark import write_scores
 from asdlib.train.config import load_train_config
-from asdlib.utils import setup_logging
+from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     cfg = load_train_config(args.exp_dir / "config.yaml")
+    utts = read_data_dir(args.data_root / args.test_set)
+    if args.keys:  # checked before the banks are fitted: a stale split fails fast
+        utts = select_keys(utts, args.keys, args.data_root / args.test_set)
     embed_dir = args.exp_dir / "embed"
     backend, _, _ = fit_backend(cfg.backend, args.data_root, embed_dir, cfg.data.train_sets)
-    utts = read_data_dir(args.data_root / args.test_set)
-    if args.keys:
-        wanted = set(read_keys(args.keys))
-        utts = [u for u in utts if u.utt_id in wanted]
     scores = backend.score(utts, embeddings_for(utts, embed_dir / args.test_set / "embeddings.scp"),
                            exclude_self=args.leave_one_out)
     write_scores(args.out_ark, args.out_scp, {u.utt_id: float(s) for u, s in zip(utts, scores)})
@@ -48,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -14,7 +14,7 @@ from asdlib.io.config import dump_config
 from asdlib.models.asd_model import build_model, trainable_state
 from asdlib.train.config import load_train_config
 from asdlib.train.trainer import Trainer, load_train_data
-from asdlib.utils import setup_logging, str2bool
+from asdlib.utils import resolve_device, run_main, setup_logging, str2bool
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training YAML (conf/train.yaml, conf/tuning/*.yaml)")
     p.add_argument("--data_root", type=Path, default=Path("data"), help="directory holding the data/<set> dirs")
     p.add_argument("--exp_dir", type=Path, required=True, help="experiment directory exp/<tag>")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="config change, e.g. optim.lr=1e-4 (repeatable; asd.sh --train_args); recorded in exp_dir/config.yaml")
     p.add_argument("--resume", type=str2bool, default=True, help="continue from the last checkpoint if any")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default), cuda, cuda:N, or auto (cuda when a GPU is visible); the recipe passes it from --ngpu")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -33,7 +36,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose, int(os.environ.get("RANK", "0")))
-    cfg = load_train_config(args.config)
+    cfg = load_train_config(args.config, args.override)
     if cfg.upstream.path:
         cfg.upstream.path = str(Path(cfg.upstream.path).resolve())
     if cfg.embedder == "logmel":
@@ -46,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                         "machines": data.machines}, f)
         log.info("embedder 'logmel' needs no training; wrote %s", args.exp_dir / "model.pt")
         return 0
-    Trainer(cfg, args.exp_dir, args.data_root, args.device).run(args.resume)
+    Trainer(cfg, args.exp_dir, args.data_root, resolve_device(args.device)).run(args.resume)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -14,7 +14,7 @@ from asdlib.data.datadir import read_data_dir
 from asdlib.io.ark import read_scores
 from asdlib.metrics.records import scored_utts
 from asdlib.metrics.submission import fit_decision_thresholds, write_submission
-from asdlib.utils import setup_logging
+from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -49,4 +49,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from asdlib.utils import UserError
+
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
@@ -37,7 +39,7 @@ TIMEOUT_S = 60.0
 USER_AGENT = "asdlib-download/1 (+DCASE Task 2 recipes)"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(RuntimeError, UserError):
     """A download that failed or whose content does not match its expected size or checksum."""
 
 

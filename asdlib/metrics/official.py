@@ -1,6 +1,6 @@
 """Official DCASE Task 2 scores (2020-2025), computed exactly as the challenge evaluators compute them.
 
-Building blocks, identical in every official evaluator (see shared/docs/dcase.md):
+Building blocks, identical in every official evaluator (see docs/dcase.md):
 
 * AUC  = ``sklearn.metrics.roc_auc_score(y_true, y_score)`` with 0 = normal, 1 = anomaly.
 * pAUC = ``roc_auc_score(y_true, y_score, max_fpr=0.1)``: sklearn returns the McClish-standardised
@@ -229,10 +229,10 @@ def unlabelled_message(year: int, groups: Sequence[str]) -> str:
     return (
         f"cannot evaluate: {shown} have clips with label or domain 'unknown' (a blind evaluation set prepared without "
         f"its ground truth). Evaluation needs the official eval_data_list_{year}.csv: re-run data preparation "
-        f"with --local_data_opts \"--eval_list <path>/eval_data_list_{year}.csv\" (stage 1). The file is in "
-        f"the datasets/ folder of https://github.com/nttcslab/dcase2023_task2_baseline_ae (the ground truth the "
-        f"organisers released on Zenodo after the challenge). To evaluate only the labelled groups, pass "
-        f"skip_unknown (evaluate CLI: --skip_unknown true)."
+        f"(stage 1), which uses the official list shipped with asdlib (asdlib/resources/dcase/, 2020-2025) unless "
+        f"the corpus root has its own, or name one with --local_data_opts \"--eval_list "
+        f"/path/eval_data_list_{year}.csv\". To evaluate only the labelled groups (or skip a blind set), pass "
+        f"--skip_unlabelled true to asd.sh (evaluate CLI: --skip_unknown true)."
     )
 
 

@@ -14,8 +14,14 @@ from asdlib.models.pooling import AttentiveStatsPooling, WeightedLayerSum
 from asdlib.models.specaug import SpecAugment
 from asdlib.models.upstream import Upstream, build_upstream
 from asdlib.train.config import TrainConfig
+from asdlib.utils import UserError
 
 log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError, UserError):
+    """A model or training checkpoint that cannot be used (unreadable, or of another config); the
+    message names the file and the fix."""
 
 
 class ASDModel(nn.Module):
@@ -76,7 +82,7 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], where
     reshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(state) & set(own))
                 if state[k].shape != own[k].shape]
     if unexpected or missing or reshaped:
-        raise RuntimeError(f"{where}: checkpoint does not match the model built from the config "
+        raise CheckpointError(f"{where}: checkpoint does not match the model built from the config "
                            f"(first missing keys: {missing[:5]}, first unexpected keys: {unexpected[:5]}, "
                            f"first shape mismatches (checkpoint vs model): {reshaped[:5]}); "
                            "was it trained with a different config?")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from asdlib.models.asd_model import build_model, load_trainable_state
+from asdlib.models.asd_model import CheckpointError, build_model, load_trainable_state
 from asdlib.train.config import TrainConfig, load_train_config
 
 
@@ -31,7 +31,7 @@ def load_trained(exp_dir: Path, device: str = "cpu", model_file: Path | None = N
     try:
         state = torch.load(model_path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise RuntimeError(f"{model_path}: unreadable model file ({e}); rerun stage 3") from e
+        raise CheckpointError(f"{model_path}: unreadable model file ({e}); rerun stage 3") from e
     model = build_model(cfg, len(state["machines"]))
     load_trainable_state(model, state["model"], str(model_path))
     return TrainedModel(cfg, model.to(device).eval(), list(state["machines"]), list(state["classes"]))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared ASD recipe: every egs/<recipe>/run.sh calls this with its year and configs.
-# Stages (DESIGN.md §3): 1 data prep, 2 labels, 3 training, 4 embeddings, 5 kNN scores + CSVs,
+# Stages (docs/design.md §3): 1 data prep, 2 labels, 3 training, 4 embeddings, 5 kNN scores + CSVs,
 # 6 official metric, 7 packing. Options are shell variables below, set with --name value.
 set -euo pipefail
 
@@ -25,12 +25,12 @@ test_sets="dev_test eval_test"      # sets that are scored and evaluated
 local_data_opts=""    # options passed to local/data.sh (e.g. "--eval_list path --download true")
 skip_bad=false        # stage 1: drop unusable audio files into data/<set>/bad.list instead of failing
 train_config=conf/train.yaml        # training config (YAML)
-skip_unlabelled=true  # stage 6: warn (instead of failing) on a blind set prepared without the eval list
+skip_unlabelled=false # stage 6: true skips sets without ground truth (a blind set prepared without its eval list) instead of failing
 tag=""                # experiment name; default: the config file name without .yaml
 python=python3
 
 help_message=$(cat <<EOM
-Usage: $0 [options]
+Usage: ./run.sh [options]   (egs/<recipe>/run.sh passes them to asd.sh, the shared recipe)
   --stage N / --stop_stage M   run stages N..M (1 data, 2 labels, 3 train, 4 embed, 5 score, 6 evaluate, 7 pack)
   --nj ${nj}                    parallel jobs for stages 4 and 5 (via \$extract_cmd / \$score_cmd from cmd.sh)
   --ngpu ${ngpu}                  GPUs for training (>1: torchrun DDP); --nproc N: DDP processes on CPU
@@ -40,6 +40,7 @@ Usage: $0 [options]
   --tag NAME                    experiment name (default: config file name)
   --local_data_opts "..."       options for local/data.sh (--eval_list <csv>, --download true)
   --skip_bad ${skip_bad}          stage 1: move unusable audio files to data/<set>/bad.list instead of failing
+  --skip_unlabelled ${skip_unlabelled}   stage 6: skip (instead of failing on) test sets without ground truth
   --train_sets "${train_sets}"  --test_sets "${test_sets}"
 EOM
 )
@@ -60,6 +61,8 @@ fi
 exp="${expdir}/${tag}"
 mkdir -p "${exp}"
 echo "${run_args}" > "${exp}/run_args.txt"
+# The device follows --ngpu in every stage: the python CLIs never pick a GPU on their own.
+if [ "${ngpu}" -gt 0 ]; then device=cuda; extract_gpu=1; else device=cpu; extract_gpu=0; fi
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
@@ -81,15 +84,13 @@ fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: training ${train_config} -> ${exp} (log: ${exp}/train.log)"
-    _opts=(--config "${train_config}" --data_root "${datadir}" --exp_dir "${exp}" --resume true)
+    _opts=(--config "${train_config}" --data_root "${datadir}" --exp_dir "${exp}" --resume true --device "${device}")
     if [ "${ngpu}" -gt 1 ] || [ "${nproc}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
         _per_node=$(( ngpu > 0 ? ngpu : nproc ))
         if [ "${num_nodes}" -gt 1 ]; then
-            # One srun task per node; torchrun rendezvous on the allocation's first node.
+            # One srun task per node, each a torchrun with a c10d rendezvous on the job's first node.
             ${train_cmd} --gpu "${ngpu}" --num_threads "${_per_node}" --num_nodes "${num_nodes}" "${exp}/train.log" \
-                srun --ntasks-per-node=1 bash -c "torchrun --nnodes=${num_nodes} --nproc_per_node=${_per_node} \
-                --rdzv_backend=c10d --rdzv_endpoint=\$(scontrol show hostnames \"\$SLURM_JOB_NODELIST\" | head -n1):29400 \
-                --rdzv_id=\$SLURM_JOB_ID -m asdlib.bin.train ${_opts[*]}"
+                utils/srun_torchrun.sh "${num_nodes}" "${_per_node}" -m asdlib.bin.train "${_opts[@]}"
         else
             ${train_cmd} --gpu "${ngpu}" --num_threads "${_per_node}" "${exp}/train.log" \
                 torchrun --standalone --nproc_per_node="${_per_node}" -m asdlib.bin.train "${_opts[@]}"
@@ -144,8 +145,9 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
             log "Stage 4: embeddings of ${s} are up to date (delete ${_dir}/.done to redo them)"; continue
         fi
         log "Stage 4: embeddings of ${s} (${nj} jobs)"
-        split_and_run "${extract_cmd}" "${s}" "${_dir}" embeddings \
-            asdlib.bin.extract --exp_dir "${exp}" --model_file "${exp}/model.pt" --data_dir "${datadir}/${s}"
+        split_and_run "${extract_cmd} --gpu ${extract_gpu}" "${s}" "${_dir}" embeddings \
+            asdlib.bin.extract --exp_dir "${exp}" --model_file "${exp}/model.pt" --data_dir "${datadir}/${s}" \
+            --device "${device}"
         mark_done "${_dir}" "${_io[@]}"
     done
 fi
@@ -189,4 +191,4 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
         --out_dir "${exp}/packed"
 fi
 
-log "Successfully finished stages ${stage}-${stop_stage} of ${exp}"
+log "Successfully finished stages ${stage}-$(min "${stop_stage}" 7) of ${exp}"

@@ -6,12 +6,20 @@ set -euo pipefail
 
 systems="conf/train.yaml conf/tuning/train_frozen_untrained.yaml conf/tuning/logmel_knn.yaml conf/tuning/train_hubert_lora.yaml"
 
-local/make_upstream.sh downloads
-
+# --help before any work: asd.sh would print it once per system, after the upstreams were written.
 single=false
 for arg in "$@"; do
-    case "${arg}" in --train_config|--train_config=*) single=true ;; esac
+    case "${arg}" in
+        --help | -h)
+            ./asd.sh --help
+            echo "egs/mini: without --train_config, runs every system (${systems}) and compares them on eval_test."
+            exit 0
+            ;;
+        --train_config | --train_config=*) single=true ;;
+    esac
 done
+
+local/make_upstream.sh downloads
 if "${single}"; then
     ./asd.sh --year 2024 --nj 2 "$@"
     exit 0
