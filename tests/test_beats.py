@@ -150,7 +150,7 @@ def test_weight_norm_g_v_round_trip():
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_lora_target_changes_the_output(ckpt, target):
-    """LoRA through peft on each Linear of the blocks must act (method.md 4: no fused raw-weight path)."""
+    """LoRA through peft on each Linear of the blocks must act (docs/method.md §4: no fused raw-weight path)."""
     wavs, lengths = _batch()
     base = _load(ckpt).eval()
     up = _load(ckpt)

@@ -1,4 +1,4 @@
-"""asdlib.data.datadir: the Kaldi data-dir contract (DESIGN.md section 4)."""
+"""asdlib.data.datadir: the Kaldi data-dir contract (docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def test_default_targets_are_every_linear_in_blocks(ckpts, family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_lora_on_each_target_changes_the_output(ckpts, family):
-    """The fused-attention pitfall (method.md section 4): LoRA must act on q/k/v/out_proj too."""
+    """The fused-attention pitfall (docs/method.md §4): LoRA must act on q/k/v/out_proj too."""
     reference = _forward(_load(ckpts, family))
     for target in TARGETS[family]:
         up = _load(ckpts, family)

@@ -232,7 +232,7 @@ def _from_match(year: int, m: re.Match[str]) -> ParsedName:
     groups = m.groupdict()
     domain = groups.get("domain")
     if year == 2020:
-        domain = "source"  # 2020 has no domains; DESIGN §4 writes "source"
+        domain = "source"  # 2020 has no domains; docs/design.md §4 writes "source"
     return ParsedName(
         section=groups["section"],
         domain=domain,

@@ -1,5 +1,5 @@
 """Training losses beyond the margin heads (``asdlib.models.heads``): VQ dynamic clustering of
-unattributed clips and the dual-level contrastive loss (method.md §1.7)."""
+unattributed clips and the dual-level contrastive loss (docs/method.md §1.7)."""
 
 from asdlib.losses.contrastive import (
     DualLevelLoss,

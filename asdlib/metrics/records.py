@@ -13,7 +13,7 @@ DOMAINS = ("source", "target", "unknown")
 
 @dataclass(frozen=True)
 class ScoredUtt:
-    """A test clip with its metadata (DESIGN §4 values) and its anomaly score (higher = more anomalous).
+    """A test clip with its metadata (docs/design.md §4 values) and its anomaly score (higher = more anomalous).
 
     ``label`` and ``domain`` may be ``unknown`` on a blind evaluation set prepared without ground truth.
 

@@ -1,4 +1,4 @@
-"""results.json (DESIGN §5 contract) and RESULTS.md (the papers' table layout) for an evaluation."""
+"""results.json (docs/design.md §5 contract) and RESULTS.md (the papers' table layout) for an evaluation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Official DCASE Task 2 submission CSVs (DESIGN §5): what the challenge evaluators read.
+"""Official DCASE Task 2 submission CSVs (docs/design.md §5): what the challenge evaluators read.
 
 Each file holds rows ``<file name>,<value>`` (comma, no header), one file per machine/section
 (2021: per domain too). The evaluators read them with ``csv.reader``, sort the rows by file name and

@@ -1,6 +1,6 @@
 """Fine-tuning modes of an upstream: fully-connected LoRA (peft), full fine-tuning, frozen.
 
-Fully-connected LoRA (method.md 1.3) puts a low-rank adapter on every ``nn.Linear`` of every
+Fully-connected LoRA (docs/method.md §1.3) puts a low-rank adapter on every ``nn.Linear`` of every
 selected transformer block (attention q/k/v/out and both feed-forward layers) and freezes the rest
 of the backbone. Targets are found by leaf name inside ``upstream.blocks()``, so the same config
 works for any upstream; peft wraps exactly those modules (``inject_adapter_in_model`` with their

@@ -1,4 +1,4 @@
-"""Machine-aware Group Adapter (MGA, method.md §1.4): one bottleneck adapter per machine type.
+"""Machine-aware Group Adapter (MGA, docs/method.md §1.4): one bottleneck adapter per machine type.
 
 After the feed-forward sub-layer of each selected transformer block,
 ``h <- h + W_up[m] · GELU(W_down[m] · LN(h))`` (+ a shared adapter's output when ``shared``), where

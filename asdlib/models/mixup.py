@@ -1,4 +1,4 @@
-"""Waveform mixup (method.md §1.8, an option): convex mixes of clip pairs with soft labels.
+"""Waveform mixup (docs/method.md §1.8, an option): convex mixes of clip pairs with soft labels.
 
 Margin heads (ArcFace, AdaCos) take hard labels, so the loss of a mixed batch is the two-label
 interpolation ``lam·L(y_a) + (1-lam)·L(y_b)`` (:func:`mixed_loss`), which equals the soft-label

@@ -1,4 +1,4 @@
-"""Layer aggregation and utterance pooling (method.md §1.5)."""
+"""Layer aggregation and utterance pooling (docs/method.md §1.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SpecAugment-style time and feature masking on an input feature sequence (method.md §1.8).
+"""SpecAugment-style time and feature masking on an input feature sequence (docs/method.md §1.8).
 
 Applied by the upstream to fbank frames (patch models) or to the CNN feature sequence
 (waveform models), in training mode only. Masks are drawn from torch's global RNG, which the

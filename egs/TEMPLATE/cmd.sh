@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shared by every recipe through a symlink; replace the link with a copy for site-specific launcher options.
-# Job launchers (DESIGN.md §6). Switch every stage to the Slurm cluster with: cmd_backend=slurm ./run.sh
+# Job launchers (docs/design.md §6). Switch every stage to the Slurm cluster with: cmd_backend=slurm ./run.sh
 cmd_backend="${cmd_backend:-local}"
 case "${cmd_backend}" in
     local)

@@ -12,7 +12,7 @@
 #   ASDLIB_SLURM_DIR  directory for state, spool, pid and log files (default /tmp/asdlib-slurm)
 #   ASDLIB_SLURM_MEM  RealMemory of the node in MB (default: 90% of MemTotal)
 #
-# Needs root and no systemd (see shared/docs/cluster.md). It writes /etc/slurm/slurm.conf
+# Needs root and no systemd (see docs/cluster.md). It writes /etc/slurm/slurm.conf
 # (marked as ours; it refuses to overwrite a slurm.conf it did not write) and /etc/munge/munge.key
 # (only when missing). The daemons are never stopped by name, only by the pids recorded here.
 set -euo pipefail
