@@ -46,7 +46,8 @@ class AudioSpec:
 
     sample_rate: int = 16000
     min_samples: int = 1
-    channel: int | None = None
+    channel: int | str | None = None
+    resample: bool = False  # any rate is resampled to sample_rate (data.resample)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ class Report:
 def check_utt_audio(utt: Utt, spec: AudioSpec) -> BadFile | None:
     """Read one clip like the data loaders do; a :class:`BadFile` if it is unusable."""
     try:
-        load_wav(utt.path, spec.sample_rate, utt.utt_id, spec.min_samples, spec.channel)
+        load_wav(utt.path, spec.sample_rate, utt.utt_id, spec.min_samples, spec.channel, spec.resample,
+                 utt.start, utt.end if utt.rec else None)
     except AudioError as e:
         reason = str(e).removeprefix(f"{utt.utt_id} ({utt.path}): ")
         return BadFile(utt.utt_id, utt.path, " ".join(reason.split()))
@@ -91,7 +93,10 @@ def find_bad_audio(utts: Sequence[Utt], spec: AudioSpec, nj: int = 1) -> list[Ba
 
 def fingerprint(set_dir: Path, utts: Sequence[Utt], spec: AudioSpec) -> str:
     """Digest of what validation depends on: settings, wav.scp and each file's size and mtime."""
-    h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
+    settings = asdict(spec)
+    if not spec.resample:  # markers written before the option existed stay valid
+        del settings["resample"]
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     h.update((set_dir / FIELD_FILES["path"]).read_bytes())
     for utt in utts:
         try:

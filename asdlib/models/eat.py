@@ -280,6 +280,10 @@ class EATUpstream(Upstream):
         self.num_layers = cfg.depth + 1
         self.target_frames = target_frames
         self.fbank = EAT_FBANK
+        self.min_samples = self.fbank.window_samples  # one fbank frame; shorter clips are padded anyway
+        #: clips seen, cut and padded to ``target_frames`` so far, and the frames cut/padded in all
+        self.fit_counts = {"clips": 0, "cut": 0, "cut_frames": 0, "padded": 0, "padded_frames": 0}
+        self._cut_reported = False  # the first batch that cuts audio is a warning, later ones debug lines
 
     def blocks(self) -> nn.ModuleList:
         return self.model.blocks
@@ -290,10 +294,42 @@ class EATUpstream(Upstream):
         if total is None:
             total = int(num_frames(lengths.max(), self.fbank).clamp(min=1))
             total = -(-total // p) * p
+        if self.target_frames is not None:
+            self._count_fit(num_frames(lengths.long(), self.fbank), total)
         fbank, frames = batch_fbank(wavs, lengths, self.fbank, total_frames=total)
         fbank = self._augment(fbank, frames)
         patches = torch.div(frames + p - 1, p, rounding_mode="floor") * self.model.cfg.freq_patches
         return self.model(fbank, patches, mask_padding=self.target_frames is None), patches + 1
+
+
+    def _count_fit(self, frames: Tensor, total: int) -> None:
+        """Count the clips this batch cuts or pads to ``total`` frames and log them in one line (why:
+        EAT's fixed length silently drops audio past 10.24 s; the user should see how much)."""
+        cut, pad = (frames - total).clamp(min=0), (total - frames).clamp(min=0)
+        n_cut, n_pad = int((cut > 0).sum()), int((pad > 0).sum())
+        c = self.fit_counts
+        c["clips"] += len(frames)
+        c["cut"] += n_cut
+        c["cut_frames"] += int(cut.sum())
+        c["padded"] += n_pad
+        c["padded_frames"] += int(pad.sum())
+        if n_cut or n_pad:
+            first_cut = n_cut > 0 and not self._cut_reported
+            self._cut_reported = self._cut_reported or first_cut
+            shift_s = self.fbank.frame_shift_ms / 1000
+            logger.log(logging.WARNING if first_cut else logging.DEBUG,
+                       "EAT batch of %d clips: %d cut to %d frames (by up to %.2f s), %d zero-padded (by up to %.2f s)%s",
+                       len(frames), n_cut, total, float(cut.max()) * shift_s, n_pad, float(pad.max()) * shift_s,
+                       "; later batches are counted in fit_summary()" if first_cut else "")
+
+    def fit_summary(self) -> str:
+        """One line over every clip so far: how many were cut or padded to ``target_frames``, by how much."""
+        c, shift_s = self.fit_counts, self.fbank.frame_shift_ms / 1000
+        if self.target_frames is None:
+            return "EAT: eat_target_frames null: every batch padded to its longest clip and masked, nothing cut"
+        return (f"EAT: of {c['clips']} clips, {c['cut']} were cut to {self.target_frames} frames "
+                f"({c['cut_frames'] * shift_s:.2f} s of audio dropped in all) and {c['padded']} zero-padded "
+                f"({c['padded_frames'] * shift_s:.2f} s of padding in all)")
 
 
 def _hf_files(path: Path) -> tuple[Path, Path]:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from asdlib.models.asd_model import CheckpointError, build_model, load_trainable_state
+from asdlib.models.upstream_files import check_upstream_record
 from asdlib.train.config import TrainConfig, load_train_config
 
 
@@ -32,6 +33,7 @@ def load_trained(exp_dir: Path, device: str = "cpu", model_file: Path | None = N
         state = torch.load(model_path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{model_path}: unreadable model file ({e}); rerun stage 3") from e
+    check_upstream_record(state.get("upstream"), cfg.upstream.path if cfg.embedder == "ssl" else "", model_path)
     model = build_model(cfg, len(state["machines"]))
     load_trainable_state(model, state["model"], str(model_path))
     return TrainedModel(cfg, model.to(device).eval(), list(state["machines"]), list(state["classes"]))

@@ -15,7 +15,7 @@ machine with fairseq, or use the converted files of s3prl's hub.
 
 Two departures from s3prl's experts, both needed for fine-tuning:
 * the attention is forced through its projection modules so that LoRA on q/k/v/out_proj acts
-  (method.md section 4): s3prl's fused ``F.multi_head_attention_forward`` path reads the raw weights;
+  (docs/method.md §4): s3prl's fused ``F.multi_head_attention_forward`` path reads the raw weights;
 * hidden states are captured per call by temporary hooks and the CNN feature sequence can be
   augmented (``feature_augment``); everything else (normalisation, padding masks, frozen CNN,
   layerdrop 0, hidden-state order) is as in s3prl's experts.
@@ -132,7 +132,7 @@ class ProjectedWavLMAttention(wavlm_modules.MultiheadAttention):
 
 
 def route_attention_through_projections(family: str, model: nn.Module) -> None:
-    """Make every block's attention call its q/k/v/out_proj modules (method.md section 4)."""
+    """Make every block's attention call its q/k/v/out_proj modules (docs/method.md §4)."""
     for layer in model.encoder.layers:
         attn = layer.self_attn
         if family == "wavlm":
@@ -252,6 +252,14 @@ def _conv_output_lengths(lengths: Tensor, convs: list[tuple[int, int]]) -> Tenso
     return lengths.clamp(min=0)
 
 
+def receptive_field(convs: list[tuple[int, int]]) -> int:
+    """Samples one output frame of the (kernel, stride) stack sees: the shortest clip with a frame."""
+    samples = 1
+    for kernel, stride in reversed(convs):
+        samples = (samples - 1) * stride + kernel
+    return samples
+
+
 def _masked_layer_norm(wavs: Tensor, padding_mask: Tensor) -> Tensor:
     """Per-clip ``F.layer_norm(wav[:len], wav[:len].shape)`` on a padded batch, padding kept 0."""
     valid = (~padding_mask).to(wavs.dtype)
@@ -298,6 +306,7 @@ class S3prlUpstream(Upstream):
             (int(block[0].kernel_size[0]), int(block[0].stride[0]))
             for block in model.feature_extractor.conv_layers
         ]
+        self.min_samples = receptive_field(self._convs)
 
     def blocks(self) -> nn.ModuleList:
         return self.model.encoder.layers

@@ -72,6 +72,9 @@ class Upstream(nn.Module, abc.ABC):
     num_layers: int
     #: whether a block's hidden-state output is time-first (T, B, D) rather than (B, T, D)
     block_time_first: bool = False
+    #: shortest waveform (samples) that gives at least one frame; stage 1 rejects shorter clips so
+    #: they fail there, named, instead of inside a training or extraction job
+    min_samples: int = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -144,3 +147,9 @@ def build_upstream(cfg: UpstreamConfig) -> Upstream:
         f"unknown upstream name {cfg.name!r}: use one of {S3PRL_NAMES + PATCH_NAMES} with a local "
         "checkpoint path, or an s3prl hub name (e.g. hubert_base) with path: '' to download"
     )
+
+
+def upstream_min_samples(cfg: UpstreamConfig) -> int:
+    """The ``min_samples`` of the upstream ``cfg`` builds: computed by the model code itself from the
+    checkpoint's own config (fbank window/hop and patch size, or the CNN's receptive field)."""
+    return int(build_upstream(cfg).min_samples)
