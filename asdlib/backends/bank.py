@@ -1,4 +1,5 @@
-"""Load the configured back end fitted on the training embeddings of an experiment."""
+"""Build the configured back end (``backend.kind``) and fit it on the training embeddings of an
+experiment (stage 5); asdlib/backends/packed.py fits the same on a packed model's bank."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from asdlib.backends.knn import BackendError, KnnBackend
+from asdlib.backends.fusion import FusionBackend
+from asdlib.backends.knn import Backend, BackendError, KnnBackend
+from asdlib.backends.knn_variants import KmeansBackend, KnnRescaledBackend, KnnSmoteBackend
+from asdlib.backends.mahalanobis import MahalanobisBackend
 from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.io.ark import read_vectors
 from asdlib.train.config import BackendConfig
@@ -22,13 +26,60 @@ def embeddings_for(utts: Sequence[Utt], scp: Path) -> np.ndarray:
     return np.stack([vectors[u.utt_id] for u in utts])
 
 
-def fit_backend(cfg: BackendConfig, data_root: Path, embed_dir: Path, train_sets: Sequence[str]) -> tuple[KnnBackend, list[Utt], np.ndarray]:
-    """Fit the back end on ``embed_dir/<set>/embeddings.scp`` of every training set."""
+def feature_sources(cfg: BackendConfig) -> list[str]:
+    """The experiments whose embeddings the back end reads: "" (this one), then fusion members' exp dirs."""
+    return list(dict.fromkeys(["", *(m.exp_dir for m in cfg.fusion.members if cfg.kind == "fusion")]))
+
+
+def features_for(cfg: BackendConfig, utts: Sequence[Utt], embed_dir: Path, set_name: str) -> tuple[np.ndarray, list[int]]:
+    """The embeddings of ``utts`` of every source side by side, and each source's width; ``embed_dir``
+    is this experiment's ``exp/<tag>/embed``, another's is ``<exp_dir>/embed``."""
+    parts = [embeddings_for(utts, (Path(src) / "embed" if src else embed_dir) / set_name / "embeddings.scp")
+             for src in feature_sources(cfg)]
+    return np.concatenate(parts, axis=1), [p.shape[1] for p in parts]
+
+
+def _single(kind: str, cfg: BackendConfig) -> Backend:
+    if kind == "knn":
+        return KnnBackend(cfg.k, cfg.domain_wise)
+    if kind == "knn_smote":
+        return KnnSmoteBackend(cfg.k, cfg.smote_k, cfg.seed)
+    if kind == "kmeans":
+        return KmeansBackend(cfg.k, cfg.kmeans_clusters, cfg.seed)
+    if kind == "knn_rescaled":
+        return KnnRescaledBackend(cfg.k, cfg.domain_wise)
+    if kind == "mahalanobis":
+        return MahalanobisBackend(cfg.domain_wise)
+    raise BackendError(f"unknown backend.kind '{kind}'")
+
+
+def make_backend(cfg: BackendConfig, widths: Sequence[int]) -> Backend:
+    """An unfitted back end; ``widths``: embedding width of each of :func:`feature_sources`."""
+    if cfg.kind != "fusion":
+        return _single(cfg.kind, cfg)
+    sources, ends = feature_sources(cfg), np.cumsum([0, *widths])
+    cols = {src: slice(int(ends[i]), int(ends[i + 1])) for i, src in enumerate(sources)}
+    return FusionBackend([(_single(m.kind, cfg), cols[m.exp_dir]) for m in cfg.fusion.members], cfg.fusion.combine)
+
+
+def fit_backend(cfg: BackendConfig, data_root: Path, embed_dir: Path, train_sets: Sequence[str]) -> tuple[Backend, list[Utt], np.ndarray]:
+    """Fit the back end on ``<embed dir>/<set>/embeddings.scp`` of every training set and source."""
     utts: list[Utt] = []
     embs = []
     for name in train_sets:
         set_utts = read_data_dir(data_root / name)
-        embs.append(embeddings_for(set_utts, embed_dir / name / "embeddings.scp"))
+        emb, widths = features_for(cfg, set_utts, embed_dir, name)
+        embs.append(emb)
         utts += set_utts
     emb = np.concatenate(embs)
-    return KnnBackend(cfg.k, cfg.domain_wise).fit(utts, emb), utts, emb
+    return make_backend(cfg, widths).fit(utts, emb), utts, emb
+
+
+def check_packable(cfg: BackendConfig) -> None:
+    """A packed model computes only its own embeddings: fusion members of other experiments cannot pack."""
+    others = [s for s in feature_sources(cfg) if s]
+    if others:
+        raise BackendError(f"backend.fusion has members on other experiments' embeddings ({', '.join(others)}), "
+                           f"which a packed model cannot compute for new recordings; stop before stage 7 "
+                           f"(--stop_stage 6) or fuse members of this experiment only")
+

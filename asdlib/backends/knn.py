@@ -23,6 +23,7 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -39,29 +40,37 @@ class BackendError(ValueError):
     """Scoring input the back end cannot use (no memory bank for a machine/section, missing embeddings)."""
 
 
+class Backend(Protocol):
+    """What every back end (``backend.kind``) offers stage 5 and asdlib.bin.infer."""
+
+    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> "Backend":
+        """Fit on normal training clips (their machine, section and domain; never their label)."""
+
+    def score(self, utts: Sequence[Utt], embeddings: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        """Anomaly scores, higher = more anomalous; ``exclude_self``: leave-one-out for training clips."""
+
+
 def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.sqrt(np.sum(x * x, axis=-1, keepdims=True)), 1e-12)
 
 
 @functools.cache
-def rows_independent(dim: int, cols: int) -> bool:
-    """Whether a row of ``(QUERY_BLOCK x dim) @ (dim x cols)`` is bit-identical whatever its position
-    and the other rows of the block (checked on random data: permuted rows, zeroed neighbours)."""
+def rows_independent(dim: int, cols: int, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether every row of ``(QUERY_BLOCK x dim) @ (dim x cols)`` is bit-identical wherever it sits in
+    the block and whatever its neighbours (checked once per shape on random data with the rows permuted)."""
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(QUERY_BLOCK, dim, generator=gen)
-    b = torch.randn(dim, cols, generator=gen)
-    ref = a @ b
+    a = torch.randn(QUERY_BLOCK, dim, generator=gen, dtype=dtype)
+    a[QUERY_BLOCK // 2:] = 0  # padded blocks end in zero rows
+    b = torch.randn(dim, cols, generator=gen, dtype=dtype)
     perm = torch.randperm(QUERY_BLOCK, generator=gen)
-    half = a.clone()
-    half[QUERY_BLOCK // 2:] = 0
-    return bool(torch.equal((a[perm] @ b), ref[perm]) and torch.equal((half @ b)[: QUERY_BLOCK // 2], ref[: QUERY_BLOCK // 2]))
+    return torch.equal(a[perm] @ b, (a @ b)[perm])
 
 
 def row_blocks(x: torch.Tensor, cols: Sequence[int]) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield ``(row indices, padded block)`` with blocks of exactly ``QUERY_BLOCK`` rows, for products
     with ``(dim x c)`` matrices, ``c`` in ``cols``; one row per block where the CPU's kernel is not
     row-independent for one of those shapes."""
-    step = QUERY_BLOCK if all(rows_independent(x.shape[1], c) for c in set(cols)) else 1
+    step = QUERY_BLOCK if all(rows_independent(x.shape[1], c, x.dtype) for c in set(cols)) else 1
     for start in range(0, x.shape[0], step):
         rows = np.arange(start, min(start + step, x.shape[0]))
         block = x.new_zeros(QUERY_BLOCK, x.shape[1])

@@ -1,4 +1,4 @@
-"""Stage 5: anomaly scores of a data dir (or one job's key subset) with the kNN back end."""
+"""Stage 5: anomaly scores of a data dir (or one job's key subset) with the configured back end (backend.kind)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from asdlib.backends.bank import embeddings_for, fit_backend
+from asdlib.backends.bank import features_for, fit_backend
 from asdlib.bin.extract import select_keys
 from asdlib.data.datadir import read_data_dir
 from asdlib.io.ark import write_scores
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         utts = select_keys(utts, args.keys, args.data_root / args.test_set)
     embed_dir = args.exp_dir / "embed"
     backend, _, _ = fit_backend(cfg.backend, args.data_root, embed_dir, cfg.data.train_sets)
-    scores = backend.score(utts, embeddings_for(utts, embed_dir / args.test_set / "embeddings.scp"),
+    scores = backend.score(utts, features_for(cfg.backend, utts, embed_dir, args.test_set)[0],
                            exclude_self=args.leave_one_out)
     write_scores(args.out_ark, args.out_scp, {u.utt_id: float(s) for u, s in zip(utts, scores)})
     log.info("scored %d clips of %s", len(utts), args.test_set)

@@ -97,14 +97,45 @@ class DataConfig:
 
 
 @dataclass
+class FusionMember:
+    """One member of ``backend.kind: fusion``: a back end, on this experiment's embeddings or another's."""
+
+    kind: Literal["knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis"] = "knn"
+    exp_dir: str = ""  # another experiment (e.g. exp/logmel_knn) whose stage-4 embeddings it scores; "" = this one
+
+
+@dataclass
+class FusionConfig:
+    members: list[FusionMember] = field(default_factory=list)
+    combine: Literal["mean", "max"] = "mean"  # of the members' standardised scores
+
+
+@dataclass
 class BackendConfig:
-    kind: Literal["knn"] = "knn"
+    """The back end of stage 5 (asdlib/backends/, docs/method.md §1.9): every kind is fitted on the
+    normal training embeddings per machine and section, per domain where it applies."""
+
+    kind: Literal["knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis", "fusion"] = "knn"
     k: int = 1
     domain_wise: bool = True  # min over separate source and target banks (docs/method.md §1.9)
+    seed: int = 0  # SMOTE and k-means
+    smote_k: int = 5  # SMOTE k_neighbors; lowered to (target clips - 1) for smaller target banks
+    kmeans_clusters: int = 16  # centroids per source bank (at most the bank's size)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError("backend.k must be >= 1")
+        for name in ("k", "smote_k", "kmeans_clusters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"backend.{name} must be >= 1")
+        kinds = {self.kind, *(m.kind for m in self.fusion.members)}
+        if kinds & {"knn_smote", "kmeans"} and not self.domain_wise:
+            raise ValueError("backend kinds knn_smote and kmeans work on separate source and target banks: "
+                             "set backend.domain_wise: true")
+        if (self.kind == "fusion") != bool(self.fusion.members):
+            raise ValueError("backend.fusion.members lists the members of backend.kind: fusion (at least 2), "
+                             "and only then")
+        if self.kind == "fusion" and len(self.fusion.members) < 2:
+            raise ValueError("backend.fusion.members: a fusion needs at least 2 members")
 
 
 @dataclass

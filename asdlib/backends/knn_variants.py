@@ -1,0 +1,82 @@
+"""kNN back ends with transformed memory banks (``backend.kind``; docs/method.md §1.9).
+
+Each changes only the banks of one (machine, section); scoring is :class:`KnnBackend`'s, so the
+job-split independence of asdlib/backends/knn.py holds for all of them.
+
+- ``knn_smote``: the target bank is oversampled with SMOTE (imbalanced-learn) to the size of the
+  source bank, so the few target clips are not matched only at their exact positions. SMOTE needs
+  two classes: source clips are the majority class, target clips the minority. SMOTE interpolates
+  between a target clip and one of its ``k_neighbors`` nearest target clips, so it needs at least
+  ``k_neighbors + 1`` of them: with fewer, ``k_neighbors`` is lowered to (target clips - 1); a bank
+  of one target clip is kept as it is. Leave-one-out (``exclude_self``) removes a clip, not the
+  synthetic clips made from it.
+- ``kmeans``: the source bank is condensed to ``kmeans_clusters`` k-means centroids (scikit-learn,
+  fixed seed), which smooths dense source regions; the target bank is kept. Centroids carry no
+  utt-id, so leave-one-out cannot remove a clip from them.
+- ``knn_rescaled``: each distance to a bank clip is divided by that clip's own mean distance to its
+  k nearest other clips of the same bank (local density), which puts the sparse target bank and the
+  dense source bank on one scale. A bank of one clip takes the median of the section's other
+  divisors (1 when there are none).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from imblearn.over_sampling import SMOTE
+from sklearn.cluster import KMeans
+
+from asdlib.backends.knn import DomainBank, KnnBackend, mean_finite, nearest_distances
+
+Domains = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class KnnSmoteBackend(KnnBackend):
+    def __init__(self, k: int = 1, smote_k: int = 5, seed: int = 0) -> None:
+        super().__init__(k, domain_wise=True)
+        self.smote_k, self.seed = smote_k, seed
+
+    def make_banks(self, domains: Domains) -> list[DomainBank]:
+        banks = {dom: DomainBank.of(ids, emb) for dom, (ids, emb) in domains.items()}
+        if "source" in domains and "target" in domains:
+            src, (tgt_ids, tgt) = domains["source"][1], domains["target"]
+            if 2 <= len(tgt) < len(src):
+                smote = SMOTE(k_neighbors=min(self.smote_k, len(tgt) - 1), random_state=self.seed)
+                x, _ = smote.fit_resample(np.concatenate([src, tgt]), np.r_[np.zeros(len(src)), np.ones(len(tgt))])
+                new = x[len(src) + len(tgt):]  # imblearn appends the synthetic clips after the originals
+                banks["target"] = DomainBank.of(np.r_[tgt_ids, np.full(len(new), "")], np.concatenate([tgt, new]))
+        return list(banks.values())
+
+
+class KmeansBackend(KnnBackend):
+    def __init__(self, k: int = 1, n_clusters: int = 16, seed: int = 0) -> None:
+        super().__init__(k, domain_wise=True)
+        self.n_clusters, self.seed = n_clusters, seed
+
+    def make_banks(self, domains: Domains) -> list[DomainBank]:
+        banks = []
+        for dom, (ids, emb) in domains.items():
+            if dom == "source" and len(emb) > self.n_clusters:
+                centres = KMeans(self.n_clusters, n_init=4, random_state=self.seed).fit(emb).cluster_centers_
+                banks.append(DomainBank.of(np.full(self.n_clusters, ""), centres))
+            else:
+                banks.append(DomainBank.of(ids, emb))
+        return banks
+
+
+class KnnRescaledBackend(KnnBackend):
+    def make_banks(self, domains: Domains) -> list[DomainBank]:
+        banks = super().make_banks(domains)
+        scales: list[torch.Tensor | None] = []
+        for bank in banks:
+            n = len(bank.ids)
+            own = None
+            if n >= 2:  # each clip's mean distance to its k nearest other clips
+                r = mean_finite(nearest_distances(bank.emb, bank.emb, self.k, exclude=np.arange(n)))
+                own = torch.from_numpy(np.maximum(r, 1e-6).astype(np.float32))
+            scales.append(own)
+        known = [s for s in scales if s is not None]
+        fallback = float(torch.cat(known).median()) if known else 1.0
+        for bank, s in zip(banks, scales):
+            bank.scale = s if s is not None else torch.full((len(bank.ids),), fallback)
+        return banks

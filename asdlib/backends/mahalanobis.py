@@ -1,0 +1,62 @@
+"""Mahalanobis-distance back end (``backend.kind: mahalanobis``; docs/method.md §1.9).
+
+Per machine, section and domain, the mean and a Ledoit-Wolf shrinkage covariance (scikit-learn) of
+the L2-normalised training embeddings; a clip's score is its smallest Mahalanobis distance over the
+domains. Shrinkage keeps the covariance invertible with few clips (a target domain has ~10 in
+256 dimensions); a domain of one clip uses the covariance of its whole section (identity when the
+section has one clip). Distances are whitened products ``(x - mean) @ L`` with ``L`` the Cholesky
+factor of the precision matrix, computed in float64 in the fixed row blocks of
+asdlib/backends/knn.py, so they do not depend on the job split. Leave-one-out keeps the covariance
+and leaves the clip out of the mean: its distance grows by n / (n - 1) (inf for a domain of one clip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.covariance import LedoitWolf
+
+from asdlib.backends.knn import GroupKey, group_queries, group_training, normalize, row_blocks
+from asdlib.data.datadir import Utt
+
+
+def _covariance(x: np.ndarray) -> np.ndarray:
+    return LedoitWolf().fit(x).covariance_ if len(x) >= 2 else np.eye(x.shape[1])
+
+
+class MahalanobisBackend:
+    def __init__(self, domain_wise: bool = True) -> None:
+        self.domain_wise = domain_wise
+        # per group: (utt-ids, mean, whitening factor) per domain
+        self.models: dict[GroupKey, list[tuple[set[str], np.ndarray, torch.Tensor]]] = {}
+
+    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> "MahalanobisBackend":
+        self.models = {}
+        for key, domains in group_training(utts, embeddings, self.domain_wise).items():
+            pooled = _covariance(np.concatenate([emb for _, emb in domains.values()]))
+            models = []
+            for ids, emb in domains.values():
+                cov = _covariance(emb) if len(emb) >= 2 else pooled
+                whiten = np.linalg.cholesky(np.linalg.inv(cov))
+                models.append((set(ids), emb.mean(0), torch.from_numpy(np.ascontiguousarray(whiten))))
+            self.models[key] = models
+        return self
+
+    def score(self, utts: Sequence[Utt], embeddings: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        emb = normalize(np.asarray(embeddings, dtype=np.float64))
+        scores = np.empty(len(utts))
+        for key, idx in group_queries(utts, list(self.models)).items():
+            per_domain = []
+            for ids, mean, whiten in self.models[key]:
+                centred = torch.from_numpy(emb[idx] - mean)
+                dist = np.empty(len(idx))
+                for rows, block in row_blocks(centred, [whiten.shape[1]]):
+                    dist[rows] = torch.sqrt(((block @ whiten) ** 2).sum(1))[: len(rows)].numpy()
+                if exclude_self:
+                    own = np.array([utts[i].utt_id in ids for i in idx])
+                    dist[own] = dist[own] * len(ids) / (len(ids) - 1) if len(ids) > 1 else np.inf
+                per_domain.append(dist)
+            scores[idx] = np.min(np.stack(per_domain), axis=0)
+        return scores
