@@ -32,6 +32,10 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
     a_file.write_text("")
     out = ["--out_ark", str(tmp / "o.ark"), "--out_scp", str(tmp / "o.scp")]
     return {
+        "aggregate_scores": (["--exp_dir", str(missing), "--data_dir", str(missing), "--scores_dir", str(missing)],
+                             str(missing)),
+        "make_windows": (["--config", str(bad_config), str(missing)], "bogus_key"),
+        "prepare_custom": (["--corpus", str(missing), "--data_dir", str(tmp / "data")], str(missing)),
         "compare_results": (["--set", "eval_test", "--out", str(tmp / "cmp.md"), str(missing)], str(missing)),
         "download_dcase": (["--year", "2024", "--root", str(tmp / "corpus"), "--mirror", missing.as_uri(), "--kinds", "dev",
                             "--machines", "fan", "--zenodo_checksums", "false", "--eval_list", "false", "--retries", "0"],

@@ -8,6 +8,8 @@ exercises the committed recipe without writing into the repository.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -109,16 +111,18 @@ def test_experiment_outputs_follow_the_contract(recipe: Path) -> None:
 
 def test_packed_model_scores_new_recordings(recipe: Path) -> None:
     packed = recipe / "exp" / "tiny" / "packed"
-    assert {"config.yaml", "model.pt", "meta.yaml", "bank", "upstream"} <= {p.name for p in packed.iterdir()}
+    assert {"config.yaml", "model.pt", "manifest.json", "bank.pt", "upstream"} <= {p.name for p in packed.iterdir()}
     wav = read_data_dir(recipe / "data" / "eval_test")[0]
     proc = subprocess.run(["python", "-m", "asdlib.bin.infer", "--packed", str(packed), "--machine", wav.machine, wav.path],
                           capture_output=True, text=True, check=True)
-    path, score = proc.stdout.rsplit(" ", 1)
-    assert path == wav.path and np.isfinite(float(score))
+    (row,) = csv.DictReader(io.StringIO(proc.stdout))
+    assert row["file"] == wav.path and row["kind"] == "file" and row["decision"] in ("normal", "anomaly")
+    stage5 = read_scores(recipe / "exp" / "tiny" / "scores" / "eval_test" / "scores.scp")[wav.utt_id]
+    assert abs(float(row["score"]) - stage5) < 1e-6
     proc = subprocess.run(["python", "-m", "asdlib.bin.infer", "--packed", str(packed), "--machine", "nosuch", wav.path],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines()[-1].startswith("ERROR: no training clips for machine 'nosuch' section '00'")
+    assert proc.stderr.splitlines()[-1].startswith("ERROR: unknown machine 'nosuch'")
     assert f"{wav.machine}/{wav.section}" in proc.stderr  # the machine/sections the banks know
 
 

@@ -1,40 +1,52 @@
 """Stage 7: a self-contained model directory for scoring new recordings (asdlib.bin.infer).
 
-Holds the resolved config, the trained weights, a copy of the upstream checkpoint, the kNN
-memory banks (training embeddings with their machine/section/domain) and the results.
+Holds the resolved config, the trained weights, a copy of the upstream checkpoint, the kNN memory
+banks (training embeddings with machine/section/domain, no paths), the results, and manifest.json:
+versions, sample rate and windowing, machines and classes, decision thresholds calibrated per
+machine/section at ``--fpr`` on held-out training normals (k-fold, asdlib.backends.packed) with
+the false-alarm rate measured that way, and the sha256 of every file. ``--tar true`` also writes
+``<out_dir>.tar``. The directory can be copied anywhere: nothing in it refers to exp/ or data/.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import platform
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 import torch
-import yaml
+import torchaudio
 
 import asdlib
-from asdlib.backends.bank import embeddings_for
-from asdlib.data.datadir import read_data_dir, write_data_dir
-from asdlib.io.ark import write_vectors
+from asdlib.backends.bank import check_packable, embeddings_for
+from asdlib.backends.packed import BANK, FORMAT, MANIFEST, calibrate, file_table, save_bank
+from asdlib.data.datadir import read_data_dir
 from asdlib.io.atomic import atomic_write_text
 from asdlib.io.config import dump_config
 from asdlib.train.config import load_train_config
-from asdlib.utils import setup_logging
+from asdlib.utils import run_main, setup_logging, str2bool
 
 log = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp_dir", type=Path, required=True)
     p.add_argument("--data_root", type=Path, default=Path("data"))
     p.add_argument("--train_sets", nargs="+", required=True)
     p.add_argument("--out_dir", type=Path, required=True)
+    p.add_argument("--fpr", type=float, default=0.05, help="false-alarm rate the decision thresholds aim at")
+    p.add_argument("--folds", type=int, default=5, help="folds over the training normals for the thresholds")
+    p.add_argument("--tar", type=str2bool, default=False, help="also write <out_dir>.tar (one file to copy)")
+    p.add_argument("--device", default="cpu", help="accepted for symmetry with the other stages; packing needs no model")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -50,7 +62,31 @@ def git_revision() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if not 0.0 < args.fpr < 1.0 or args.folds < 2:
+        raise ValueError(f"--fpr must be in (0, 1) and --folds >= 2, got {args.fpr} and {args.folds}")
     cfg = load_train_config(args.exp_dir / "config.yaml")
+    if cfg.backend.kind != "knn":  # the packed banks and thresholds are the kNN back end's
+        raise ValueError(f"{args.exp_dir / 'config.yaml'}: backend.kind '{cfg.backend.kind}': stage 7 packs the knn back end only")
+    check_packable(cfg.backend)
+    if sorted(cfg.data.train_sets) != sorted(args.train_sets):
+        raise ValueError(f"--train_sets {' '.join(args.train_sets)} differ from data.train_sets {cfg.data.train_sets} of "
+                         f"{args.exp_dir / 'config.yaml'}: the banks would not be those of stage 5; rerun stage 3 with these sets")
+    model_state = torch.load(args.exp_dir / "model.pt", map_location="cpu", weights_only=True)
+    utts, parts = [], []
+    for name in args.train_sets:
+        set_utts = read_data_dir(args.data_root / name)
+        parts.append(embeddings_for(set_utts, args.exp_dir / "embed" / name / "embeddings.scp"))
+        utts += set_utts
+    embeddings = np.concatenate(parts)
+    thresholds = calibrate(utts, embeddings, cfg.backend, args.fpr, args.folds)
+    for machine, sections in thresholds.items():
+        for section, t in sections.items():
+            log.info("%s/%s: threshold %.6f at target FPR %.3f; FPR measured on held-out normals %.3f (%d clips, %d folds)",
+                     machine, section, t["threshold"], args.fpr, t["measured_fpr"], t["n_heldout"], t["folds"])
+    n = sum(t["n_heldout"] for secs in thresholds.values() for t in secs.values())
+    overall = sum(t["measured_fpr"] * t["n_heldout"] for secs in thresholds.values() for t in secs.values()) / n
+    log.info("all machines: FPR measured on held-out normals %.3f (target %.3f)", overall, args.fpr)
+
     tmp = args.out_dir.with_name(args.out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -59,30 +95,45 @@ def main(argv: list[str] | None = None) -> int:
         dst = tmp / "upstream" / src.name
         dst.parent.mkdir()
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-        cfg.upstream.path = str(dst.relative_to(tmp))
+        cfg.upstream.path = dst.relative_to(tmp).as_posix()
     dump_config(cfg, tmp / "config.yaml")
     shutil.copy2(args.exp_dir / "model.pt", tmp / "model.pt")
-    utts, vectors = [], {}
-    for name in args.train_sets:
-        set_utts = read_data_dir(args.data_root / name)
-        for u, e in zip(set_utts, embeddings_for(set_utts, args.exp_dir / "embed" / name / "embeddings.scp")):
-            vectors[u.utt_id] = e
-        utts += set_utts
-    write_data_dir(tmp / "bank", utts)
+    save_bank(tmp / BANK, utts, embeddings)
     results = args.exp_dir / "results"
     if results.is_dir():
         shutil.copytree(results, tmp / "results")
-    meta = {"asdlib_version": asdlib.__version__, "git_revision": git_revision(), "torch": str(torch.__version__),
-            "python": platform.python_version(), "created": datetime.datetime.now().isoformat(timespec="seconds"),
-            "source_exp": str(args.exp_dir.resolve()), "train_sets": args.train_sets}
-    atomic_write_text(tmp / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
+    data = cfg.data
+    manifest = {
+        "format": FORMAT,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "versions": {"asdlib": asdlib.__version__, "git_revision": git_revision(), "python": platform.python_version(),
+                     "torch": str(torch.__version__), "torchaudio": str(torchaudio.__version__),
+                     "numpy": np.__version__, "soundfile": sf.__version__},
+        "source_exp": str(args.exp_dir.resolve()), "train_sets": args.train_sets,
+        "audio": {"sample_rate": data.sample_rate, "resample": data.resample, "channel": data.channel,
+                  "min_seconds": data.min_seconds},
+        "windowing": {"window_seconds": data.window_seconds, "hop_seconds": data.hop_seconds,
+                      "min_seconds": data.window_min_seconds, "aggregate": data.window_aggregate},
+        "machines": list(model_state["machines"]), "classes": list(model_state["classes"]),
+        "calibration": {"target_fpr": args.fpr, "folds": args.folds, "measured_fpr": overall, "n_heldout": n,
+                        "method": "k-fold over the training normals: bank fitted on k-1 folds, held-out fold scored; "
+                                  "threshold = (1 - target_fpr) quantile of the held-out scores; measured_fpr "
+                                  "cross-validated over the folds; decision: score > threshold"},
+        "thresholds": thresholds,
+        "files": file_table(tmp),
+    }
+    atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(args.out_dir, ignore_errors=True)
     tmp.rename(args.out_dir)
-    # Written in place: the scp holds absolute ark paths, so the ark must already be at its final home.
-    write_vectors(args.out_dir / "bank" / "embeddings.ark", args.out_dir / "bank" / "embeddings.scp", vectors)
+    if args.tar:
+        tar_path = args.out_dir.with_name(args.out_dir.name + ".tar")
+        with tarfile.open(tar_path.with_name(tar_path.name + ".tmp"), "w") as tar:
+            tar.add(args.out_dir, arcname=args.out_dir.name)
+        tar_path.with_name(tar_path.name + ".tmp").rename(tar_path)
+        log.info("wrote %s", tar_path)
     log.info("packed %s -> %s", args.exp_dir, args.out_dir)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -1,7 +1,15 @@
-"""Audio loading with soundfile and checks that name the utterance, the file and the fix."""
+"""Audio loading with soundfile and checks that name the utterance, the file and the fix.
+
+The DCASE path (16 kHz mono files, ``resample`` off, whole files) reads a file exactly as before.
+Recordings from elsewhere (44.1/48 kHz, stereo, FLAC, hour-long) go through the same function:
+``resample`` converts any rate to the model's with torchaudio's sinc resampler, ``channel="mean"``
+down-mixes, and ``start``/``end`` read one window of a long file without decoding the rest
+(docs/design.md §4, ``utt2seg``).
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +20,35 @@ class AudioError(ValueError):
     """A wav file that cannot be used as model input."""
 
 
-def load_wav(path: str | Path, sample_rate: int, utt_id: str = "", min_samples: int = 1, channel: int | None = None) -> np.ndarray:
-    """Read a mono float32 waveform in [-1, 1] and check it is usable.
+@functools.lru_cache(maxsize=16)
+def _resampler(orig: int, new: int):
+    """torchaudio's sinc resampler with its kernel computed once per rate pair."""
+    import torchaudio  # imported lazily: the DCASE path never resamples
 
-    ``channel`` selects one channel of a multi-channel file (DCASE 2026 is stereo); without it
-    a multi-channel file is an error, because silently averaging microphones changes the task.
+    return torchaudio.transforms.Resample(orig, new)
+
+
+def resample(wav: np.ndarray, orig: int, new: int) -> np.ndarray:
+    """``wav`` (float32, 1-D) from ``orig`` Hz to ``new`` Hz (torchaudio, Hann-windowed sinc)."""
+    if orig == new:
+        return wav
+    import torch
+
+    with torch.no_grad():
+        out = _resampler(orig, new)(torch.from_numpy(np.ascontiguousarray(wav))[None])[0]
+    return np.ascontiguousarray(out.numpy(), dtype=np.float32)
+
+
+def load_wav(path: str | Path, sample_rate: int, utt_id: str = "", min_samples: int = 1,
+             channel: int | str | None = None, resample_to_rate: bool = False,
+             start: float = 0.0, end: float | None = None) -> np.ndarray:
+    """Read a mono float32 waveform in [-1, 1] at ``sample_rate`` and check it is usable.
+
+    ``channel`` selects one channel of a multi-channel file (DCASE 2026 is stereo) or, with
+    ``"mean"``, averages all channels; without it a multi-channel file is an error, because
+    silently averaging microphones changes the task. ``resample_to_rate`` accepts any sample rate
+    and resamples to ``sample_rate``; without it another rate is an error. ``start``/``end``
+    (seconds in the file, ``end`` None or negative = to the end) read one window only.
     """
     where = f"{utt_id} ({path})" if utt_id else str(path)
     path = Path(path)
@@ -25,22 +57,38 @@ def load_wav(path: str | Path, sample_rate: int, utt_id: str = "", min_samples: 
     if path.stat().st_size == 0:
         raise AudioError(f"{where}: empty file; re-copy it from the corpus or drop it with --skip_bad true")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        if start > 0 or (end is not None and end >= 0):
+            with sf.SoundFile(str(path)) as f:
+                sr = f.samplerate
+                first = min(int(round(start * sr)), f.frames)
+                stop = f.frames if end is None or end < 0 else min(int(round(end * sr)), f.frames)
+                f.seek(first)
+                data = f.read(max(stop - first, 0), dtype="float32", always_2d=True)
+        else:
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(f"{where}: not a readable audio file ({e}); re-copy it or drop it with --skip_bad true") from e
-    if sr != sample_rate:
-        raise AudioError(f"{where}: sample rate {sr} Hz, expected {sample_rate} Hz; resample the corpus (e.g. sox in.wav -r {sample_rate} out.wav)")
+    if sr != sample_rate and not resample_to_rate:
+        raise AudioError(f"{where}: sample rate {sr} Hz, expected {sample_rate} Hz; resample the corpus (e.g. sox in.wav -r {sample_rate} out.wav) "
+                         f"or set data.resample: true")
     if data.shape[1] > 1:
         if channel is None:
-            raise AudioError(f"{where}: {data.shape[1]} channels, expected mono; select a channel with the 'channel' option")
-        if not 0 <= channel < data.shape[1]:
+            raise AudioError(f"{where}: {data.shape[1]} channels, expected mono; select a channel with the 'channel' option "
+                             f"(data.channel: 0, 1, ... or mean)")
+        if channel == "mean":
+            wav = data.mean(axis=1, dtype=np.float32)
+        elif isinstance(channel, int) and 0 <= channel < data.shape[1]:
+            wav = data[:, channel]
+        else:
             raise AudioError(f"{where}: channel {channel} requested but the file has {data.shape[1]} channels")
-        wav = data[:, channel]
     else:
         wav = data[:, 0]
     wav = np.ascontiguousarray(wav)
+    if sr != sample_rate:
+        wav = resample(wav, sr, sample_rate)
     if wav.size < max(min_samples, 1):
-        raise AudioError(f"{where}: {wav.size} samples, shorter than the model's minimum of {min_samples}; drop it with --skip_bad true")
+        raise AudioError(f"{where}: {wav.size} samples, shorter than the model's minimum of {min_samples} samples "
+                         f"({wav.size / sample_rate:.3f} s < {min_samples / sample_rate:.3f} s); drop it with --skip_bad true")
     if not np.isfinite(wav).all():
         raise AudioError(f"{where}: contains NaN/Inf samples; the file is corrupt, drop it with --skip_bad true")
     if not np.any(wav):

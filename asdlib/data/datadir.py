@@ -1,4 +1,4 @@
-"""Kaldi-style data directories for ASD (DESIGN.md §4, a contract).
+"""Kaldi-style data directories for ASD (docs/design.md §4, a contract).
 
 ``data/<set>/`` holds one ``<utt-id> <value>`` file per field, sorted by utt-id in C locale and
 sharing the same keys. Everything downstream (training, extraction, scoring, evaluation) reads
@@ -8,6 +8,7 @@ a set only through :func:`read_data_dir`, so every consumer gets the same valida
 from __future__ import annotations
 
 import collections
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ DOMAINS = ("source", "target", "unknown")
 LABELS = ("normal", "anomaly", "unknown")
 _SECTION_RE = re.compile(r"^\d{2}$")
 _TOKEN_RE = re.compile(r"^\S+$")
+#: optional: windows of long recordings, ``<utt-id> <recording-id> <start> <end>`` (docs/design.md §4)
+SEG_FILE = "utt2seg"
 
 
 class DataDirError(ValueError):
@@ -44,6 +47,16 @@ class Utt:
     domain: str
     label: str
     attr: str
+    # A window of a long recording (optional utt2seg, docs/design.md §4): the recording's id
+    # (the utt-id it would have whole) and the window in seconds; end < 0 = to the end of the file.
+    rec: str = ""
+    start: float = 0.0
+    end: float = -1.0
+
+    @property
+    def rec_id(self) -> str:
+        """The recording this utterance belongs to (its own id unless it is a window)."""
+        return self.rec or self.utt_id
 
     @property
     def spk(self) -> str:
@@ -98,7 +111,36 @@ def write_data_dir(path: str | Path, utts: Iterable[Utt]) -> list[Utt]:
     for u in ordered:
         spk2utt[u.spk].append(u.utt_id)
     write_kv(path / "spk2utt", [(spk, " ".join(ids)) for spk, ids in sorted(spk2utt.items())])
+    if any(u.rec for u in ordered):
+        write_kv(path / SEG_FILE, [(u.utt_id, seg_value(u)) for u in ordered])
+    elif (path / SEG_FILE).exists():
+        (path / SEG_FILE).unlink()
     return ordered
+
+
+def seg_value(utt: Utt) -> str:
+    """The utt2seg value ``<recording-id> <start> <end>`` (seconds, 3 decimals; end -1 = end of file)."""
+    end = f"{utt.end:.3f}" if utt.end >= 0 else "-1"
+    return f"{utt.rec_id} {utt.start:.3f} {end}"
+
+
+def _read_segments(path: Path, keys: list[str]) -> dict[str, tuple[str, float, float]]:
+    """``utt2seg`` of a windowed data dir: every utt-id with ``<recording-id> <start> <end>``."""
+    table = read_kv(path / SEG_FILE)
+    if list(table) != keys:
+        raise DataDirError(f"{path / SEG_FILE}: keys differ from {path / 'wav.scp'}; regenerate the data dir with stage 1")
+    out = {}
+    for key, value in table.items():
+        parts = value.split()
+        try:
+            rec, start, end = parts[0], float(parts[1]), float(parts[2])
+        except (IndexError, ValueError):
+            raise DataDirError(f"{path / SEG_FILE}: '{key} {value}' is not '<utt-id> <recording-id> <start> <end>'") from None
+        if len(parts) != 3 or start < 0 or (0 <= end <= start):
+            raise DataDirError(f"{path / SEG_FILE}: '{key} {value}' is not '<utt-id> <recording-id> <start> <end>' "
+                               "with 0 <= start < end (end -1 = end of file)")
+        out[key] = (rec, start, end)
+    return out
 
 
 def read_data_dir(path: str | Path) -> list[Utt]:
@@ -119,6 +161,9 @@ def read_data_dir(path: str | Path) -> list[Utt]:
                 "every file must list the same utt-ids in the same order: regenerate the data dir with stage 1"
             )
     utts = [Utt(k, *(columns[f][k] for f in list(FIELD_FILES))) for k in keys]
+    if (path / SEG_FILE).is_file():
+        segs = _read_segments(path, keys)
+        utts = [dataclasses.replace(u, rec=segs[u.utt_id][0], start=segs[u.utt_id][1], end=segs[u.utt_id][2]) for u in utts]
     for utt in utts:
         check_utt(utt, str(path))
     spk = read_kv(path / "utt2spk")

@@ -32,7 +32,7 @@ class ClipDataset(Dataset):
 
     def __init__(self, utts: Sequence[Utt], sample_rate: int, labels: Sequence[int] | None = None,
                  machines: Sequence[int] | None = None, crop_samples: int = 0, seed: int = 0,
-                 min_samples: int = 400, channel: int | None = None) -> None:
+                 min_samples: int = 400, channel: int | str | None = None, resample: bool = False) -> None:
         self.utts = list(utts)
         self.sample_rate = sample_rate
         self.labels = list(labels) if labels is not None else [-1] * len(self.utts)
@@ -41,6 +41,7 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.min_samples = min_samples
         self.channel = channel
+        self.resample = resample
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -51,7 +52,8 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> Example:
         utt = self.utts[index]
-        wav = load_wav(utt.path, self.sample_rate, utt.utt_id, self.min_samples, self.channel)
+        wav = load_wav(utt.path, self.sample_rate, utt.utt_id, self.min_samples, self.channel, self.resample,
+                       utt.start, utt.end if utt.rec else None)
         if self.crop_samples and wav.size > self.crop_samples:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             start = int(rng.integers(0, wav.size - self.crop_samples + 1))

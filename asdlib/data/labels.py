@@ -59,5 +59,8 @@ def write_durations(set_dir: Path, utts: Sequence[Utt]) -> None:
             info = sf.info(u.path)
         except (sf.LibsndfileError, RuntimeError) as e:
             raise DataDirError(f"{set_dir}: cannot read the header of {u.utt_id} ({u.path}): {e}") from e
-        rows.append((u.utt_id, f"{info.frames / info.samplerate:.3f}"))
+        dur = info.frames / info.samplerate
+        if u.rec:  # a window of a long recording (utt2seg)
+            dur = (min(u.end, dur) if u.end >= 0 else dur) - u.start
+        rows.append((u.utt_id, f"{dur:.3f}"))
     write_kv(set_dir / "utt2dur", rows)

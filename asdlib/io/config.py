@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,8 +36,11 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
 
 
-def load_config(path: str | Path, cls: type[T], overrides: dict[str, Any] | None = None) -> T:
-    """Load ``path`` into dataclass ``cls``; ``overrides`` maps dotted keys to values."""
+def load_config(path: str | Path, cls: type[T], overrides: dict[str, Any] | Sequence[str] | None = None) -> T:
+    """Load ``path`` into dataclass ``cls``; ``overrides`` maps dotted keys to values, or is a list
+    of ``KEY=VALUE`` strings (:func:`parse_overrides`)."""
+    if overrides is not None and not isinstance(overrides, dict):
+        overrides = parse_overrides(cls, overrides)
     data = load_yaml(path)
     if data is None:
         data = {}
@@ -45,6 +49,63 @@ def load_config(path: str | Path, cls: type[T], overrides: dict[str, Any] | None
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     return from_dict(cls, data, where=str(path))
+
+
+def parse_overrides(cls: type, items: Sequence[str]) -> dict[str, Any]:
+    """``["optim.lr=1e-4", "finetune.rank=16"]`` -> ``{"optim.lr": 1e-4, "finetune.rank": 16}``.
+
+    The command-line form of a config change (``asd.sh --train_args "..."``, ESPnet style). Every
+    dotted key must name a field of ``cls`` (else a one-line error naming the key and the valid
+    ones); the value is read as YAML (``[a, b]``, ``true``, ``null``), numbers also as Python reads
+    them (``1e-4``), and a field that only takes strings keeps the text as it is (``"00"``).
+    :func:`load_config` then type-checks it exactly like the YAML file.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}': expected KEY=VALUE with a dotted key, e.g. optim.lr=1e-4")
+        tp: Any = cls
+        for i, name in enumerate(key.split(".")):
+            if not dataclasses.is_dataclass(tp):
+                raise ConfigError(f"override '{item}': '{'.'.join(key.split('.')[:i])}' is not a config section")
+            fields = {f.name for f in dataclasses.fields(tp) if f.init}
+            if name not in fields:
+                raise ConfigError(f"override '{item}': unknown key '{key}' ('{name}' is not a field of {tp.__name__}; "
+                                  f"valid keys: {', '.join(sorted(fields))})")
+            tp = typing.get_type_hints(tp)[name]
+        out[key] = _parse_text(tp, text)
+    return out
+
+
+def _wants_text(tp: Any) -> bool:
+    """Whether a field takes only strings (so ``00`` or ``on`` must not be read as YAML)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if tp is str:
+        return True
+    if typing.get_origin(tp) is typing.Literal:
+        return all(isinstance(a, str) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return bool(args) and all(_wants_text(a) for a in args)
+    return False
+
+
+def _parse_text(tp: Any, text: str) -> Any:
+    optional = type(None) in typing.get_args(tp)
+    if optional and text.lower() in ("null", "none", "~"):
+        return None
+    if _wants_text(tp):
+        return text
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return text  # the type check names the key and what it expected
+    if isinstance(value, str):
+        try:
+            return int(value) if value.lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:

@@ -25,8 +25,14 @@ test_sets="dev_test eval_test"      # sets that are scored and evaluated
 local_data_opts=""    # options passed to local/data.sh (e.g. "--eval_list path --download true")
 skip_bad=false        # stage 1: drop unusable audio files into data/<set>/bad.list instead of failing
 train_config=conf/train.yaml        # training config (YAML)
+download_upstream=false # true: fetch the config's official upstream checkpoint if absent (docs/upstreams.md)
+upstream_mirror=""    # base URL of a mirror for --download_upstream (<mirror>/<host>/<path>)
 skip_unlabelled=false # stage 6: true skips sets without ground truth (a blind set prepared without its eval list) instead of failing
-tag=""                # experiment name; default: the config file name without .yaml
+tag=""                # experiment name; default: the config file name without .yaml (+ _<train_args>)
+train_args=""         # config overrides "key=value ...", e.g. "optim.lr=1e-4 finetune.rank=16" (no spaces in a value)
+fpr=0.05              # stage 7: false-alarm rate the packed model's decision thresholds aim at
+calib_folds=5         # stage 7: folds over the training normals for those thresholds (held-out scores)
+pack_tar=false        # stage 7: also write exp/<tag>/packed.tar
 python=python3
 
 help_message=$(cat <<EOM
@@ -37,7 +43,10 @@ Usage: ./run.sh [options]   (egs/<recipe>/run.sh passes them to asd.sh, the shar
   --num_nodes ${num_nodes}             nodes for multi-node training under Slurm
   --year ${year}               challenge year (naming, official metric)
   --train_config ${train_config}
-  --tag NAME                    experiment name (default: config file name)
+  --download_upstream ${download_upstream}   fetch the config's official upstream checkpoint when absent (--upstream_mirror URL)
+  --tag NAME                    experiment name (default: config file name, plus _<train_args> when given)
+  --train_args "k=v ..."        config overrides, type-checked like the YAML (e.g. "optim.lr=1e-4 finetune.rank=16")
+  --fpr ${fpr}  --calib_folds ${calib_folds}  --pack_tar ${pack_tar}   stage 7: thresholds at this false-alarm rate, packed.tar
   --local_data_opts "..."       options for local/data.sh (--eval_list <csv>, --download true)
   --skip_bad ${skip_bad}          stage 1: move unusable audio files to data/<set>/bad.list instead of failing
   --skip_unlabelled ${skip_unlabelled}   stage 6: skip (instead of failing on) test sets without ground truth
@@ -57,21 +66,43 @@ fi
 . ./cmd.sh
 : "${train_cmd:?cmd.sh must set train_cmd}" "${extract_cmd:?cmd.sh must set extract_cmd}" "${score_cmd:?cmd.sh must set score_cmd}"
 
-[ -n "${tag}" ] || tag=$(basename "${train_config}" .yaml)
+if [ -z "${tag}" ]; then
+    tag=$(basename "${train_config}" .yaml)
+    # ESPnet style: the overrides name the experiment, e.g. train_optim.lr1e-4_finetune.rank16
+    [ -z "${train_args}" ] || tag="${tag}_$(echo "${train_args}" | sed -e 's/=//g' -e 's/[^A-Za-z0-9._,+-]\{1,\}/_/g' -e 's/^_//' -e 's/_$//')"
+fi
+# One source of truth for the training sets: asd.sh's --train_sets (the kNN banks) is passed to every
+# stage that reads the config as data.train_sets, so exp/<tag>/config.yaml always records it; setting
+# data.train_sets in --train_args as well is an error (docs/design.md §3).
+case " ${train_args} " in
+    *" data.train_sets="*) log "ERROR: set the training sets with --train_sets, not data.train_sets in --train_args"; exit 1 ;;
+esac
+_sets_list=""
+for s in ${train_sets}; do _sets_list+="${_sets_list:+,}${s}"; done
+config_overrides=(--override "data.train_sets=[${_sets_list}]")
+for a in ${train_args}; do config_overrides+=(--override "${a}"); done
 exp="${expdir}/${tag}"
 mkdir -p "${exp}"
 echo "${run_args}" > "${exp}/run_args.txt"
 # The device follows --ngpu in every stage: the python CLIs never pick a GPU on their own.
 if [ "${ngpu}" -gt 0 ]; then device=cuda; extract_gpu=1; else device=cpu; extract_gpu=0; fi
 
+if { [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 3 ]; } || [ "${download_upstream}" = true ]; then
+    # Stages 3-4 need the upstream checkpoint: fail (or fetch it) now, not after stages 1-2.
+    ${python} -m asdlib.bin.check_upstream --config "${train_config}" "${config_overrides[@]}" \
+        --download "${download_upstream}" ${upstream_mirror:+--mirror "${upstream_mirror}"}
+fi
+
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
     # shellcheck disable=SC2086  # local_data_opts is a list of options
     local/data.sh --datadir "${datadir}" ${local_data_opts}
-    log "Stage 1: audio validation of every set (--skip_bad ${skip_bad})"
     _sets=()
     for s in ${train_sets} ${test_sets}; do _sets+=("${datadir}/${s}"); done
-    ${python} -m asdlib.bin.validate_data --config "${train_config}" --skip_bad "${skip_bad}" "${_sets[@]}"
+    # Long recordings become fixed windows when the config sets data.window_seconds (else a no-op).
+    ${python} -m asdlib.bin.make_windows --config "${train_config}" "${config_overrides[@]}" "${_sets[@]}"
+    log "Stage 1: audio validation of every set (--skip_bad ${skip_bad})"
+    ${python} -m asdlib.bin.validate_data --config "${train_config}" "${config_overrides[@]}" --skip_bad "${skip_bad}" "${_sets[@]}"
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
@@ -84,7 +115,7 @@ fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: training ${train_config} -> ${exp} (log: ${exp}/train.log)"
-    _opts=(--config "${train_config}" --data_root "${datadir}" --exp_dir "${exp}" --resume true --device "${device}")
+    _opts=(--config "${train_config}" "${config_overrides[@]}" --data_root "${datadir}" --exp_dir "${exp}" --resume true --device "${device}")
     if [ "${ngpu}" -gt 1 ] || [ "${nproc}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
         _per_node=$(( ngpu > 0 ? ngpu : nproc ))
         if [ "${num_nodes}" -gt 1 ]; then
@@ -138,9 +169,12 @@ split_and_run() {
 }
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+    # The upstream checkpoint's size and sha256 join the digest: replacing it redoes the sets.
+    ${python} -m asdlib.bin.check_upstream --config "${exp}/config.yaml" --fingerprint_out "${exp}/upstream.fingerprint"
     for s in ${train_sets} ${test_sets}; do
         _dir="${exp}/embed/${s}"
-        _io=("${datadir}/${s}"/* "${exp}/config.yaml" "${exp}/model.pt" "${_dir}/embeddings.ark" "${_dir}/embeddings.scp")
+        _io=("${datadir}/${s}"/* "${exp}/config.yaml" "${exp}/model.pt" "${exp}/upstream.fingerprint"
+             "${_dir}/embeddings.ark" "${_dir}/embeddings.scp")
         if is_done "${_dir}" "${_io[@]}"; then
             log "Stage 4: embeddings of ${s} are up to date (delete ${_dir}/.done to redo them)"; continue
         fi
@@ -166,8 +200,14 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         split_and_run "${score_cmd}" "${s}" "${_dir}" scores \
             asdlib.bin.score --exp_dir "${exp}" --data_root "${datadir}" --test_set "${s}" "${_loo[@]}"
         mark_done "${_dir}" "${_io[@]}"
+        if [ -f "${datadir}/${s}/utt2seg" ]; then  # windows of long recordings: a score per recording too
+            ${python} -m asdlib.bin.aggregate_scores --exp_dir "${exp}" --data_dir "${datadir}/${s}" --scores_dir "${_dir}"
+        fi
     done
     for s in ${test_sets}; do
+        if [ -f "${datadir}/${s}/utt2seg" ]; then
+            log "Stage 5: ${s} is split into windows (not a DCASE set): no submission CSVs"; continue
+        fi
         log "Stage 5: submission CSVs of ${s}"
         # shellcheck disable=SC2086  # train_sets is a list of set names
         ${python} -m asdlib.bin.write_submission --year "${year}" --data_root "${datadir}" \
@@ -188,7 +228,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     log "Stage 7: packing ${exp} -> ${exp}/packed"
     # shellcheck disable=SC2086  # train_sets is a list of set names
     ${python} -m asdlib.bin.pack --exp_dir "${exp}" --data_root "${datadir}" --train_sets ${train_sets} \
-        --out_dir "${exp}/packed"
+        --out_dir "${exp}/packed" --fpr "${fpr}" --folds "${calib_folds}" --tar "${pack_tar}" --device "${device}"
 fi
 
 log "Successfully finished stages ${stage}-$(min "${stop_stage}" 7) of ${exp}"

@@ -1,0 +1,118 @@
+"""Stage 1 of egs/custom: Kaldi data dirs (docs/design.md §4) from a plant engineer's own recordings.
+
+Two corpus layouts:
+
+* a folder ``<root>/<machine>/train/`` of normal recordings (``*.wav``/``*.flac``, sub-folders
+  allowed) per machine, optionally ``<root>/<machine>/test/`` with ``normal/`` and ``anomaly/``
+  sub-folders, or test files directly in ``test/`` labelled by ``test/labels.csv``
+  (``<file name>,<normal|anomaly>`` per row; files it does not list get the label ``unknown``);
+* a list file: ``<path> <machine>`` per line (the path may contain spaces; relative paths are
+  relative to the list file), all normal training recordings.
+
+Every recording gets section ``00``, domain ``source`` and attribute ``noAttribute``; the utt-id is
+``<machine>-00-<stem>`` (test clips ``<machine>-00-<label>_<stem>``), whitespace in names replaced
+by ``_``. Sets: ``train`` and, when any machine has test recordings, ``test``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+from asdlib.data.datadir import DataDirError, Utt, make_utt_id
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+SECTION = "00"
+_MACHINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def _stem(path: Path, base: Path) -> str:
+    rel = path.relative_to(base).with_suffix("")
+    return re.sub(r"\s+", "_", "_".join(rel.parts))
+
+
+def _check_machine(machine: str, where: str) -> str:
+    if not _MACHINE_RE.match(machine):
+        raise DataDirError(f"{where}: machine name '{machine}' must be letters, digits and _ . + - (no spaces); rename it")
+    return machine
+
+
+def _utt(machine: str, stem: str, path: Path, label: str) -> Utt:
+    return Utt(make_utt_id(machine, SECTION, stem), str(path.resolve()), machine, SECTION, "source", label, "noAttribute")
+
+
+def read_list(path: Path) -> dict[str, list[Utt]]:
+    """A ``<path> <machine>`` list: the training recordings."""
+    utts = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2:
+                raise DataDirError(f"{path}:{n}: expected '<path> <machine>', got {line!r}")
+            audio, machine = Path(parts[0]), _check_machine(parts[1], f"{path}:{n}")
+            audio = audio if audio.is_absolute() else path.parent / audio
+            if not audio.is_file():
+                raise DataDirError(f"{path}:{n}: {audio} not found")
+            utts.append(_utt(machine, re.sub(r"\s+", "_", audio.stem), audio, "normal"))
+    if not utts:
+        raise DataDirError(f"{path}: the list names no recordings")
+    return {"train": utts}
+
+
+def _test_utts(machine: str, test: Path) -> list[Utt]:
+    out = []
+    sub = [test / lab for lab in ("normal", "anomaly") if (test / lab).is_dir()]
+    for folder in sub:
+        out += [_utt(machine, f"{folder.name}_{_stem(p, folder)}", p, folder.name) for p in _audio_files(folder)]
+    labels: dict[str, str] = {}
+    csv_path = test / "labels.csv"
+    if csv_path.is_file():
+        with open(csv_path, encoding="utf-8", newline="") as f:
+            for n, row in enumerate(csv.reader(f), 1):
+                if not row or (n == 1 and row[0].strip().lower() in ("file", "file_name", "filename", "path")):
+                    continue
+                if len(row) < 2 or row[1].strip() not in ("normal", "anomaly"):
+                    raise DataDirError(f"{csv_path}:{n}: expected '<file name>,<normal|anomaly>', got {','.join(row)!r}")
+                labels[Path(row[0].strip()).name] = row[1].strip()
+    loose = [p for p in _audio_files(test) if not any(p.is_relative_to(s) for s in sub)]
+    for p in loose:
+        label = labels.get(p.name, "unknown")
+        out.append(_utt(machine, f"{label}_{_stem(p, test)}", p, label))
+    unmatched = sorted(set(labels) - {p.name for p in loose})
+    if unmatched:
+        raise DataDirError(f"{csv_path}: lists files that are not in {test}: {', '.join(unmatched[:3])}")
+    return out
+
+
+def read_folder(root: Path) -> dict[str, list[Utt]]:
+    """``<root>/<machine>/train/`` (+ optional ``test/``): the training and test recordings."""
+    machines = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not machines:
+        raise DataDirError(f"{root}: no machine folders; expected <machine>/train/*.wav|*.flac (docs: README 'Your own machines')")
+    sets: dict[str, list[Utt]] = {"train": [], "test": []}
+    for mdir in machines:
+        machine = _check_machine(mdir.name, str(mdir))
+        train = _audio_files(mdir / "train") if (mdir / "train").is_dir() else []
+        if not train:
+            raise DataDirError(f"{mdir / 'train'}: no .wav or .flac recordings; every machine needs normal training recordings")
+        sets["train"] += [_utt(machine, _stem(p, mdir / "train"), p, "normal") for p in train]
+        if (mdir / "test").is_dir():
+            sets["test"] += _test_utts(machine, mdir / "test")
+    return {name: utts for name, utts in sets.items() if utts}
+
+
+def read_corpus(corpus: Path) -> dict[str, list[Utt]]:
+    """The sets of a corpus folder or list file (see the module docstring)."""
+    if corpus.is_file():
+        return read_list(corpus)
+    if corpus.is_dir():
+        return read_folder(corpus)
+    raise DataDirError(f"corpus {corpus} not found: pass --corpus <folder of <machine>/train/> or a list file '<path> <machine>'")
