@@ -3,9 +3,10 @@
 Each variant trains a few steps in a fresh process, exactly as ``Trainer.train_epoch`` does on
 a CPU (forward, ArcFace loss, backward, gradient clipping, AdamW step, zero_grad), on random
 waveforms of ``--batch`` x ``--seconds``. The configs are the recipe's own
-(``egs/dcase2024/conf/train.yaml`` for LoRA r64 + MGA, ``conf/tuning/finetune_full.yaml`` for
-full fine-tuning) with the upstream pointed at a random-init base-size BEATs; VQ is switched off
-(its codebooks and loss on 256-d embeddings are negligible next to the backbone).
+(``egs/<--recipe>/conf/train.yaml`` for LoRA r64 + MGA, ``conf/tuning/finetune_full.yaml`` for
+full fine-tuning; ``--recipe`` dcase2024 by default, dcase2023 with VQ off in the recipe itself)
+with the upstream pointed at a random-init base-size BEATs; VQ is switched off (its codebooks and
+loss on 256-d embeddings are negligible next to the backbone).
 
 Reported per variant: peak resident memory during training (the high-water mark, reset after the
 model is built so the checkpoint-loading transient does not count), the model's resident size
@@ -16,8 +17,9 @@ storage through ``saved_tensors_hooks``; parameters excluded).
 Variants (``--variants``): ``full``, ``lora_mga``, ``lora_mga_nodrop`` (the same with
 ``finetune.dropout: 0``: peft then feeds each LoRA branch the layer input itself instead of a
 dropped-out copy that autograd must keep), each optionally with ``+ckpt``: activation
-checkpointing of every transformer block, a remedy that needs no library change (the benchmark
-wraps each block's ``forward`` in ``torch.utils.checkpoint``). ``--malloc mmap`` (default) runs the
+checkpointing of every transformer block through the library option ``model.grad_checkpoint: true``
+(non-reentrant ``torch.utils.checkpoint`` per block). ``--steps 0`` measures the warm-up step
+alone (it allocates the AdamW state, so its peak is the training peak) and reports its time. ``--malloc mmap`` (default) runs the
 children with a fixed glibc mmap threshold so that RSS follows the live tensors; ``--malloc
 default`` shows what ``ps`` reports with glibc as is (see MALLOC_ENV).
 
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import gc
 import json
 import os
@@ -41,17 +42,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-# variant -> (recipe config, overrides); a "+ckpt" suffix adds activation checkpointing
+# variant -> (config relative to egs/<recipe>/conf, overrides); a "+ckpt" suffix adds activation checkpointing
 VARIANTS = {
-    "full": ("egs/dcase2024/conf/tuning/finetune_full.yaml", {}),
-    "lora_mga": ("egs/dcase2024/conf/train.yaml", {}),
-    "lora_mga_nodrop": ("egs/dcase2024/conf/train.yaml", {"finetune.dropout": 0.0}),
+    "full": ("tuning/finetune_full.yaml", {}),
+    "lora_mga": ("train.yaml", {}),
+    "lora_mga_nodrop": ("train.yaml", {"finetune.dropout": 0.0}),
 }
+CKPT = {"model.grad_checkpoint": True}
+# machine types (one MGA group each): dev + eval types of the recipe's year
+RECIPE_MACHINES = {"dcase2023": 14, "dcase2024": 16}
 # glibc's default malloc raises its mmap threshold after large frees and then serves tensors up to
 # 32 MB from heap arenas it rarely returns, so the RSS high-water mark can exceed the live tensors by
 # GBs, in amounts that depend on allocation order. A fixed threshold makes RSS track live memory.
 MALLOC_ENV = {"mmap": {"MALLOC_MMAP_THRESHOLD_": "131072"}, "default": {}}
-NUM_MACHINES = 16  # DCASE 2024: 7 dev + 9 eval machine types, one MGA group each
 NUM_CLASSES = 128
 
 
@@ -60,7 +63,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--work_dir", type=Path, default=Path("/tmp/asdlib_bench"), help="holds the random BEATs (360 MB)")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up step")
+    p.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up step (0: time the warm-up)")
+    p.add_argument("--recipe", choices=sorted(RECIPE_MACHINES), default="dcase2024", help="whose configs")
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per variant, interleaved")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--variants", default="full,lora_mga",
@@ -92,14 +96,6 @@ def count_saved_tensors(exclude: set[int]) -> Iterator[dict[str, float]]:
     result["mib"] = sum(seen.values()) / common.MIB
 
 
-def checkpoint_blocks(upstream) -> None:
-    """Activation checkpointing of every transformer block (recomputed in backward)."""
-    from torch.utils.checkpoint import checkpoint
-
-    for block in upstream.blocks():
-        block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
-
-
 def child(args: argparse.Namespace) -> dict:
     import torch
 
@@ -110,14 +106,15 @@ def child(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config, overrides = VARIANTS[args.child.removesuffix("+ckpt")]
-    cfg = load_train_config(common.REPO / config, {"upstream.path": str(args.beats), "vq.enabled": False,
-                                                   "mixup.enabled": False, **overrides})
+    if args.child.endswith("+ckpt"):
+        overrides = {**overrides, **CKPT}
+    num_machines = RECIPE_MACHINES[args.recipe]
+    cfg = load_train_config(common.REPO / "egs" / args.recipe / "conf" / config,
+                            {"upstream.path": str(args.beats), "vq.enabled": False, "mixup.enabled": False, **overrides})
     rss_start = common.rss_mib()
-    model = build_model(cfg, NUM_MACHINES)
+    model = build_model(cfg, num_machines)
     head = build_head(cfg.head.kind, cfg.model.embed_dim, NUM_CLASSES, cfg.head.scale, cfg.head.margin,
                       cfg.head.sub_centers)
-    if args.child.endswith("+ckpt"):
-        checkpoint_blocks(model.upstream)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": params, "lr": cfg.optim.lr},
                                    {"params": list(head.parameters()), "lr": cfg.optim.lr_head}],
@@ -128,7 +125,7 @@ def child(args: argparse.Namespace) -> dict:
     g = torch.Generator().manual_seed(0)
     wavs = 0.1 * torch.randn(args.batch, n, generator=g)
     lengths = torch.full((args.batch,), n, dtype=torch.long)
-    machines = torch.arange(args.batch) % NUM_MACHINES
+    machines = torch.arange(args.batch) % num_machines
     labels = torch.arange(args.batch) % NUM_CLASSES
 
     def step() -> None:
@@ -145,9 +142,13 @@ def child(args: argparse.Namespace) -> dict:
     gc.collect()
     rss_model = common.rss_mib()
     common.reset_peak_rss()
+    times, cpu_times = [], []
+    start, start_cpu = time.perf_counter(), time.process_time()
     with count_saved_tensors(param_ptrs) as saved:
         step()  # warm-up; also allocates the AdamW state
-    times, cpu_times = [], []
+    if not args.steps:
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - start_cpu)
     for _ in range(args.steps):
         start, start_cpu = time.perf_counter(), time.process_time()
         step()
@@ -158,7 +159,7 @@ def child(args: argparse.Namespace) -> dict:
                       if torch.is_tensor(t))
     trainable = sum(p.numel() for p in params) + sum(p.numel() for p in head.parameters())
     return {
-        "variant": args.child, "batch": args.batch, "seconds": args.seconds, "threads": args.threads,
+        "variant": args.child, "recipe": args.recipe, "batch": args.batch, "seconds": args.seconds, "threads": args.threads,
         "rss_before_model_mib": rss_start, "rss_model_mib": rss_model, "peak_mib": peak,
         "train_delta_mib": peak - rss_model,
         "params_mib": sum(p.numel() * p.element_size() for p in all_params) / common.MIB,
@@ -182,13 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.repeats):
         for v in variants if r % 2 == 0 else variants[::-1]:  # interleaved, alternating order
             res = common.run_child([__file__, "--child", v, "--beats", str(beats), "--batch", str(args.batch),
-                                    "--seconds", str(args.seconds), "--steps", str(args.steps),
+                                    "--seconds", str(args.seconds), "--steps", str(args.steps), "--recipe", args.recipe,
                                     "--threads", str(args.threads)], env=MALLOC_ENV[args.malloc])
             results[v].append(res)
             print(f"repeat {r + 1} {v}: peak {res['peak_mib']:.0f} MiB, steps {[round(t, 2) for t in res['step_s']]} s",
                   file=sys.stderr)
     print(f"# {common.machine_description()}")
-    print(f"# batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s), malloc {args.malloc}, {args.repeats} "
+    print(f"# {args.recipe} configs, batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s), malloc {args.malloc}, {args.repeats} "
           f"fresh processes per variant, {args.steps} timed step(s) each; medians, noise = (max-min)/median; "
           "step_cpu_s: CPU time of the process (robust to other load), step_s: wall time")
     cols = ["peak_mib", "rss_model_mib", "train_delta_mib", "trainable_params_mib", "adamw_state_mib",

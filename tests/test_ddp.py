@@ -306,3 +306,20 @@ def test_ddp_with_beats_layerdrop_resumes_exactly(work: Path) -> None:
         assert g["loss"] == pytest.approx(r["loss"], rel=LOSS_RTOL)
     assert_weights_close(torch.load(single / "model.pt", weights_only=True)["model"],
                          torch.load(full / "model.pt", weights_only=True)["model"])
+
+
+def test_vq_refresh_under_ddp_matches_single_process(work: Path) -> None:
+    """The eval-mode refresh pass is split over the ranks and gathered in clip order, so the k-means
+    (and everything after it) is the same as in one process."""
+    config = EQUIV_CONFIG.replace("upstream:", "vq: {enabled: true, num_codes: 2, kmeans_iters: 3}\nupstream:")
+    (work / "equiv_vq.yaml").write_text(config.replace("UPSTREAM_NO_DROPOUT", str(work / "hubert_no_dropout.pt")))
+    train(work, "equiv_vq.yaml", "exp/vq_single", 1)
+    train(work, "equiv_vq.yaml", "exp/vq_ddp", 2)
+    a = torch.load(work / "exp" / "vq_single" / "checkpoints" / "epoch_2.pt", weights_only=True)
+    b = torch.load(work / "exp" / "vq_ddp" / "checkpoints" / "epoch_2.pt", weights_only=True)
+    assert any(k.endswith("codes") for k in a["vq"])
+    assert a["vq"].keys() == b["vq"].keys()
+    for k, v in a["vq"].items():  # the same assignments; codes equal up to the runs' float differences
+        torch.testing.assert_close(b["vq"][k], v, rtol=1e-3, atol=1e-4, msg=k)
+    # (the weights are not compared: level-1 SupCon runs over each rank's share of the batch, so VQ
+    # training under DDP differs slightly from one process by design)

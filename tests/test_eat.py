@@ -243,3 +243,50 @@ def test_cli_writes_loadable_checkpoint(tmp_path, fmt):
     assert make_random_beats.main(["--name", "eat", "--eat_format", fmt, "--out", str(out), "--verbose", "0"]) == 0
     up = _load(str(out))
     assert (up.num_layers, up.hidden_size) == (3, 64)
+
+
+def _qkv_output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return layer(x)
+
+
+@pytest.mark.parametrize("part", [0, 1, 2])
+def test_split_qkv_adapters_change_only_their_third(hf_dir, part):
+    """finetune.split_qkv: separate q/k/v adapters on the fused Linear, as BEATs has on q/k/v_proj."""
+    from asdlib.models.lora import SplitQKVLoRA
+
+    rank = 4
+    up = _load(hf_dir)
+    base = up.model.blocks[0].attn.qkv
+    apply_finetune(up, FinetuneConfig(mode="lora", rank=rank, dropout=0.0, target_modules=["qkv"], split_qkv=True))
+    layers = [b.attn.qkv for b in up.model.blocks]
+    assert all(isinstance(m, SplitQKVLoRA) for m in layers) and layers[0].base_layer is base
+    # trainable: 3 x (in*r + r*out/3) per fused Linear, nothing else
+    trainable = sum(p.numel() for p in up.parameters() if p.requires_grad)
+    assert trainable == LAYERS * 3 * (DIM * rank + rank * DIM)
+    assert not any(isinstance(m, nn.Dropout) for m in layers[0].modules())
+    x = torch.randn(2, 5, DIM, generator=torch.Generator().manual_seed(1))
+    ref = _qkv_output(layers[0], x)
+    torch.testing.assert_close(ref, _qkv_output(base, x))  # B = 0: the pre-trained function
+    with torch.no_grad():
+        layers[0].lora_B[part].normal_(std=0.1)
+    delta = (_qkv_output(layers[0], x) - ref).abs().amax(dim=(0, 1)).view(3, DIM)
+    assert delta[part].max() > 1e-3
+    assert all(float(delta[i].max()) == 0.0 for i in range(3) if i != part)
+
+
+def test_split_qkv_is_one_adapter_per_projection_like_separate_linears(hf_dir):
+    """The fused adapter computes what peft LoRA on three separate Linear modules computes."""
+    up = _load(hf_dir)
+    apply_finetune(up, FinetuneConfig(mode="lora", rank=3, alpha=6, dropout=0.0, target_modules=["qkv", "fc1"],
+                                      split_qkv=True))
+    layer = up.model.blocks[1].attn.qkv
+    with torch.no_grad():
+        layer.lora_B.normal_(std=0.1)
+    x = torch.randn(4, DIM, generator=torch.Generator().manual_seed(2))
+    w, bias = layer.base_layer.weight.view(3, DIM, DIM), layer.base_layer.bias.view(3, DIM)
+    expected = torch.cat([x @ w[i].T + bias[i] + 2.0 * (x @ layer.lora_A[i].T @ layer.lora_B[i].T) for i in range(3)], -1)
+    torch.testing.assert_close(_qkv_output(layer, x), expected)
+    assert hasattr(up.model.blocks[1].mlp.fc1, "lora_B")  # the other targets still go through peft
+    with pytest.raises(ValueError, match="split_qkv"):
+        apply_finetune(_load(hf_dir), FinetuneConfig(mode="lora", target_modules=["fc1"], split_qkv=True))

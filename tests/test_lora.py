@@ -154,3 +154,16 @@ def test_training_step_reaches_every_lora_module(ckpts, family):
     assert len(lora_b) == SIZE.layers * len(TARGETS[family])
     assert [n for n, p in lora_b.items() if p.grad is None or not p.grad.abs().sum() > 0] == []
     assert all(p.grad is None for n, p in up.named_parameters() if "lora_" not in n)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_lora_dropout_zero_keeps_no_dropout_module(ckpts, dropout):
+    """finetune.dropout 0 reaches peft as 0, so every LoRA layer holds nn.Identity: no dropped-out
+    copy of its input is made and kept for backward (BENCHMARKS.md §1)."""
+    up = _load(ckpts, "hubert")
+    apply_finetune(up, FinetuneConfig(rank=2, dropout=dropout))
+    wrapped = [m for m in up.modules() if hasattr(m, "lora_dropout")]
+    assert len(wrapped) == SIZE.layers * len(ATTENTION_AND_FFN)
+    kinds = {type(m.lora_dropout["default"]) for m in wrapped}
+    assert kinds == ({nn.Identity} if dropout == 0 else {nn.Dropout})
+    assert any(isinstance(m, nn.Dropout) and "lora" in n for n, m in up.named_modules()) == (dropout > 0)

@@ -212,3 +212,20 @@ def test_config_and_key_errors():
     vq = VQClusterer([], DIM, VQConfig(), 5)
     codes, assigned = vq.lookup(torch.randn(2, DIM), torch.tensor([0, -1]))
     assert codes.shape == (2, 16, DIM) and (assigned == -1).all() and vq.num_classes == 5
+
+
+def test_default_config_keys_codebooks_by_machine():
+    """The method's reading is the default: one codebook per machine type, in the dataclass and the recipes."""
+    from pathlib import Path
+
+    from asdlib.train.config import load_train_config
+
+    assert VQConfig().codebook_per == "machine"
+    # two sections of one machine type without attributes (static classes 3 and 4, machine 1): one codebook
+    keys = codebook_keys(["noAttribute", "noAttribute", "a", "noAttribute"], [1, 1, 0, 2], [3, 4, 0, 5],
+                         VQConfig().codebook_per)
+    assert keys == [1, 1, -1, 2]
+    repo = Path(__file__).resolve().parents[1]
+    for config in sorted(repo.glob("egs/*/conf/train.yaml")):
+        cfg = load_train_config(config, {"upstream.path": "x.pt"})
+        assert cfg.vq.codebook_per == "machine", config

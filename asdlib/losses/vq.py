@@ -6,18 +6,22 @@ cosine codes in embedding space; a clip's pseudo-attribute is its nearest code, 
 *dynamic* margin-loss class appended after the static ones and the positive of the level-2
 contrastive loss (``asdlib.losses.contrastive``).
 
-Codebooks are keyed by an integer *key*: the machine index (``VQConfig.codebook_per = "machine"``,
-the method's literal reading) or, by default, the clip's static class id (machine × section ×
-``noAttribute``), which keeps the section supervision in years where one machine type has several
-sections without attributes (2020, 2021). With one section per machine type (2024, 2025) the two
-coincide. :func:`codebook_keys` computes every training clip's key.
+Codebooks are keyed by an integer *key*: by default the machine index (``VQConfig.codebook_per =
+"machine"``: one codebook per machine type, as the method describes it), or the clip's static
+class id (``"class"``: machine × section × ``noAttribute``), an option that keeps the section
+supervision in years where one machine type has several sections without attributes (2020). With
+one section per machine type (2024, 2025) the two coincide. :func:`codebook_keys` computes every
+training clip's key.
 
 Life cycle: after ``warmup_epochs`` epochs, :meth:`VQClusterer.init_from` runs seeded spherical
-k-means on the epoch's embeddings; during training :meth:`VQClusterer.update` moves codes by EMA
-(VQ-VAE style: decayed cluster sizes and embedding sums, Laplace-smoothed) and restarts dead codes
-from random batch embeddings; at each later epoch end ``init_from`` refreshes the codebooks by
-Lloyd iterations started from the current codes, so code indices (and dynamic class ids) keep
-their meaning. All state lives in buffers, so it is saved with ``state_dict``.
+k-means on embeddings of the training clips from a clean eval-mode pass (the trainer's
+``refresh_embeddings``: no dropout, SpecAugment or random crops, so the codes describe the
+embeddings the model gives, not one epoch's augmented and ever-changing ones); during training
+:meth:`VQClusterer.update` moves codes by EMA (VQ-VAE style: decayed cluster sizes and embedding
+sums, Laplace-smoothed) and restarts dead codes from random batch embeddings; at each later epoch
+end ``init_from`` refreshes the codebooks by Lloyd iterations started from the current codes, so
+code indices (and dynamic class ids) keep their meaning. All state lives in buffers, so it is saved
+with ``state_dict``.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ class VQConfig:
     weight_commit: float = 0.25
     warmup_epochs: int = 1
     dead_code_threshold: float = 0.1
-    codebook_per: Literal["class", "machine"] = "class"
+    codebook_per: Literal["class", "machine"] = "machine"  # one codebook per machine type (the method)
     kmeans_iters: int = 20
     refresh: bool = True
 

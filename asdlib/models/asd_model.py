@@ -10,7 +10,7 @@ from torch import nn
 from asdlib.models.logmel import LogMelMean
 from asdlib.models.lora import apply_finetune, count_parameters
 from asdlib.models.mga import MachineContext, build_group_adapters
-from asdlib.models.pooling import AttentiveStatsPooling, WeightedLayerSum
+from asdlib.models.pooling import AttentiveStatsPooling, ClsPooling, WeightedLayerSum
 from asdlib.models.specaug import SpecAugment
 from asdlib.models.upstream import Upstream, build_upstream
 from asdlib.train.config import TrainConfig
@@ -35,7 +35,15 @@ class ASDModel(nn.Module):
             self.machine_context = MachineContext(num_machines)
             upstream.insert_block_adapters(build_group_adapters(upstream, cfg.mga, num_machines, self.machine_context))
         self.featurizer = WeightedLayerSum(upstream.num_layers, cfg.model.layers)
-        self.pooling = AttentiveStatsPooling(upstream.hidden_size, cfg.model.pooling_hidden)
+        self.pooling: AttentiveStatsPooling | ClsPooling
+        if cfg.model.pooling == "cls":
+            if getattr(upstream, "num_prefix_tokens", 0) < 1:
+                raise ValueError(f"model.pooling: cls needs an upstream with a CLS token (eat); {cfg.upstream.name} has none")
+            self.pooling = ClsPooling(upstream.hidden_size)
+        else:
+            self.pooling = AttentiveStatsPooling(upstream.hidden_size, cfg.model.pooling_hidden)
+        if cfg.model.grad_checkpoint:
+            upstream.checkpoint_blocks()
         self.proj = nn.Linear(self.pooling.out_dim, cfg.model.embed_dim)
         self.specaug = SpecAugment(cfg.specaug)
         upstream.feature_augment = self.specaug

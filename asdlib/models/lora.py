@@ -7,15 +7,21 @@ works for any upstream; peft wraps exactly those modules (``inject_adapter_in_mo
 full names), which keeps state-dict names plain (``...q_proj.base_layer.weight``,
 ``...q_proj.lora_A.default.weight``). Modules the trainer added to the upstream itself
 (``block_adapters``) stay trainable in every mode.
+
+A fused ``qkv`` Linear (EAT) gets one peft adapter for all three projections unless
+``split_qkv``: then :class:`SplitQKVLoRA` adds three independent rank-r updates, one per third of
+the output, so that "LoRA on q, k, v" means for EAT what it means for BEATs' separate q/k/v_proj.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Literal
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from asdlib.models.upstream import Upstream
 
@@ -39,6 +45,7 @@ class FinetuneConfig:
     dropout: float = 0.05
     target_modules: list[str] | None = None
     layers: list[int] | None = None
+    split_qkv: bool = False  # fused qkv Linear (EAT): separate q/k/v adapters (SplitQKVLoRA)
 
     def __post_init__(self) -> None:
         if self.mode not in ("lora", "full", "frozen"):
@@ -98,6 +105,50 @@ def _added_parameters(upstream: Upstream) -> list[tuple[nn.Parameter, bool]]:
     return [(p, p.requires_grad) for n, p in upstream.named_parameters() if n.startswith(_NON_BACKBONE_PREFIXES)]
 
 
+class SplitQKVLoRA(nn.Module):
+    """A fused q/k/v Linear plus three independent low-rank updates, one per output third.
+
+    ``out = base(x) + scaling * [B_q A_q x | B_k A_k x | B_v A_v x]``: the same as peft LoRA on
+    three separate q/k/v Linear modules (each with its own dropout mask). ``lora_B`` starts at zero,
+    ``lora_A`` as peft initialises it (Kaiming uniform, a = sqrt(5)). Names follow peft's
+    (``base_layer``, ``lora_A``, ``lora_B``), so the trainer's "lora_" rules apply.
+    """
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float) -> None:
+        super().__init__()
+        if base.out_features % 3:
+            raise ValueError(f"finetune.split_qkv: a fused qkv Linear needs 3 equal output parts, got {base.out_features}")
+        self.base_layer = base
+        self.scaling = alpha / rank
+        third = base.out_features // 3
+        self.lora_A = nn.Parameter(torch.empty(3, rank, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(3, third, rank))
+        for a in self.lora_A:
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        # Identity at dropout 0, so no dropped-out input copy is kept for backward
+        self.lora_dropout = nn.ModuleList(nn.Dropout(dropout) if dropout > 0 else nn.Identity() for _ in range(3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.base_layer(x)
+        a, b = self.lora_A.to(x.dtype), self.lora_B.to(x.dtype)
+        parts = [drop(x) @ a[i].T @ b[i].T for i, drop in enumerate(self.lora_dropout)]
+        return out + self.scaling * torch.cat(parts, dim=-1).to(out.dtype)
+
+
+def _split_qkv(upstream: Upstream, targets: list[str], cfg: FinetuneConfig) -> list[str]:
+    """Replace each target named ``qkv`` by a :class:`SplitQKVLoRA`; returns the other targets (for peft)."""
+    fused = [t for t in targets if t.rsplit(".", 1)[-1] == "qkv"]
+    if not fused:
+        raise ValueError("finetune.split_qkv: no fused 'qkv' Linear among the LoRA targets (EAT has one; "
+                         "BEATs and the s3prl models have separate q_proj/k_proj/v_proj already)")
+    alpha = cfg.rank if cfg.alpha is None else cfg.alpha
+    for name in fused:
+        parent_name, leaf = name.rsplit(".", 1)
+        parent = upstream.get_submodule(parent_name)
+        setattr(parent, leaf, SplitQKVLoRA(getattr(parent, leaf), cfg.rank, alpha, cfg.dropout))
+    return [t for t in targets if t not in fused]
+
+
 def apply_finetune(upstream: Upstream, cfg: FinetuneConfig) -> None:
     """Set up ``upstream`` for fine-tuning mode ``cfg.mode`` in place (LoRA injection if lora)."""
     if any("lora_" in n for n, _ in upstream.named_parameters()):
@@ -114,14 +165,17 @@ def apply_finetune(upstream: Upstream, cfg: FinetuneConfig) -> None:
         from peft import LoraConfig, inject_adapter_in_model  # slow import (transformers): only for LoRA
 
         targets = lora_targets(upstream, cfg)
+        peft_targets = _split_qkv(upstream, targets, cfg) if cfg.split_qkv else targets
+        # lora_dropout 0 makes peft use nn.Identity: no dropped-out copy of each input kept for backward
         config = LoraConfig(
             r=cfg.rank,
             lora_alpha=cfg.rank if cfg.alpha is None else cfg.alpha,
             lora_dropout=cfg.dropout,
-            target_modules=targets,
+            target_modules=peft_targets,
             bias="none",
         )
-        inject_adapter_in_model(config, upstream)  # also freezes every non-LoRA parameter
+        if peft_targets:
+            inject_adapter_in_model(config, upstream)  # also freezes every non-LoRA parameter
         for p, flag in added:
             p.requires_grad_(flag)
         for p in backbone:

@@ -47,3 +47,15 @@ class AttentiveStatsPooling(nn.Module):
         mean = (w * x).sum(1)
         var = (w * x.pow(2)).sum(1) - mean.pow(2)
         return torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=-1)
+
+
+class ClsPooling(nn.Module):
+    """The first (CLS) token as the utterance representation, as EAT's paper uses it; for upstreams
+    with a prefix token only (``num_prefix_tokens`` >= 1)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return x[:, 0]

@@ -24,8 +24,18 @@ from asdlib.models.upstream import UpstreamConfig
 @dataclass
 class ModelConfig:
     layers: list[int] | None = None  # hidden states aggregated by the weighted sum; None = all
-    pooling_hidden: int = 128
+    # attentive_stats: attentive statistics pooling over the frames; cls: the CLS token of the layer
+    # sum alone (upstreams with one, i.e. EAT; with layers: [-1] it is EAT's own utterance embedding)
+    pooling: Literal["attentive_stats", "cls"] = "attentive_stats"
+    pooling_hidden: int = 128  # attentive_stats only
     embed_dim: int = 256
+    # recompute each transformer block's activations in backward instead of keeping them (less
+    # memory, about a third more compute; BEATs, EAT and the s3prl models)
+    grad_checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("attentive_stats", "cls"):
+            raise ValueError(f"model.pooling must be attentive_stats or cls, got {self.pooling!r}")
 
 
 @dataclass
@@ -90,6 +100,8 @@ class DataConfig:
             raise ValueError("data: window_seconds, window_hop_seconds and window_min_seconds must be >= 0")
         if self.window_seconds and self.window_hop_seconds > self.window_seconds:
             raise ValueError("data.window_hop_seconds must not exceed data.window_seconds (gaps would go unscored)")
+        if self.window_seconds and self.window_min_seconds < self.min_seconds:
+            raise ValueError("data.window_min_seconds must be >= data.min_seconds (a shorter last window could not be read)")
 
     @property
     def hop_seconds(self) -> float:

@@ -37,6 +37,7 @@ from asdlib.models.asd_model import CheckpointError, build_model, load_trainable
 from asdlib.losses import DualLevelLoss, VQClusterer, codebook_keys
 from asdlib.models.heads import build_head
 from asdlib.models.mixup import mixed_loss, mixup
+from asdlib.models.upstream_files import upstream_record
 from asdlib.train.config import OptimConfig, TrainConfig
 from asdlib.utils import seed_everything
 
@@ -251,7 +252,7 @@ class Trainer:
             return
         buf = io.BytesIO()
         torch.save({"epoch": self.epoch, "model": trainable_state(self.model), "classes": self.data.classes,
-                    "machines": self.data.machines}, buf)
+                    "machines": self.data.machines, "upstream": upstream_record(self.cfg.upstream.path)}, buf)
         path = self.exp_dir / "model.pt"
         if path.is_file() and path.read_bytes() == buf.getvalue():
             log.info("%s is up to date", path)
@@ -273,7 +274,6 @@ class Trainer:
         self.dataset.set_epoch(self.epoch)
         self.model.train()
         self.head.train()
-        self.vq_seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         total, count = 0.0, 0
         # Only whole accumulation groups: a trailing partial group's gradient would leak into the next
         # epoch's first step, and a resumed run (gradients are not checkpointed) would lose it.
@@ -332,7 +332,6 @@ class Trainer:
         # EMA codebook update on the (all-gathered) batch, identical on every rank.
         emb_all, keys_all = self._gather(emb.detach().float()), self._gather(keys)
         self.vq.update(emb_all, keys_all, generator=self.generator)
-        self.vq_seen.append((emb_all[keys_all >= 0].cpu(), keys_all[keys_all >= 0].cpu()))
         return loss
 
     def _gather(self, t: torch.Tensor) -> torch.Tensor:
@@ -342,14 +341,45 @@ class Trainer:
         dist.all_gather(out, t.contiguous())
         return torch.cat(out)
 
+    @torch.no_grad()
+    def refresh_embeddings(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(embeddings, codebook keys, clip indices) of every training clip with a codebook, from a
+        clean pass: eval mode (no dropout, layer drop or SpecAugment), no gradients, whole clips in
+        index order (no random crop), so the k-means sees the model's embeddings, not an epoch's
+        augmented ones taken from weights that moved during the epoch. Under DDP each rank embeds
+        a strided share; the gathered result is sorted by clip index, identical on every rank."""
+        mine = torch.nonzero(self.vq_keys.cpu() >= 0).flatten()[self.rank::self.world_size].tolist()
+        clean = ClipDataset(self.dataset.utts, self.dataset.sample_rate, self.dataset.labels, self.dataset.machines,
+                            crop_samples=0, min_samples=self.dataset.min_samples, channel=self.dataset.channel,
+                            resample=self.dataset.resample)
+        loader = DataLoader(torch.utils.data.Subset(clean, mine), batch_size=self.cfg.optim.batch_size // self.world_size,
+                            collate_fn=collate, num_workers=self.cfg.data.num_workers)
+        was_training = self.model.training
+        self.model.eval()
+        embs, indices = [torch.zeros(0, self.cfg.model.embed_dim)], [torch.zeros(0, dtype=torch.long)]
+        for batch in loader:
+            batch = batch.to(self.device)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+                embs.append(self.model(batch.wavs, batch.lengths, batch.machines).float().cpu())
+            indices.append(batch.indices.cpu())
+        self.model.train(was_training)
+        emb, index = torch.cat(embs), torch.cat(indices)
+        if self.world_size > 1:
+            shares: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * self.world_size
+            dist.all_gather_object(shares, (emb, index))
+            emb, index = torch.cat([s[0] for s in shares]), torch.cat([s[1] for s in shares])  # type: ignore[index]
+        order = torch.argsort(index)
+        return emb[order], self.vq_keys.cpu()[index[order]], index[order]
+
     def refresh_codebooks(self) -> None:
-        """After the warm-up epoch(s): k-means (re)initialisation of the codebooks on this epoch's embeddings."""
-        if self.vq is None or self.epoch < self.cfg.vq.warmup_epochs or not self.vq_seen:
+        """After the warm-up epoch(s): k-means (re)initialisation of the codebooks on a clean
+        eval-mode pass over the clips that have a codebook (:meth:`refresh_embeddings`)."""
+        if self.vq is None or not self.vq.keys or self.epoch < self.cfg.vq.warmup_epochs:
             return
         if self.cfg.vq.refresh or not self.vq.initialized:
-            self.vq.init_from(torch.cat([e for e, _ in self.vq_seen]), torch.cat([k for _, k in self.vq_seen]),
-                              generator=self.generator)
-            log.info("VQ codebooks (re)initialised by k-means on %d embeddings", sum(len(e) for e, _ in self.vq_seen))
+            emb, keys, _ = self.refresh_embeddings()
+            self.vq.init_from(emb, keys, generator=self.generator)
+            log.info("VQ codebooks (re)initialised by k-means on %d clean eval-mode embeddings", len(emb))
 
     def run(self, resume: bool) -> None:
         if self.rank == 0:
