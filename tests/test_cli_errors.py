@@ -36,6 +36,7 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
                              str(missing)),
         "make_windows": (["--config", str(bad_config), str(missing)], "bogus_key"),
         "prepare_custom": (["--corpus", str(missing), "--data_dir", str(tmp / "data")], str(missing)),
+        "check_upstream": (["--config", str(bad_config)], "bogus_key"),
         "compare_results": (["--set", "eval_test", "--out", str(tmp / "cmp.md"), str(missing)], str(missing)),
         "download_dcase": (["--year", "2024", "--root", str(tmp / "corpus"), "--mirror", missing.as_uri(), "--kinds", "dev",
                             "--machines", "fan", "--zenodo_checksums", "false", "--eval_list", "false", "--retries", "0"],

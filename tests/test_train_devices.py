@@ -126,9 +126,14 @@ def test_recipe_passes_the_device_from_ngpu(tmp_path: Path, opts: list[str], dev
     (recipe / "cmd.sh").write_text(f'export train_cmd={fake} extract_cmd={fake} score_cmd={fake}\n')
     (recipe / "data" / "dev_train").mkdir(parents=True)
     (recipe / "data" / "dev_train" / "wav.scp").write_text("a /x/a.wav\nb /x/b.wav\n")
-    subprocess.run(["./asd.sh", "--stage", "3", "--stop_stage", "4", "--nj", "1", "--train_sets", "dev_train",
+    (recipe / "conf").mkdir()
+    (recipe / "conf" / "train.yaml").write_text("embedder: logmel\n")  # no upstream file to check before stage 3
+    (recipe / "exp" / "train").mkdir(parents=True)  # what the (fake) training would leave for stage 4's checks
+    (recipe / "exp" / "train" / "config.yaml").write_text("embedder: logmel\n")
+    proc = subprocess.run(["./asd.sh", "--stage", "3", "--stop_stage", "4", "--nj", "1", "--train_sets", "dev_train",
                     "--test_sets", "", *opts], cwd=recipe, capture_output=True, text=True, timeout=120)
     # stage 4 then fails in the merge (the fake launcher wrote no embeddings); the calls are recorded
+    assert (recipe / "calls.txt").is_file(), proc.stderr[-3000:]
     train_call, extract_call = (recipe / "calls.txt").read_text().splitlines()
     assert train_call.startswith(f"--gpu {gpu} ") and f"--device {device}" in train_call
     assert extract_call.startswith(f"--gpu {extract_gpu} JOB=1:1 ")

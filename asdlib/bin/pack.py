@@ -65,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 < args.fpr < 1.0 or args.folds < 2:
         raise ValueError(f"--fpr must be in (0, 1) and --folds >= 2, got {args.fpr} and {args.folds}")
     cfg = load_train_config(args.exp_dir / "config.yaml")
-    if cfg.backend.kind != "knn":  # the packed banks and thresholds are the kNN back end's
-        raise ValueError(f"{args.exp_dir / 'config.yaml'}: backend.kind '{cfg.backend.kind}': stage 7 packs the knn back end only")
     check_packable(cfg.backend)
     if sorted(cfg.data.train_sets) != sorted(args.train_sets):
         raise ValueError(f"--train_sets {' '.join(args.train_sets)} differ from data.train_sets {cfg.data.train_sets} of "
