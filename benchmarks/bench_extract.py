@@ -72,8 +72,8 @@ def child(args: argparse.Namespace) -> dict:
 
     from torch.utils.data import DataLoader
 
-    from asdlib.data.dataset import ClipDataset, collate
     from asdlib.data.datadir import read_data_dir
+    from asdlib.data.dataset import ClipDataset, collate
     from asdlib.models.loading import load_trained
 
     start, start_cpu = time.perf_counter(), time.process_time()

@@ -3,7 +3,7 @@
 A mini recipe copy (symlinks to egs/mini's run.sh, asd.sh, utils/, local/, cmd.sh, db.sh, as the
 end-to-end test mirrors it) gets the extraction benchmark's experiment (random base-size BEATs +
 LoRA r64 + MGA) and data dir; then ``./asd.sh --stage 4 --stop_stage 4 --nj N`` runs with
-``cmd_backend=local`` (``utils/run.sh``: N parallel jobs, each with OMP_NUM_THREADS=1), the
+``cmd_backend=local`` (``utils/local.sh``: N parallel jobs, each with OMP_NUM_THREADS=1), the
 embeddings directory removed before every run. Wall times of whole stage-4 runs, interleaved over
 ``--repeats``; the speed-up is time(nj=1) / time(nj=2) (ideal: 2 on 2 idle cores, less the fixed
 per-job cost of starting Python and loading the model, which every job pays). On a machine shared
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"repeat {r + 1} nj={n}: {wall:.1f} s wall, {cpu:.1f} s CPU (load average {load:.2f})",
                   file=sys.stderr)
     print(f"# {common.machine_description()}")
-    print(f"# stage 4 of {args.clips} clips x {args.seconds:g} s through utils/run.sh, {args.repeats} runs per nj "
+    print(f"# stage 4 of {args.clips} clips x {args.seconds:g} s through utils/local.sh, {args.repeats} runs per nj "
           "(interleaved); medians, noise = (max-min)/median")
     print("| nj | stage-4 wall s | wall noise | CPU s (all processes) | CPU noise | load average at the starts |")
     print("|---|---|---|---|---|---|")

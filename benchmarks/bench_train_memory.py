@@ -99,9 +99,9 @@ def count_saved_tensors(exclude: set[int]) -> Iterator[dict[str, float]]:
 def child(args: argparse.Namespace) -> dict:
     import torch
 
+    from asdlib.config import load_train_config
     from asdlib.models.asd_model import build_model
     from asdlib.models.heads import build_head
-    from asdlib.train.config import load_train_config
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

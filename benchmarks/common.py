@@ -33,7 +33,7 @@ BEATS_BASE = {"relative_position_embedding": True, "gru_rel_pos": True, "deep_no
 
 def base_beats(work_dir: Path) -> Path:
     """A random-init base-size BEATs in the official format (written once, then reused)."""
-    from asdlib.models.beats import save_random_beats
+    from asdlib.synth.checkpoints import save_random_beats
 
     path = work_dir / "beats_base_random.pt"
     if not path.is_file():
@@ -46,10 +46,10 @@ def extraction_setup(work_dir: Path, clips: int = 16, seconds: float = 10.0) -> 
     """(exp dir, data dir) for the extraction benchmarks, made once: the dcase2024 system config
     (LoRA r64 + MGA on the random base BEATs) with untrained adapters, and a data dir of ``clips``
     synthetic ``seconds``-long clips (egs-style corpus through make_synth and prepare_dcase)."""
+    from asdlib.config import load_train_config
     from asdlib.io.atomic import atomic_write
     from asdlib.io.config import dump_config
     from asdlib.models.asd_model import build_model, trainable_state
-    from asdlib.train.config import load_train_config
 
     root = work_dir / f"extract_{clips}x{seconds:g}s"
     exp_dir, data_dir = root / "exp", root / "data" / "dev_train"

@@ -51,7 +51,7 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Tiny random-init s3prl checkpoints (default RandomModelSize), one per upstream family."""
     import torch
 
-    from asdlib.models.s3prl_upstream import RandomModelSize, random_checkpoint
+    from asdlib.synth.checkpoints import RandomModelSize, random_checkpoint
 
     root = tmp_path_factory.mktemp("upstreams")
     paths = {}

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from asdlib.config import load_train_config
 from asdlib.io.config import ConfigError
 from asdlib.models.asd_model import trainable_state
-from asdlib.train.config import load_train_config
 from asdlib.train.trainer import Trainer, autocast_dtype
 
 BASE = """\
@@ -92,7 +92,7 @@ def test_bf16_autocast_training_with_mixup_and_subcluster_adacos(work: Path) -> 
 def test_autocast_dtype(monkeypatch: pytest.MonkeyPatch, amp: bool, dtype: str, device: str,
                         expected: torch.dtype | None) -> None:
     """``amp: true`` with the default float16 keeps its old meaning: fp16 autocast on CUDA, none on CPU."""
-    from asdlib.train.config import OptimConfig
+    from asdlib.config import OptimConfig
     assert autocast_dtype(OptimConfig(amp=amp, amp_dtype=dtype), torch.device(device)) == expected  # type: ignore[arg-type]
 
 

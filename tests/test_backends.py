@@ -11,15 +11,21 @@ import yaml
 from conftest import make_utt
 from sklearn.metrics import roc_auc_score
 
-from asdlib.backends.bank import check_packable, feature_sources, features_for, fit_backend, make_backend
+from asdlib.backends.bank import (
+    check_packable,
+    feature_sources,
+    features_for,
+    fit_backend,
+    make_backend,
+)
 from asdlib.backends.knn import BackendError
 from asdlib.backends.knn_variants import KnnSmoteBackend
 from asdlib.backends.packed import load_bank, save_bank
 from asdlib.bin import pack
+from asdlib.config import BackendConfig, TrainConfig
 from asdlib.data.datadir import write_data_dir
 from asdlib.io.ark import write_vectors
 from asdlib.io.config import dump_config, from_dict
-from asdlib.train.config import BackendConfig, TrainConfig
 
 D = 16
 SINGLE = ["knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis"]

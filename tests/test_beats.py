@@ -8,10 +8,12 @@ import torchaudio.compliance.kaldi as kaldi
 from torch import nn
 
 from asdlib.bin import make_random_beats
-from asdlib.models.beats import BEATsUpstream, WeightNormConv1d, save_random_beats, split_weight_norm
+from asdlib.config import FinetuneConfig, UpstreamConfig
+from asdlib.models.beats import BEATsUpstream, WeightNormConv1d, split_weight_norm
 from asdlib.models.fbank import BEATS_FBANK, EAT_FBANK, batch_fbank, num_frames
-from asdlib.models.lora import FinetuneConfig, apply_finetune
-from asdlib.models.upstream import UpstreamConfig, build_upstream
+from asdlib.models.lora import apply_finetune
+from asdlib.models.upstream import build_upstream
+from asdlib.synth.checkpoints import save_random_beats
 
 LAYERS, DIM = 2, 64
 TINY = dict(encoder_layers=LAYERS, encoder_embed_dim=DIM, encoder_ffn_embed_dim=128, encoder_attention_heads=4,

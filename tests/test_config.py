@@ -1,4 +1,4 @@
-"""asdlib.io.config and asdlib.train.config: strict typed YAML configs."""
+"""asdlib.io.config and asdlib.config: strict typed YAML configs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Literal
 import pytest
 import yaml
 
+from asdlib.config import TrainConfig, load_train_config
 from asdlib.io.config import ConfigError, dump_config, from_dict, load_config
-from asdlib.train.config import TrainConfig, load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 

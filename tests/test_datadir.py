@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from conftest import make_utt
 
-from asdlib.data.datadir import DataDirError, Utt, read_data_dir, read_kv, summary_table, write_data_dir
+from asdlib.data.datadir import (
+    DataDirError,
+    Utt,
+    read_data_dir,
+    read_kv,
+    summary_table,
+    write_data_dir,
+)
 
 FILES = ["spk2utt", "utt2attr", "utt2domain", "utt2label", "utt2machine", "utt2section", "utt2spk", "wav.scp"]
 

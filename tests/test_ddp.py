@@ -251,6 +251,7 @@ def test_resume_under_ddp_is_exact_with_adacos(work: Path) -> None:
 def _adacos_rank(rank: int, init: str, out: str) -> None:
     """One gloo rank: a training step of sub-cluster AdaCos on this rank's half of a global batch."""
     import torch.distributed as dist
+
     from asdlib.models.heads import AdaCos
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     try:
@@ -266,6 +267,7 @@ def _adacos_rank(rank: int, init: str, out: str) -> None:
 def test_adacos_scale_is_the_same_on_all_ranks(tmp_path: Path) -> None:
     """The scale after a DDP step is identical on both ranks and equals one process's on the whole batch."""
     import torch.multiprocessing as mp
+
     from asdlib.models.heads import AdaCos
     out = str(tmp_path / "scale")
     mp.spawn(_adacos_rank, args=(f"file://{tmp_path / 'rdzv'}", out), nprocs=2)
@@ -292,7 +294,7 @@ data: {crop_seconds: 0.0}
 def test_ddp_with_beats_layerdrop_resumes_exactly(work: Path) -> None:
     """BEATs' encoder_layerdrop skips whole layers (their LoRA weights get no gradient): every rank
     must skip the same layers, and DDP must accept a graph that changes from step to step."""
-    from asdlib.models.beats import save_random_beats
+    from asdlib.synth.checkpoints import save_random_beats
     save_random_beats(work / "beats_ld.pt", encoder_layers=4, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
                       encoder_attention_heads=4, embed_dim=32, conv_pos=16, conv_pos_groups=4, dropout=0.0,
                       attention_dropout=0.0, encoder_layerdrop=0.3)

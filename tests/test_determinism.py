@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from asdlib.bin import make_labels, make_random_upstream, prepare_dcase
-from asdlib.data.synth import SynthConfig, generate_corpus
+from asdlib.synth.corpus import SynthConfig, generate_corpus
 
 CONFIG = """\
 embedder: ssl

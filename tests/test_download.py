@@ -19,9 +19,14 @@ from asdlib.bin import download_dcase
 from asdlib.bin.prepare_dcase import prepare
 from asdlib.data import download as dl
 from asdlib.data import zenodo
-from asdlib.data.download import DownloadError, Expected, UnsafeArchiveError, safe_extract
+from asdlib.data.download import (
+    DownloadError,
+    Expected,
+    UnsafeArchiveError,
+    safe_extract,
+)
 from asdlib.data.resources import BASELINE_DATASETS as DATASETS
-from asdlib.data.synth_years import YearSynthConfig, generate_year_corpus
+from asdlib.synth.years import YearSynthConfig, generate_year_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,10 +12,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from asdlib.bin import make_random_beats
-from asdlib.models.eat import EATUpstream, save_random_eat
-from asdlib.models.lora import FinetuneConfig, apply_finetune
+from asdlib.config import FinetuneConfig, UpstreamConfig
+from asdlib.models.eat import EATUpstream
+from asdlib.models.lora import apply_finetune
 from asdlib.models.official_ckpt import find_config_value
-from asdlib.models.upstream import UpstreamConfig, build_upstream
+from asdlib.models.upstream import build_upstream
+from asdlib.synth.checkpoints import save_random_eat
 
 LAYERS, DIM = 2, 64
 TINY = dict(embed_dim=DIM, depth=LAYERS, num_heads=4, mlp_ratio=2.0, max_length=80)

@@ -17,7 +17,11 @@ from asdlib.data.datadir import Utt, write_data_dir
 from asdlib.metrics.official import UnlabelledDataError, official_score
 from asdlib.metrics.plots import write_plots
 from asdlib.metrics.records import ScoredUtt
-from asdlib.metrics.report import load_results_json, render_results_md, write_results_json
+from asdlib.metrics.report import (
+    load_results_json,
+    render_results_md,
+    write_results_json,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from asdlib.bin import make_random_beats
+from asdlib.config import TrainConfig
 from asdlib.models.asd_model import build_model
-from asdlib.train.config import TrainConfig
 
 FAMILIES = ["beats", "eat", "hubert", "wavlm"]
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from asdlib.config import LogMelConfig, SpecAugConfig
 from asdlib.models.heads import AdaCos, ArcFace, build_head
-from asdlib.models.logmel import LogMelConfig, LogMelMean
+from asdlib.models.logmel import LogMelMean
 from asdlib.models.pooling import AttentiveStatsPooling, WeightedLayerSum
-from asdlib.models.specaug import SpecAugConfig, SpecAugment
+from asdlib.models.specaug import SpecAugment
 
 
 def _orthogonal_centres(head: torch.nn.Module, dim: int) -> None:

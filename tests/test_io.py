@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from asdlib.io import atomic
-from asdlib.io.ark import ArkError, read_scores, read_vectors, write_scores, write_vectors
+from asdlib.io.ark import (
+    ArkError,
+    read_scores,
+    read_vectors,
+    write_scores,
+    write_vectors,
+)
 from asdlib.io.atomic import atomic_write, atomic_write_text
 
 

@@ -7,7 +7,13 @@ import pytest
 from conftest import make_utt
 
 from asdlib.data.datadir import DataDirError, read_kv
-from asdlib.data.labels import build_classes, class_name, read_labels, write_durations, write_labels
+from asdlib.data.labels import (
+    build_classes,
+    class_name,
+    read_labels,
+    write_durations,
+    write_labels,
+)
 
 
 def _sets():

@@ -1,4 +1,4 @@
-"""Local launcher (utils/run.sh), launcher argument grammar, slurm.conf mapping, split/merge helpers.
+"""Local launcher (utils/local.sh), launcher argument grammar, slurm.conf mapping, split/merge helpers.
 
 The Slurm back end itself is tested on a real cluster in test_slurm.py.
 """
@@ -104,7 +104,7 @@ def test_call_id_depends_on_range_log_and_command():
 def test_job_variable_in_the_working_directory_is_left_alone(tmp_path):
     cwd = tmp_path / "JOB dir"
     cwd.mkdir()
-    proc = sh(cwd, "run.sh", "JOB=1:2", "log/x.JOB.log", "echo", "JOB")
+    proc = sh(cwd, "local.sh", "JOB=1:2", "log/x.JOB.log", "echo", "JOB")
     assert proc.returncode == 0, proc.stderr
     assert "2" in (cwd / "log" / "x.2.log").read_text().splitlines()
 
@@ -113,7 +113,7 @@ def test_job_variable_in_the_working_directory_is_left_alone(tmp_path):
 
 
 def test_job_array_logs_header_footer(tmp_path):
-    proc = sh(tmp_path, "run.sh", "JOB=1:3", "log/x.JOB.log", "echo", "job", "JOB")
+    proc = sh(tmp_path, "local.sh", "JOB=1:3", "log/x.JOB.log", "echo", "job", "JOB")
     assert proc.returncode == 0, proc.stderr
     for i in (1, 2, 3):
         lines = (tmp_path / "log" / f"x.{i}.log").read_text().splitlines()
@@ -127,35 +127,35 @@ def test_job_array_logs_header_footer(tmp_path):
 
 
 def test_pipes_redirections_and_quoted_arguments(tmp_path):
-    proc = sh(tmp_path, "run.sh", "JOB=1:2", "log/p.JOB.log",
+    proc = sh(tmp_path, "local.sh", "JOB=1:2", "log/p.JOB.log",
               "echo", "abcJOB", "|", "tr", "a-z", "A-Z", ">", "out.JOB.txt", "&&", "printf", "'%s\\n'", "a  b")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out.2.txt").read_text() == "ABC2\n"
     assert "a  b" in (tmp_path / "log" / "p.1.log").read_text().splitlines()
     # a single argument is a whole command line
-    proc = sh(tmp_path, "run.sh", "log/single.log", "echo one two | wc -w")
+    proc = sh(tmp_path, "local.sh", "log/single.log", "echo one two | wc -w")
     assert proc.returncode == 0, proc.stderr
     assert "2" in (tmp_path / "log" / "single.log").read_text().splitlines()
 
 
 def test_non_array_form_and_other_job_variable(tmp_path):
-    proc = sh(tmp_path, "run.sh", "log/one.log", "echo", "JOB")
+    proc = sh(tmp_path, "local.sh", "log/one.log", "echo", "JOB")
     assert proc.returncode == 0, proc.stderr
     assert "JOB" in (tmp_path / "log" / "one.log").read_text().splitlines()
-    proc = sh(tmp_path, "run.sh", "SPLIT=1:2", "log/s.SPLIT.log", "echo", "part", "SPLIT", "JOB")
+    proc = sh(tmp_path, "local.sh", "SPLIT=1:2", "log/s.SPLIT.log", "echo", "part", "SPLIT", "JOB")
     assert proc.returncode == 0, proc.stderr
     assert "part 2 JOB" in (tmp_path / "log" / "s.2.log").read_text().splitlines()
 
 
 def test_resource_options_are_accepted_locally(tmp_path):
-    proc = sh(tmp_path, "run.sh", "--gpu", "1", "--mem", "2G", "--num_threads", "2", "--time", "1:00:00",
+    proc = sh(tmp_path, "local.sh", "--gpu", "1", "--mem", "2G", "--num_threads", "2", "--time", "1:00:00",
               "--config", "conf/none.conf", "log/g.log", "echo", "ok")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "# Accounting: time=0 threads=2" in (tmp_path / "log" / "g.log").read_text()
 
 
 def test_failed_job_is_reported_with_its_log(tmp_path):
-    proc = sh(tmp_path, "run.sh", "JOB=1:3", "log/f.JOB.log", "echo output of JOB; exit $((JOB == 1 ? 0 : JOB - 1))")
+    proc = sh(tmp_path, "local.sh", "JOB=1:3", "log/f.JOB.log", "echo output of JOB; exit $((JOB == 1 ? 0 : JOB - 1))")
     assert proc.returncode == 1
     log2 = tmp_path / "log" / "f.2.log"
     assert "2 of 3 job(s) failed" in proc.stderr
@@ -168,27 +168,27 @@ def test_failed_job_is_reported_with_its_log(tmp_path):
 def test_rerun_repeats_only_failed_jobs(tmp_path):
     args = ["JOB=1:3", "log/r.JOB.log", "echo x >> count.JOB; test ! -e fail.JOB"]
     (tmp_path / "fail.2").touch()
-    assert sh(tmp_path, "run.sh", *args).returncode == 1
+    assert sh(tmp_path, "local.sh", *args).returncode == 1
     assert counts(tmp_path, 3) == [1, 1, 1]
-    assert sh(tmp_path, "run.sh", *args).returncode == 1  # still failing: only job 2 again
+    assert sh(tmp_path, "local.sh", *args).returncode == 1  # still failing: only job 2 again
     assert counts(tmp_path, 3) == [1, 2, 1]
     (tmp_path / "fail.2").unlink()
-    proc = sh(tmp_path, "run.sh", *args)
+    proc = sh(tmp_path, "local.sh", *args)
     assert proc.returncode == 0, proc.stderr
     assert "not rerunning 2 of 3 jobs" in proc.stderr
     assert counts(tmp_path, 3) == [1, 3, 1]
     # the call fully succeeded, so the same call later runs every job again
-    assert sh(tmp_path, "run.sh", *args).returncode == 0
+    assert sh(tmp_path, "local.sh", *args).returncode == 0
     assert counts(tmp_path, 3) == [2, 4, 2]
 
 
 def test_rerun_repeats_unfinished_jobs(tmp_path):
     # job 2 kills its task script: no footer, no status file
     args = ["JOB=1:2", "log/k.JOB.log", 'echo x >> count.JOB; if [ JOB = 2 ] && [ -n "${KILL:-}" ]; then kill -9 $PPID; fi']
-    proc = sh(tmp_path, "run.sh", *args, env={**ENV, "KILL": "1"})
+    proc = sh(tmp_path, "local.sh", *args, env={**ENV, "KILL": "1"})
     assert proc.returncode == 1
     assert "job 2: did not finish" in proc.stderr
-    assert sh(tmp_path, "run.sh", *args).returncode == 0
+    assert sh(tmp_path, "local.sh", *args).returncode == 0
     assert counts(tmp_path, 2) == [1, 2]
 
 
@@ -196,25 +196,25 @@ def test_changed_call_or_input_reruns_every_job(tmp_path):
     (tmp_path / "model.txt").write_text("v1")
     (tmp_path / "fail.2").touch()
     args = ["JOB=1:3", "log/c.JOB.log", "cat model.txt >> count.JOB; echo >> count.JOB; test ! -e fail.JOB"]
-    assert sh(tmp_path, "run.sh", *args).returncode == 1
+    assert sh(tmp_path, "local.sh", *args).returncode == 1
     (tmp_path / "fail.2").unlink()
     # a file named in the command changed after the jobs succeeded: they are rerun too
     (tmp_path / "model.txt").write_text("v2")
     future = os.stat(tmp_path / "model.txt").st_mtime + 5
     os.utime(tmp_path / "model.txt", (future, future))
-    assert sh(tmp_path, "run.sh", *args).returncode == 0
+    assert sh(tmp_path, "local.sh", *args).returncode == 0
     assert counts(tmp_path, 3) == [2, 2, 2]
     # a different job range is a different call: nothing is skipped
     (tmp_path / "fail.2").touch()
-    assert sh(tmp_path, "run.sh", *args).returncode == 1
+    assert sh(tmp_path, "local.sh", *args).returncode == 1
     (tmp_path / "fail.2").unlink()
-    assert sh(tmp_path, "run.sh", "JOB=1:2", *args[1:]).returncode == 0
+    assert sh(tmp_path, "local.sh", "JOB=1:2", *args[1:]).returncode == 0
     assert counts(tmp_path, 3) == [4, 4, 3]
 
 
 def test_bounded_parallelism(tmp_path):
     cmd = "date +%s.%N > t.JOB.start; sleep 0.4; date +%s.%N > t.JOB.end"
-    proc = sh(tmp_path, "run.sh", "--max_jobs_run", "2", "JOB=1:5", "log/t.JOB.log", cmd)
+    proc = sh(tmp_path, "local.sh", "--max_jobs_run", "2", "JOB=1:5", "log/t.JOB.log", cmd)
     assert proc.returncode == 0, proc.stderr
     spans = [(float((tmp_path / f"t.{i}.start").read_text()), float((tmp_path / f"t.{i}.end").read_text()))
              for i in range(1, 6)]  # fmt: skip
@@ -223,10 +223,10 @@ def test_bounded_parallelism(tmp_path):
 
 
 def test_help_and_usage_error(tmp_path):
-    proc = sh(tmp_path, "run.sh", "--help")
-    assert proc.returncode == 0 and proc.stdout.startswith("Usage: utils/run.sh")
-    proc = sh(tmp_path, "run.sh", "JOB=1:2", "log/x.log", "echo")
-    assert proc.returncode == 2 and "run.sh: error:" in proc.stderr and not (tmp_path / "log").exists()
+    proc = sh(tmp_path, "local.sh", "--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("Usage: utils/local.sh")
+    proc = sh(tmp_path, "local.sh", "JOB=1:2", "log/x.log", "echo")
+    assert proc.returncode == 2 and "local.sh: error:" in proc.stderr and not (tmp_path / "log").exists()
 
 
 # ---------------------------------------------------------------- slurm.conf grammar

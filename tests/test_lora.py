@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from asdlib.models.lora import FinetuneConfig, apply_finetune, count_parameters, lora_targets
-from asdlib.models.s3prl_upstream import RandomModelSize
-from asdlib.models.upstream import UpstreamConfig, build_upstream
+from asdlib.config import FinetuneConfig, UpstreamConfig
+from asdlib.models.lora import apply_finetune, count_parameters, lora_targets
+from asdlib.models.upstream import build_upstream
+from asdlib.synth.checkpoints import RandomModelSize
 
 FAMILIES = ["hubert", "wav2vec2", "data2vec", "wavlm"]
 SIZE = RandomModelSize()
@@ -76,7 +77,9 @@ def test_lora_on_each_target_changes_the_output(ckpts, family):
 @pytest.mark.parametrize("family", ["hubert", "wavlm"])
 def test_the_pitfall_test_catches_a_fused_attention(ckpts, family):
     """With s3prl's fused attention path restored, LoRA on q_proj is inert -- what we guard against."""
-    from s3prl.upstream.wav2vec2.wav2vec2_model import MultiheadAttention as FairseqAttention
+    from s3prl.upstream.wav2vec2.wav2vec2_model import (
+        MultiheadAttention as FairseqAttention,
+    )
     from s3prl.upstream.wavlm.modules import MultiheadAttention as WavLMAttention
 
     reference = _forward(_load(ckpts, family))

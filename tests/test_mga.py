@@ -9,9 +9,10 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from asdlib.models.mga import MachineContext, MachineGroupAdapter, MGAConfig, build_group_adapters
-from asdlib.models.s3prl_upstream import random_checkpoint
-from asdlib.models.upstream import UpstreamConfig, build_upstream
+from asdlib.config import MGAConfig, UpstreamConfig
+from asdlib.models.mga import MachineContext, MachineGroupAdapter, build_group_adapters
+from asdlib.models.upstream import build_upstream
+from asdlib.synth.checkpoints import random_checkpoint
 
 DIM, RANK = 16, 4
 

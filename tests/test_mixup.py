@@ -7,8 +7,9 @@ import torch
 from scipy import stats
 from torch.nn import functional as F
 
+from asdlib.config import MixupConfig
 from asdlib.models.heads import ArcFace
-from asdlib.models.mixup import MixupConfig, mixed_loss, mixup
+from asdlib.models.mixup import mixed_loss, mixup
 
 
 def _batch(b: int = 6, t: int = 100, c: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

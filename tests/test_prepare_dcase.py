@@ -17,8 +17,17 @@ from asdlib.bin import prepare_dcase
 from asdlib.bin.prepare_dcase import PrepError, prepare
 from asdlib.data.datadir import read_data_dir
 from asdlib.data.dcase import DcaseNameError, year_info
-from asdlib.data.evallist import EvalListError, check_eval_list, correct_2022_toy_truth, read_eval_list
-from asdlib.data.resources import EVAL_LIST_YEARS, read_evaluator_truth, shipped_eval_list
+from asdlib.data.evallist import (
+    EvalListError,
+    check_eval_list,
+    correct_2022_toy_truth,
+    read_eval_list,
+)
+from asdlib.data.resources import (
+    EVAL_LIST_YEARS,
+    read_evaluator_truth,
+    shipped_eval_list,
+)
 
 NO_ATTR_2024 = {"AirCompressor", "HoveringDrone", "ToothBrush", "gearbox", "slider", "ToyTrain"}
 
@@ -454,9 +463,10 @@ def test_cli(tmp_path, capsys):
 
 def test_synthetic_mini_corpus(tmp_path):
     """The mini recipe's synthetic corpus (2024 layout, raw/, eval list at the root) prepares as 2024."""
-    synth = pytest.importorskip("asdlib.data.synth")
-    cfg = synth.SynthConfig(n_train_source=3, n_train_target=1, n_test=2, seconds=0.5)
-    synth.generate_corpus(tmp_path / "mini", cfg)
+    from asdlib.synth.corpus import SynthConfig, generate_corpus
+
+    cfg = SynthConfig(n_train_source=3, n_train_target=1, n_test=2, seconds=0.5)
+    generate_corpus(tmp_path / "mini", cfg)
     built = prepare(2024, tmp_path / "mini", tmp_path / "data")
     assert {u.machine for u in built["eval_test"]} == set(cfg.eval_machines)
     assert {u.label for u in built["eval_test"]} == {"normal", "anomaly"}

@@ -25,9 +25,9 @@ import pytest
 from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
+from asdlib.config import load_train_config
 from asdlib.data.datadir import read_data_dir
-from asdlib.data.synth_years import YearSynthConfig, generate_year_corpus
-from asdlib.train.config import load_train_config
+from asdlib.synth.years import YearSynthConfig, generate_year_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 YEARS = (2020, 2021, 2022, 2023, 2024, 2025)
@@ -180,7 +180,7 @@ def test_run_sh_through_stage_6(runs, year):
 def test_synthetic_corpus_has_the_year_format(tmp_path, year):
     """Names, directories, eval-list columns and line endings of each year; stage 1 reads it."""
     from asdlib.bin.prepare_dcase import prepare
-    from asdlib.data.synth import SynthError
+    from asdlib.synth.corpus import SynthError
 
     cfg = YearSynthConfig(year=year, n_train_source=2, n_train_target=1, n_test=1, seconds=0.5)
     generate_year_corpus(tmp_path / "c", cfg)

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import logging
 import json
+import logging
 import re
 import resource
 import shutil
@@ -39,16 +39,24 @@ import pytest
 import soundfile as sf
 import torch
 
-from asdlib.bin import download_dcase, extract, make_labels, make_random_upstream, prepare_dcase, train, validate_data
+from asdlib.bin import (
+    download_dcase,
+    extract,
+    make_labels,
+    make_random_upstream,
+    prepare_dcase,
+    train,
+    validate_data,
+)
+from asdlib.config import UpstreamConfig, load_train_config
 from asdlib.data import zenodo
 from asdlib.data.audio import AudioError
 from asdlib.data.datadir import read_data_dir, read_kv
 from asdlib.data.download import mirror_url
-from asdlib.data.synth import SynthConfig, generate_corpus
 from asdlib.data.validate import BAD_LIST
 from asdlib.io.config import ConfigError, dump_config
-from asdlib.models.upstream import UpstreamConfig, build_upstream
-from asdlib.train.config import load_train_config
+from asdlib.models.upstream import build_upstream
+from asdlib.synth.corpus import SynthConfig, generate_corpus
 from asdlib.utils import EXPECTED_ERRORS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 import torch
 
-from asdlib.data.synth import SynthConfig, generate_corpus
 from asdlib.io.ark import read_vectors
+from asdlib.synth.corpus import SynthConfig, generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
@@ -47,9 +47,9 @@ data: {crop_seconds: 0.5, train_sets: [dev_train]}
 # launcher's call id, so the reruns are the same calls.
 CMD_SH = """\
 # shellcheck shell=bash
-export train_cmd="utils/run.sh"
-export extract_cmd="utils/run.sh --max_jobs_run ${EXTRACT_JOBS:-2}"
-export score_cmd="utils/run.sh --max_jobs_run ${SCORE_JOBS:-2}"
+export train_cmd="utils/local.sh"
+export extract_cmd="utils/local.sh --max_jobs_run ${EXTRACT_JOBS:-2}"
+export score_cmd="utils/local.sh --max_jobs_run ${SCORE_JOBS:-2}"
 """
 SETS = ("dev_train", "dev_test")
 ARGS = ("--train_config", "conf/tuning/tiny.yaml", "--train_sets", "dev_train", "--test_sets", "dev_test",

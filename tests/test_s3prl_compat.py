@@ -10,9 +10,11 @@ import pytest
 import torch
 import torchaudio
 
+from asdlib.config import UpstreamConfig
 from asdlib.models import s3prl_compat
-from asdlib.models.s3prl_upstream import from_s3prl_expert, random_checkpoint
-from asdlib.models.upstream import UpstreamConfig, build_upstream
+from asdlib.models.s3prl_upstream import from_s3prl_expert
+from asdlib.models.upstream import build_upstream
+from asdlib.synth.checkpoints import random_checkpoint
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Tests of the synthetic DCASE 2023/2024-format corpus (asdlib.data.synth, asdlib.bin.make_synth)."""
+"""Tests of the synthetic DCASE 2023/2024-format corpus (asdlib.synth.corpus, asdlib.bin.make_synth)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import soundfile as sf
 from sklearn.metrics import roc_auc_score
 
 from asdlib.bin import make_synth
-from asdlib.data import synth
-from asdlib.data.synth import SynthConfig, SynthError, generate_corpus
+from asdlib.synth import corpus as synth
+from asdlib.synth.corpus import SynthConfig, SynthError, generate_corpus
 
 ATTR = r"(?P<attr>noAttribute|[A-Za-z]+_[A-Za-z0-9]+(?:_[A-Za-z]+_[A-Za-z0-9]+)*)"
 TRAIN_RE = re.compile(rf"^section_00_(?P<domain>source|target)_train_normal_(?P<idx>\d{{4}})_{ATTR}\.wav$")

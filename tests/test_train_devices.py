@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from asdlib.train.config import load_train_config
+from asdlib.config import load_train_config
 from asdlib.train.trainer import Trainer
 
 CONFIG = """\

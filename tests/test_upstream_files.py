@@ -19,7 +19,7 @@ from asdlib.models.upstream_files import BEATS_PAGE, Release, ReleaseFile
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
-CMD_SH = 'export train_cmd="utils/run.sh" extract_cmd="utils/run.sh" score_cmd="utils/run.sh"\n'
+CMD_SH = 'export train_cmd="utils/local.sh" extract_cmd="utils/local.sh" score_cmd="utils/local.sh"\n'
 
 
 def mirror_of(server: _Server) -> str:

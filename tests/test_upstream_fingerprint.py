@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from asdlib.data.synth import SynthConfig, generate_corpus
 from asdlib.models.loading import load_trained
-from asdlib.models.s3prl_upstream import random_checkpoint
 from asdlib.models.upstream_files import UpstreamMismatchError, sha256_of
+from asdlib.synth.checkpoints import random_checkpoint
+from asdlib.synth.corpus import SynthConfig, generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
@@ -27,7 +27,7 @@ model: {pooling_hidden: 8, embed_dim: 16}
 optim: {epochs: 1, batch_size: 4, warmup_steps: 1}
 data: {crop_seconds: 0.5, train_sets: [dev_train]}
 """
-CMD_SH = 'export train_cmd="utils/run.sh" extract_cmd="utils/run.sh" score_cmd="utils/run.sh"\n'
+CMD_SH = 'export train_cmd="utils/local.sh" extract_cmd="utils/local.sh" score_cmd="utils/local.sh"\n'
 ARGS = ("--train_config", "conf/tiny.yaml", "--train_sets", "dev_train", "--test_sets", "dev_test", "--nj", "1")
 
 

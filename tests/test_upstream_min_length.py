@@ -6,18 +6,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import yaml
 
 from asdlib.bin import validate_data
+from asdlib.config import UpstreamConfig
 from asdlib.data.datadir import read_data_dir, write_data_dir
 from asdlib.data.validate import BAD_LIST, BadAudioError
-from asdlib.models.beats import save_random_beats
-from asdlib.models.eat import save_random_eat
-from asdlib.models.upstream import UpstreamConfig, build_upstream, upstream_min_samples
+from asdlib.models.upstream import build_upstream, upstream_min_samples
+from asdlib.synth.checkpoints import save_random_beats, save_random_eat
 
 BEATS_TINY = dict(encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=4,
                   embed_dim=16, conv_pos=8, conv_pos_groups=4)

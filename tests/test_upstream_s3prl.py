@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from asdlib.bin import make_random_upstream
-from asdlib.models.s3prl_upstream import RandomModelSize, random_checkpoint
-from asdlib.models.upstream import UpstreamConfig, build_upstream
+from asdlib.config import UpstreamConfig
+from asdlib.models.upstream import build_upstream
+from asdlib.synth.checkpoints import RandomModelSize, random_checkpoint
 
 FAMILIES = ["hubert", "wav2vec2", "data2vec", "wavlm"]
 SIZE = RandomModelSize()

@@ -218,7 +218,7 @@ def test_default_config_keys_codebooks_by_machine():
     """The method's reading is the default: one codebook per machine type, in the dataclass and the recipes."""
     from pathlib import Path
 
-    from asdlib.train.config import load_train_config
+    from asdlib.config import load_train_config
 
     assert VQConfig().codebook_per == "machine"
     # two sections of one machine type without attributes (static classes 3 and 4, machine 1): one codebook

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from asdlib.config import load_train_config
 from asdlib.data.dataset import ClipDataset, collate
-from asdlib.train.config import load_train_config
 from asdlib.train.trainer import Trainer
 
 CONFIG = """\

@@ -10,11 +10,15 @@ import numpy as np
 
 from asdlib.backends.fusion import FusionBackend
 from asdlib.backends.knn import Backend, BackendError, KnnBackend
-from asdlib.backends.knn_variants import KmeansBackend, KnnRescaledBackend, KnnSmoteBackend
+from asdlib.backends.knn_variants import (
+    KmeansBackend,
+    KnnRescaledBackend,
+    KnnSmoteBackend,
+)
 from asdlib.backends.mahalanobis import MahalanobisBackend
+from asdlib.config import BackendConfig
 from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.io.ark import read_vectors
-from asdlib.train.config import BackendConfig
 
 
 def embeddings_for(utts: Sequence[Utt], scp: Path) -> np.ndarray:

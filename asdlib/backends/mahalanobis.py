@@ -18,7 +18,13 @@ import numpy as np
 import torch
 from sklearn.covariance import LedoitWolf
 
-from asdlib.backends.knn import GroupKey, group_queries, group_training, normalize, row_blocks
+from asdlib.backends.knn import (
+    GroupKey,
+    group_queries,
+    group_training,
+    normalize,
+    row_blocks,
+)
 from asdlib.data.datadir import Utt
 
 

@@ -34,9 +34,9 @@ import torch
 
 from asdlib.backends.bank import check_packable, make_backend
 from asdlib.backends.knn import Backend
+from asdlib.config import BackendConfig
 from asdlib.data.datadir import Utt
 from asdlib.models.loading import TrainedModel, load_trained
-from asdlib.train.config import BackendConfig
 from asdlib.utils import UserError
 
 MANIFEST = "manifest.json"

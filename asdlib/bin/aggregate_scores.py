@@ -12,10 +12,10 @@ import collections
 import logging
 from pathlib import Path
 
+from asdlib.config import load_train_config
 from asdlib.data.datadir import read_data_dir
 from asdlib.data.windows import aggregate
 from asdlib.io.ark import read_scores, write_scores
-from asdlib.train.config import load_train_config
 from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)

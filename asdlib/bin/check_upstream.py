@@ -14,9 +14,9 @@ import logging
 import sys
 from pathlib import Path
 
+from asdlib.config import load_train_config
 from asdlib.io.atomic import atomic_write_text
 from asdlib.models.upstream_files import fetch_release, fingerprint, require_present
-from asdlib.train.config import load_train_config
 from asdlib.utils import run_main, setup_logging, str2bool
 
 log = logging.getLogger(__name__)

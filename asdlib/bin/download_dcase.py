@@ -18,8 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asdlib.data import zenodo
-from asdlib.data.download import DownloadError, Expected, UnsafeArchiveError, download, fetch_json, mirror_url, \
-    safe_extract, strip_prefix, zenodo_file_info
+from asdlib.data.download import (
+    DownloadError,
+    Expected,
+    UnsafeArchiveError,
+    download,
+    fetch_json,
+    mirror_url,
+    safe_extract,
+    strip_prefix,
+    zenodo_file_info,
+)
 from asdlib.data.evallist import EvalListError, read_eval_list
 from asdlib.io.atomic import atomic_write_text
 from asdlib.utils import run_main, setup_logging, str2bool

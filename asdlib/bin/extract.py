@@ -12,8 +12,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from asdlib.data.datadir import read_data_dir, select_keys
 from asdlib.data.dataset import ClipDataset, collate
-from asdlib.data.datadir import DataDirError, Utt, read_data_dir
 from asdlib.io.ark import write_vectors
 from asdlib.models.loading import load_trained
 from asdlib.utils import resolve_device, run_main, seed_everything, setup_logging
@@ -37,22 +37,6 @@ def get_parser() -> argparse.ArgumentParser:
                    help="cpu (default), cuda, cuda:N, or auto (cuda when a GPU is visible); the recipe passes it from --ngpu")
     p.add_argument("--verbose", type=int, default=1)
     return p
-
-
-def read_keys(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return [line.split(maxsplit=1)[0] for line in f if line.strip()]
-
-
-def select_keys(utts: list[Utt], keys: Path, data_dir: Path) -> list[Utt]:
-    """The utts whose ids ``keys`` lists (one job's split); an id not in the data dir is an error,
-    since it means the split and the data dir are out of step (a stale split from another set)."""
-    wanted = set(read_keys(keys))
-    unknown = sorted(wanted - {u.utt_id for u in utts})
-    if unknown:
-        raise DataDirError(f"{keys}: {len(unknown)} utt-ids not in {data_dir} (first: {', '.join(unknown[:3])}); "
-                           f"split the set's wav.scp again (utils/split_scp.sh)")
-    return [u for u in utts if u.utt_id in wanted]
 
 
 @torch.no_grad()

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
     if args.name == "beats":
-        from asdlib.models.beats import save_random_beats
+        from asdlib.synth.checkpoints import save_random_beats
 
         cfg = save_random_beats(
             args.out, seed=args.seed, encoder_layers=args.layers, encoder_embed_dim=args.dim,
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             attention_dropout=0.0, layer_wise_gradient_decay_ratio=0.6,
         )
     else:
-        from asdlib.models.eat import save_random_eat
+        from asdlib.synth.checkpoints import save_random_eat
 
         cfg = save_random_eat(
             args.out, args.eat_format, seed=args.seed, embed_dim=args.dim, depth=args.layers, num_heads=args.heads,

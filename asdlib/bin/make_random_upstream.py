@@ -39,7 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    from asdlib.models.s3prl_upstream import RandomModelSize, random_checkpoint
+    from asdlib.synth.checkpoints import RandomModelSize, random_checkpoint
 
     size = RandomModelSize(
         layers=args.layers, dim=args.dim, ffn_dim=args.ffn_dim, heads=args.heads,

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from asdlib.data.synth import SynthConfig, generate_corpus
+from asdlib.synth.corpus import SynthConfig, generate_corpus
 from asdlib.utils import run_main, setup_logging
 
 _DEFAULTS = SynthConfig()

@@ -12,9 +12,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from asdlib.config import load_train_config
 from asdlib.data.datadir import SEG_FILE, read_data_dir, write_data_dir
 from asdlib.data.windows import split_utts
-from asdlib.train.config import load_train_config
 from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)

@@ -27,11 +27,18 @@ import torchaudio
 
 import asdlib
 from asdlib.backends.bank import check_packable, embeddings_for
-from asdlib.backends.packed import BANK, FORMAT, MANIFEST, calibrate, file_table, save_bank
+from asdlib.backends.packed import (
+    BANK,
+    FORMAT,
+    MANIFEST,
+    calibrate,
+    file_table,
+    save_bank,
+)
+from asdlib.config import load_train_config
 from asdlib.data.datadir import read_data_dir
 from asdlib.io.atomic import atomic_write_text
 from asdlib.io.config import dump_config
-from asdlib.train.config import load_train_config
 from asdlib.utils import run_main, setup_logging, str2bool
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from asdlib.data.datadir import DataDirError, Utt, check_utt, make_utt_id, read_data_dir, summary_table, write_data_dir
+from asdlib.data.datadir import (
+    DataDirError,
+    Utt,
+    check_utt,
+    make_utt_id,
+    read_data_dir,
+    summary_table,
+    write_data_dir,
+)
 from asdlib.data.dcase import (
     NO_ATTRIBUTE,
     YEARS,

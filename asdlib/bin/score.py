@@ -7,10 +7,9 @@ import logging
 from pathlib import Path
 
 from asdlib.backends.bank import features_for, fit_backend
-from asdlib.bin.extract import select_keys
-from asdlib.data.datadir import read_data_dir
+from asdlib.config import load_train_config
+from asdlib.data.datadir import read_data_dir, select_keys
 from asdlib.io.ark import write_scores
-from asdlib.train.config import load_train_config
 from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)

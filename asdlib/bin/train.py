@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
+from asdlib.config import load_train_config
 from asdlib.io.atomic import atomic_write
 from asdlib.io.config import dump_config
 from asdlib.models.asd_model import build_model, trainable_state
-from asdlib.train.config import load_train_config
 from asdlib.train.trainer import Trainer, load_train_data
 from asdlib.utils import resolve_device, run_main, setup_logging, str2bool
 

@@ -15,10 +15,10 @@ import logging
 import sys
 from pathlib import Path
 
+from asdlib.config import DataConfig, UpstreamConfig, load_train_config
 from asdlib.data.validate import BAD_LIST, AudioSpec, validate_data_dir
 from asdlib.io.config import ConfigError
-from asdlib.models.upstream import UpstreamConfig, upstream_min_samples
-from asdlib.train.config import DataConfig, load_train_config
+from asdlib.models.upstream import upstream_min_samples
 from asdlib.utils import run_main, setup_logging, str2bool
 
 log = logging.getLogger(__name__)

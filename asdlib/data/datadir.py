@@ -217,3 +217,19 @@ def summary_table(utts: Sequence[Utt]) -> str:
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = [header, ["-" * w for w in widths]] + rows
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
+
+
+def read_keys(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.split(maxsplit=1)[0] for line in f if line.strip()]
+
+
+def select_keys(utts: list[Utt], keys: Path, data_dir: Path) -> list[Utt]:
+    """The utts whose ids ``keys`` lists (one job's split); an id not in the data dir is an error,
+    since it means the split and the data dir are out of step (a stale split from another set)."""
+    wanted = set(read_keys(keys))
+    unknown = sorted(wanted - {u.utt_id for u in utts})
+    if unknown:
+        raise DataDirError(f"{keys}: {len(unknown)} utt-ids not in {data_dir} (first: {', '.join(unknown[:3])}); "
+                           f"split the set's wav.scp again (utils/split_scp.sh)")
+    return [u for u in utts if u.utt_id in wanted]

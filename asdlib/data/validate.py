@@ -23,7 +23,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from asdlib.data.audio import AudioError, load_wav
-from asdlib.data.datadir import FIELD_FILES, DataDirError, Utt, read_data_dir, read_kv, write_data_dir, write_kv
+from asdlib.data.datadir import (
+    FIELD_FILES,
+    DataDirError,
+    Utt,
+    read_data_dir,
+    read_kv,
+    write_data_dir,
+    write_kv,
+)
 from asdlib.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Kaldi/ESPnet-style job launchers (``utils/run.sh``, ``utils/slurm.sh``) and scp split/merge helpers.
+"""Kaldi/ESPnet-style job launchers (``utils/local.sh``, ``utils/slurm.sh``) and scp split/merge helpers.
 
 A launcher is called as ``$cmd [--opt value ...] [JOB=1:N] <log> <command> [args ...]`` (docs/design.md §6).
 Both back ends share :mod:`asdlib.launch.cli` (argument parsing) and :mod:`asdlib.launch.jobs`

@@ -19,10 +19,16 @@ import shutil
 import subprocess
 import sys
 
-from asdlib.launch.cli import LaunchError, LaunchRequest, is_help, parse_launch_args, usage
+from asdlib.launch.cli import (
+    LaunchError,
+    LaunchRequest,
+    is_help,
+    parse_launch_args,
+    usage,
+)
 from asdlib.launch.jobs import JobArray, ranges
-from asdlib.utils import setup_logging
 from asdlib.launch.slurm_conf import SlurmConf
+from asdlib.utils import setup_logging
 
 logger = logging.getLogger(__name__)
 

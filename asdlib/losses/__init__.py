@@ -1,6 +1,7 @@
 """Training losses beyond the margin heads (``asdlib.models.heads``): VQ dynamic clustering of
 unattributed clips and the dual-level contrastive loss (docs/method.md §1.7)."""
 
+from asdlib.config import VQConfig
 from asdlib.losses.contrastive import (
     DualLevelLoss,
     DualLevelParts,
@@ -8,7 +9,7 @@ from asdlib.losses.contrastive import (
     commitment_loss,
     supcon_loss,
 )
-from asdlib.losses.vq import VQClusterer, VQCodebook, VQConfig, codebook_keys, spherical_kmeans
+from asdlib.losses.vq import VQClusterer, VQCodebook, codebook_keys, spherical_kmeans
 
 __all__ = [
     "DualLevelLoss",

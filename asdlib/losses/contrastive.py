@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from asdlib.losses.vq import VQConfig
+from asdlib.config import VQConfig
 
 
 def _zero_like_graph(x: Tensor) -> Tensor:

@@ -28,55 +28,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from asdlib.config import VQConfig
 from asdlib.data.dcase import NO_ATTRIBUTE
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class VQConfig:
-    """The ``vq:`` section of a training config.
-
-    Loss: ``L = L_margin + weight_level1·L_level1 + weight_level2·L_level2 + weight_commit·L_commit``.
-    ``dead_code_threshold``: a code is restarted when its EMA usage falls below this fraction of
-    its codebook's mean usage. ``refresh``: re-run (warm-started) k-means at every epoch end.
-    """
-
-    enabled: bool = False
-    num_codes: int = 16
-    decay: float = 0.99
-    tau: float = 0.1
-    weight_level1: float = 0.5
-    weight_level2: float = 0.5
-    weight_commit: float = 0.25
-    warmup_epochs: int = 1
-    dead_code_threshold: float = 0.1
-    codebook_per: Literal["class", "machine"] = "machine"  # one codebook per machine type (the method)
-    kmeans_iters: int = 20
-    refresh: bool = True
-
-    def __post_init__(self) -> None:
-        if self.num_codes < 1 or self.kmeans_iters < 1:
-            raise ValueError("vq: num_codes and kmeans_iters must be >= 1")
-        if not 0.0 < self.decay < 1.0:
-            raise ValueError(f"vq.decay must be in (0, 1), got {self.decay}")
-        if self.tau <= 0:
-            raise ValueError(f"vq.tau must be > 0, got {self.tau}")
-        if min(self.weight_level1, self.weight_level2, self.weight_commit) < 0:
-            raise ValueError("vq: loss weights must be >= 0")
-        if self.warmup_epochs < 1:
-            raise ValueError("vq.warmup_epochs must be >= 1: k-means needs one epoch of embeddings")
-        if not 0.0 <= self.dead_code_threshold < 1.0:
-            raise ValueError(f"vq.dead_code_threshold must be in [0, 1), got {self.dead_code_threshold}")
-        if self.codebook_per not in ("class", "machine"):
-            raise ValueError(f"vq.codebook_per must be class or machine, got {self.codebook_per!r}")
 
 
 def codebook_keys(attrs: Sequence[str], machines: Sequence[int], labels: Sequence[int],

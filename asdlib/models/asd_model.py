@@ -7,13 +7,13 @@ import logging
 import torch
 from torch import nn
 
+from asdlib.config import TrainConfig
 from asdlib.models.logmel import LogMelMean
 from asdlib.models.lora import apply_finetune, count_parameters
 from asdlib.models.mga import MachineContext, build_group_adapters
 from asdlib.models.pooling import AttentiveStatsPooling, ClsPooling, WeightedLayerSum
 from asdlib.models.specaug import SpecAugment
 from asdlib.models.upstream import Upstream, build_upstream
-from asdlib.train.config import TrainConfig
 from asdlib.utils import UserError
 
 log = logging.getLogger(__name__)

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asdlib.io.atomic import atomic_write
+from asdlib.config import UpstreamConfig
 from asdlib.models.fbank import BEATS_FBANK, batch_fbank
 from asdlib.models.official_ckpt import load_state_strict, torch_load
-from asdlib.models.upstream import Upstream, UpstreamConfig, lengths_to_padding_mask
+from asdlib.models.upstream import Upstream, lengths_to_padding_mask
 
 logger = logging.getLogger(__name__)
 
@@ -382,22 +382,3 @@ def build_beats(cfg: UpstreamConfig) -> BEATsUpstream:
         upstream.model.drop_predictor()
     logger.info("BEATs: %d layers, dim %d, from %s", config.encoder_layers, config.encoder_embed_dim, cfg.path)
     return upstream
-
-
-def save_random_beats(path: str | Path, seed: int = 0, **cfg: Any) -> dict[str, Any]:
-    """Write a random-init BEATs in the official format (``torch.save({"cfg", "model"})``); returns cfg.
-
-    ``cfg`` overrides :class:`BEATsConfig` fields; ``input_patch_size`` defaults to 16. For tests and
-    benchmarks of the loading path without the real weights.
-    """
-    cfg = {"input_patch_size": 16, **cfg}
-    config = BEATsConfig.from_dict(cfg, "save_random_beats")
-    torch.manual_seed(seed)
-    model = BEATsModel(config)
-    with torch.no_grad():  # give the gate and bias tables non-trivial values, as trained ones have
-        for name, param in model.named_parameters():
-            if name.endswith(("grep_a", "relative_attention_bias.weight")):
-                param.normal_(1.0 if name.endswith("grep_a") else 0.0, 0.5)
-    with atomic_write(path, "wb") as f:
-        torch.save({"cfg": cfg, "model": model.state_dict()}, f)
-    return cfg

@@ -37,10 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asdlib.io.atomic import atomic_write, atomic_write_text
+from asdlib.config import UpstreamConfig
 from asdlib.models.fbank import EAT_FBANK, batch_fbank, num_frames
 from asdlib.models.official_ckpt import find_config_value, load_state_strict, torch_load
-from asdlib.models.upstream import Upstream, UpstreamConfig, lengths_to_padding_mask
+from asdlib.models.upstream import Upstream, lengths_to_padding_mask
 
 logger = logging.getLogger(__name__)
 
@@ -447,43 +447,3 @@ def build_eat(cfg: UpstreamConfig) -> EATUpstream:
     logger.info("EAT: %d blocks, dim %d, target frames %s, from %s", config.depth, config.embed_dim,
                 upstream.target_frames, path)
     return upstream
-
-
-def save_random_eat(path: str | Path, fmt: str = "hf", seed: int = 0, **cfg: Any) -> dict[str, Any]:
-    """Write a random-init EAT in an official format; returns its config dict.
-
-    ``fmt="hf"``: ``path`` is a directory receiving config.json + model.safetensors (keys ``model.*``);
-    ``fmt="fairseq"``: ``path`` is a ``.pt`` file ``{"cfg", "model"}`` with fairseq key names (plus an
-    EMA entry and a decoder tensor, which loading must skip). ``cfg`` overrides :class:`EATConfig`.
-    """
-    from safetensors.torch import save
-
-    config = EATConfig.from_dict(cfg, "save_random_eat")
-    torch.manual_seed(seed)
-    model = EATModel(config)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    full_cfg = {f.name: getattr(config, f.name) for f in fields(EATConfig)}
-    path = Path(path)
-    if fmt == "hf":
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path / "config.json", json.dumps({**full_cfg, "model_type": "eat"}, indent=2))
-        with atomic_write(path / "model.safetensors", "wb") as f:
-            f.write(save({"model." + k: v for k, v in state.items()}))
-    elif fmt == "fairseq":
-        prefix = "model." if config.model_variant == "finetune" else ""
-        mapped = {}
-        for key, value in state.items():
-            if key.startswith("pre_norm."):
-                key = "modality_encoders.IMAGE.context_encoder.norm." + key[len("pre_norm."):]
-            elif key.startswith(("local_encoder.", "extra_tokens", "fixed_positional_encoder.")):
-                key = "modality_encoders.IMAGE." + key
-            mapped[key if key.startswith(("fc_norm.", "head.")) else prefix + key] = value
-        mapped[prefix + "modality_encoders.IMAGE.decoder.proj.weight"] = torch.zeros(config.embed_dim, config.embed_dim)
-        mapped[prefix + "_ema"] = {"blocks.0.norm1.weight": torch.ones(config.embed_dim)}
-        fairseq_cfg = {"model": {"_name": "data2vec_multi", "depth": config.depth, "num_heads": config.num_heads,
-                                 "embed_dim": config.embed_dim, "norm_eps": config.norm_eps}}
-        with atomic_write(path, "wb") as f:
-            torch.save({"cfg": fairseq_cfg, "model": mapped}, f)
-    else:
-        raise ValueError(f"unknown EAT checkpoint format {fmt!r} (hf or fairseq)")
-    return full_cfg

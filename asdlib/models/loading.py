@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asdlib.config import TrainConfig, load_train_config
 from asdlib.models.asd_model import CheckpointError, build_model, load_trainable_state
 from asdlib.models.upstream_files import check_upstream_record
-from asdlib.train.config import TrainConfig, load_train_config
 
 
 @dataclass

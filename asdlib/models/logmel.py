@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torchaudio
 from torch import nn
 
+from asdlib.config import LogMelConfig
 from asdlib.models.pooling import frame_mask
-
-
-@dataclass
-class LogMelConfig:
-    n_mels: int = 64
-    n_fft: int = 1024
-    hop_length: int = 512
 
 
 class LogMelMean(nn.Module):

@@ -17,43 +17,17 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from asdlib.config import FinetuneConfig
 from asdlib.models.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 
 #: parameters under these upstream attributes are not part of the pre-trained backbone
 _NON_BACKBONE_PREFIXES = ("block_adapters.",)
-
-
-@dataclass
-class FinetuneConfig:
-    """The ``finetune:`` section of a training config.
-
-    ``alpha`` None means alpha = rank (scaling 1). ``target_modules`` None means every ``nn.Linear``
-    leaf name found in the selected blocks. ``layers`` None means all blocks (0-based indices).
-    """
-
-    mode: Literal["lora", "full", "frozen"] = "lora"
-    rank: int = 64
-    alpha: float | None = None
-    dropout: float = 0.05
-    target_modules: list[str] | None = None
-    layers: list[int] | None = None
-    split_qkv: bool = False  # fused qkv Linear (EAT): separate q/k/v adapters (SplitQKVLoRA)
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("lora", "full", "frozen"):
-            raise ValueError(f"finetune.mode must be lora, full or frozen, got {self.mode!r}")
-        if self.rank < 1:
-            raise ValueError(f"finetune.rank must be >= 1, got {self.rank}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"finetune.dropout must be in [0, 1), got {self.dropout}")
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:
@@ -162,7 +136,10 @@ def apply_finetune(upstream: Upstream, cfg: FinetuneConfig) -> None:
         for p in backbone:
             p.requires_grad_(False)
     else:
-        from peft import LoraConfig, inject_adapter_in_model  # slow import (transformers): only for LoRA
+        from peft import (  # slow import (transformers): only for LoRA
+            LoraConfig,
+            inject_adapter_in_model,
+        )
 
         targets = lora_targets(upstream, cfg)
         peft_targets = _split_qkv(upstream, targets, cfg) if cfg.split_qkv else targets

@@ -21,36 +21,15 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from asdlib.config import MGAConfig
 from asdlib.models.upstream import Upstream
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MGAConfig:
-    """The ``mga:`` section of a training config.
-
-    ``shared`` adds one adapter common to all machines (the fallback for unseen machines);
-    ``layers`` are 0-based block indices (None = every block); ``dropout`` acts on the bottleneck.
-    """
-
-    enabled: bool = False
-    bottleneck: int = 64
-    shared: bool = False
-    layers: list[int] | None = None
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.bottleneck < 1:
-            raise ValueError(f"mga.bottleneck must be >= 1, got {self.bottleneck}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"mga.dropout must be in [0, 1), got {self.dropout}")
 
 
 class MachineContext:

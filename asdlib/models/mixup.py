@@ -18,18 +18,6 @@ from torch import Tensor
 
 
 @dataclass
-class MixupConfig:
-    """The ``mixup:`` section of a training config; lam ~ Beta(alpha, alpha) (alpha 1 = uniform)."""
-
-    enabled: bool = False
-    alpha: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.alpha <= 0:
-            raise ValueError(f"mixup.alpha must be > 0, got {self.alpha}")
-
-
-@dataclass
 class Mixed:
     """A mixed batch: clip i = ``lam·x[i] + (1-lam)·x[perm[i]]``."""
 

@@ -27,7 +27,6 @@ import contextlib
 import functools
 import logging
 import pickle
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asdlib.config import UpstreamConfig
 from asdlib.models import s3prl_compat
-from asdlib.models.upstream import S3PRL_NAMES, Upstream, UpstreamConfig, lengths_to_padding_mask
+from asdlib.models.upstream import S3PRL_NAMES, Upstream, lengths_to_padding_mask
 
 s3prl_compat.install()
 
-from s3prl.upstream.data2vec.data2vec_model import Data2VecAudioConfig, Data2VecAudioModel  # noqa: E402
+from s3prl.upstream.data2vec.data2vec_model import (  # noqa: E402
+    Data2VecAudioConfig,
+    Data2VecAudioModel,
+)
 from s3prl.upstream.hubert.hubert_model import (  # noqa: E402
     HubertConfig,
     HubertModel,
@@ -383,89 +386,3 @@ def build_s3prl_upstream(cfg: UpstreamConfig) -> S3prlUpstream:
         cfg.name, cfg.path, len(upstream.blocks()), upstream.hidden_size, normalize,
     )
     return upstream
-
-
-@dataclass
-class RandomModelSize:
-    """Size of a random-init model for tests and the mini recipe (CNN keeps the 320-sample stride)."""
-
-    layers: int = 2
-    dim: int = 64
-    ffn_dim: int = 128
-    heads: int = 4
-    conv_dim: int = 32
-    conv_pos: int = 16
-    conv_pos_groups: int = 4
-
-    def model_overrides(self) -> dict[str, Any]:
-        return {
-            "encoder_layers": self.layers,
-            "encoder_embed_dim": self.dim,
-            "encoder_ffn_embed_dim": self.ffn_dim,
-            "encoder_attention_heads": self.heads,
-            # the standard wav2vec 2.0 / HuBERT CNN (kernels 10,3,3,3,3,2,2; strides 5,2,2,2,2,2,2)
-            "conv_feature_layers": f"[({self.conv_dim},10,5)] + [({self.conv_dim},3,2)] * 4 + [({self.conv_dim},2,2)] * 2",
-            "conv_pos": self.conv_pos,
-            "conv_pos_groups": self.conv_pos_groups,
-        }
-
-
-def _random_hubert(size: RandomModelSize) -> dict[str, Any]:
-    task_cfg = asdict(HubertPretrainingConfig(label_rate=50.0))
-    model_cfg = asdict(HubertConfig(label_rate=50.0, final_dim=size.dim // 2, **size.model_overrides()))
-    symbols = [["<s>", "<pad>", "</s>", "<unk>"] + [str(i) for i in range(16)]]
-    model = HubertModel(HubertConfig(**model_cfg), HubertPretrainingConfig(**task_cfg), symbols)
-    return {"task_cfg": task_cfg, "model_cfg": model_cfg, "model_weight": model.state_dict(),
-            "dictionaries_symbols": symbols}
-
-
-def _random_wav2vec2(size: RandomModelSize) -> dict[str, Any]:
-    task_cfg = asdict(AudioPretrainingConfig())
-    model_cfg = asdict(Wav2Vec2Config(
-        quantize_targets=True, final_dim=size.dim // 2, latent_vars=16, **size.model_overrides()
-    ))
-    model = Wav2Vec2Model(Wav2Vec2Config(**model_cfg))
-    return {"task_cfg": task_cfg, "model_cfg": model_cfg, "model_weight": model.state_dict()}
-
-
-def _random_data2vec(size: RandomModelSize) -> dict[str, Any]:
-    task_cfg = asdict(AudioPretrainingConfig())
-    model_cfg = asdict(Data2VecAudioConfig(**size.model_overrides()))
-    model = Data2VecAudioModel(Data2VecAudioConfig(**model_cfg))
-    model.remove_pretraining_modules()
-    weights = model.state_dict()
-    # the EMA teacher of the transformer layers, as fairseq stores it (pos_conv excluded)
-    weights["_ema"] = {k: v.clone() for k, v in model.encoder.state_dict().items() if not k.startswith("pos_conv")}
-    return {"task_cfg": task_cfg, "model_cfg": model_cfg, "model_weight": weights}
-
-
-def _random_wavlm(size: RandomModelSize) -> dict[str, Any]:
-    cfg = WavLMConfig().__dict__
-    cfg.update(size.model_overrides())
-    cfg.update(relative_position_embedding=True, num_buckets=32, max_distance=128, gru_rel_pos=True)
-    model = WavLM(WavLMConfig(cfg))
-    return {"cfg": cfg, "model": model.state_dict()}
-
-
-_RANDOM_BUILDERS = {
-    "hubert": _random_hubert,
-    "wav2vec2": _random_wav2vec2,
-    "data2vec": _random_data2vec,
-    "wavlm": _random_wavlm,
-}
-
-
-def random_checkpoint(family: str, seed: int = 0, size: RandomModelSize | None = None) -> dict[str, Any]:
-    """A random-init checkpoint dict of ``family`` in exactly the format :func:`load_checkpoint` reads.
-
-    Weights depend only on ``seed`` and ``size``; the global torch RNG is left untouched.
-    """
-    if family not in _RANDOM_BUILDERS:
-        raise ValueError(f"unknown s3prl upstream family {family!r}; use one of {S3PRL_NAMES}")
-    size = size or RandomModelSize()
-    if size.dim % size.heads or size.dim % size.conv_pos_groups:
-        raise ValueError(f"dim {size.dim} must be divisible by heads {size.heads} and conv_pos_groups {size.conv_pos_groups}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        state = _RANDOM_BUILDERS[family](size)
-    return state

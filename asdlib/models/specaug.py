@@ -7,23 +7,10 @@ trainer seeds per epoch, so runs are reproducible.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass
-class SpecAugConfig:
-    enabled: bool = True
-    time_masks: int = 2
-    time_width: float = 0.05  # max width as a fraction of the clip's valid frames
-    freq_masks: int = 2
-    freq_width: int = 8  # max width in feature channels
-
-    def __post_init__(self) -> None:
-        if self.time_masks < 0 or self.freq_masks < 0 or self.freq_width < 0 or not 0 <= self.time_width <= 1:
-            raise ValueError("specaug: mask counts/widths must be >= 0 and time_width in [0, 1]")
+from asdlib.config import SpecAugConfig
 
 
 class SpecAugment(nn.Module):

@@ -32,11 +32,12 @@ from __future__ import annotations
 import abc
 import functools
 import logging
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from asdlib.config import UpstreamConfig
 
 logger = logging.getLogger(__name__)
 
@@ -46,23 +47,6 @@ S3PRL_NAMES = ("hubert", "wavlm", "wav2vec2", "data2vec")
 PATCH_NAMES = ("beats", "eat")
 
 FeatureAugment = Callable[[Tensor, Tensor], Tensor]
-
-
-@dataclass
-class UpstreamConfig:
-    """The ``upstream:`` section of a training config.
-
-    ``path`` is a local checkpoint in the model's official (for s3prl models: s3prl's) format. It may
-    be empty only for an s3prl hub name such as ``hubert_base`` on a machine that can download.
-    ``eat_target_frames`` is the fbank length EAT pads or cuts every clip to (the release's 1024).
-    ``allow_unsafe_pickle`` lets torch.load unpickle arbitrary Python objects: needed only for
-    checkpoint files that hold more than tensors and plain containers; enable it for trusted files only.
-    """
-
-    name: str = "hubert"
-    path: str = ""
-    allow_unsafe_pickle: bool = False
-    eat_target_frames: int | None = 1024  # EAT only: pad/cut fbank to this many frames; null = batch max
 
 
 class Upstream(nn.Module, abc.ABC):

@@ -28,17 +28,22 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asdlib.data.dataset import Batch, BalancedSampler, ClipDataset, collate
+from asdlib.config import OptimConfig, TrainConfig
 from asdlib.data.datadir import Utt, read_data_dir
+from asdlib.data.dataset import BalancedSampler, Batch, ClipDataset, collate
 from asdlib.data.labels import read_labels
 from asdlib.io.atomic import atomic_write, atomic_write_text
 from asdlib.io.config import dump_config
-from asdlib.models.asd_model import CheckpointError, build_model, load_trainable_state, trainable_state
 from asdlib.losses import DualLevelLoss, VQClusterer, codebook_keys
+from asdlib.models.asd_model import (
+    CheckpointError,
+    build_model,
+    load_trainable_state,
+    trainable_state,
+)
 from asdlib.models.heads import build_head
 from asdlib.models.mixup import mixed_loss, mixup
 from asdlib.models.upstream_files import upstream_record
-from asdlib.train.config import OptimConfig, TrainConfig
 from asdlib.utils import seed_everything
 
 log = logging.getLogger(__name__)

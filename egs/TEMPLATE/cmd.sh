@@ -4,9 +4,9 @@
 cmd_backend="${cmd_backend:-local}"
 case "${cmd_backend}" in
     local)
-        export train_cmd="utils/run.sh"
-        export extract_cmd="utils/run.sh"
-        export score_cmd="utils/run.sh"
+        export train_cmd="utils/local.sh"
+        export extract_cmd="utils/local.sh"
+        export score_cmd="utils/local.sh"
         ;;
     slurm)
         export train_cmd="utils/slurm.sh --config conf/slurm.conf"

@@ -1,7 +1,10 @@
-"""The training/experiment config: one YAML per experiment (conf/train.yaml, conf/tuning/*.yaml).
+"""Every config dataclass of an experiment, in one module at the bottom of the package graph.
 
-Every section is a dataclass so that unknown keys and wrong types fail at load time, and the
-fully resolved config is written to ``exp/<tag>/config.yaml`` for reproducibility.
+One YAML per experiment (conf/train.yaml, conf/tuning/*.yaml) maps onto :class:`TrainConfig`; every
+section is a dataclass, so unknown keys and wrong types fail at load time, and the fully resolved
+config is written to ``exp/<tag>/config.yaml`` for reproducibility. The sections live here rather
+than next to the code they configure so that models, losses, back ends and the trainer can all
+import them without importing each other (docs/design.md §2).
 """
 
 from __future__ import annotations
@@ -12,13 +15,140 @@ from pathlib import Path
 from typing import Any, Literal
 
 from asdlib.io.config import ConfigError, load_config
-from asdlib.losses.vq import VQConfig
-from asdlib.models.logmel import LogMelConfig
-from asdlib.models.lora import FinetuneConfig
-from asdlib.models.mga import MGAConfig
-from asdlib.models.mixup import MixupConfig
-from asdlib.models.specaug import SpecAugConfig
-from asdlib.models.upstream import UpstreamConfig
+
+
+@dataclass
+class UpstreamConfig:
+    """The ``upstream:`` section of a training config.
+
+    ``path`` is a local checkpoint in the model's official (for s3prl models: s3prl's) format. It may
+    be empty only for an s3prl hub name such as ``hubert_base`` on a machine that can download.
+    ``eat_target_frames`` is the fbank length EAT pads or cuts every clip to (the release's 1024).
+    ``allow_unsafe_pickle`` lets torch.load unpickle arbitrary Python objects: needed only for
+    checkpoint files that hold more than tensors and plain containers; enable it for trusted files only.
+    """
+
+    name: str = "hubert"
+    path: str = ""
+    allow_unsafe_pickle: bool = False
+    eat_target_frames: int | None = 1024  # EAT only: pad/cut fbank to this many frames; null = batch max
+
+
+@dataclass
+class FinetuneConfig:
+    """The ``finetune:`` section of a training config.
+
+    ``alpha`` None means alpha = rank (scaling 1). ``target_modules`` None means every ``nn.Linear``
+    leaf name found in the selected blocks. ``layers`` None means all blocks (0-based indices).
+    """
+
+    mode: Literal["lora", "full", "frozen"] = "lora"
+    rank: int = 64
+    alpha: float | None = None
+    dropout: float = 0.05
+    target_modules: list[str] | None = None
+    layers: list[int] | None = None
+    split_qkv: bool = False  # fused qkv Linear (EAT): separate q/k/v adapters (SplitQKVLoRA)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("lora", "full", "frozen"):
+            raise ValueError(f"finetune.mode must be lora, full or frozen, got {self.mode!r}")
+        if self.rank < 1:
+            raise ValueError(f"finetune.rank must be >= 1, got {self.rank}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"finetune.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class MGAConfig:
+    """The ``mga:`` section of a training config.
+
+    ``shared`` adds one adapter common to all machines (the fallback for unseen machines);
+    ``layers`` are 0-based block indices (None = every block); ``dropout`` acts on the bottleneck.
+    """
+
+    enabled: bool = False
+    bottleneck: int = 64
+    shared: bool = False
+    layers: list[int] | None = None
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.bottleneck < 1:
+            raise ValueError(f"mga.bottleneck must be >= 1, got {self.bottleneck}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"mga.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class MixupConfig:
+    """The ``mixup:`` section of a training config; lam ~ Beta(alpha, alpha) (alpha 1 = uniform)."""
+
+    enabled: bool = False
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.alpha <= 0:
+            raise ValueError(f"mixup.alpha must be > 0, got {self.alpha}")
+
+
+@dataclass
+class SpecAugConfig:
+    enabled: bool = True
+    time_masks: int = 2
+    time_width: float = 0.05  # max width as a fraction of the clip's valid frames
+    freq_masks: int = 2
+    freq_width: int = 8  # max width in feature channels
+
+    def __post_init__(self) -> None:
+        if self.time_masks < 0 or self.freq_masks < 0 or self.freq_width < 0 or not 0 <= self.time_width <= 1:
+            raise ValueError("specaug: mask counts/widths must be >= 0 and time_width in [0, 1]")
+
+
+@dataclass
+class LogMelConfig:
+    n_mels: int = 64
+    n_fft: int = 1024
+    hop_length: int = 512
+
+
+@dataclass
+class VQConfig:
+    """The ``vq:`` section of a training config.
+
+    Loss: ``L = L_margin + weight_level1·L_level1 + weight_level2·L_level2 + weight_commit·L_commit``.
+    ``dead_code_threshold``: a code is restarted when its EMA usage falls below this fraction of
+    its codebook's mean usage. ``refresh``: re-run (warm-started) k-means at every epoch end.
+    """
+
+    enabled: bool = False
+    num_codes: int = 16
+    decay: float = 0.99
+    tau: float = 0.1
+    weight_level1: float = 0.5
+    weight_level2: float = 0.5
+    weight_commit: float = 0.25
+    warmup_epochs: int = 1
+    dead_code_threshold: float = 0.1
+    codebook_per: Literal["class", "machine"] = "machine"  # one codebook per machine type (the method)
+    kmeans_iters: int = 20
+    refresh: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_codes < 1 or self.kmeans_iters < 1:
+            raise ValueError("vq: num_codes and kmeans_iters must be >= 1")
+        if not 0.0 < self.decay < 1.0:
+            raise ValueError(f"vq.decay must be in (0, 1), got {self.decay}")
+        if self.tau <= 0:
+            raise ValueError(f"vq.tau must be > 0, got {self.tau}")
+        if min(self.weight_level1, self.weight_level2, self.weight_commit) < 0:
+            raise ValueError("vq: loss weights must be >= 0")
+        if self.warmup_epochs < 1:
+            raise ValueError("vq.warmup_epochs must be >= 1: k-means needs one epoch of embeddings")
+        if not 0.0 <= self.dead_code_threshold < 1.0:
+            raise ValueError(f"vq.dead_code_threshold must be in [0, 1), got {self.dead_code_threshold}")
+        if self.codebook_per not in ("class", "machine"):
+            raise ValueError(f"vq.codebook_per must be class or machine, got {self.codebook_per!r}")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Local launcher (Kaldi's run.pl): ``python -m asdlib.launch.run [opts] [JOB=1:N] <log> <cmd> ...``.
+"""Local launcher (Kaldi's run.pl): ``python -m asdlib.launch.local [opts] [JOB=1:N] <log> <cmd> ...``.
 
 Runs the jobs as local processes, at most ``--max_jobs_run`` (default: the CPUs this process may
 use) at once. Resource options (``--gpu``, ``--mem``, ``--num_threads``, ``--time``, ``--config``
@@ -17,7 +17,7 @@ from asdlib.launch.cli import LaunchError, is_help, parse_launch_args, usage
 from asdlib.launch.jobs import JobArray
 from asdlib.utils import setup_logging
 
-PROG = "run.sh"
+PROG = "local.sh"
 NOTE = "Local back end: resource options are accepted and ignored (as Kaldi's run.pl does).\n"
 
 

@@ -3,7 +3,7 @@
 Why: each year's recipe must run end to end on a corpus that looks exactly like that year's
 official data (directory layout, file names, blinded evaluation names, eval list format, line
 endings, attribute CSVs), without downloading anything. The sounds come from
-:mod:`asdlib.data.synth` (one acoustic identity per machine *and section*, so that sections differ
+:mod:`asdlib.synth.corpus` (one acoustic identity per machine *and section*, so that sections differ
 as machine IDs do); this module only decides which clips exist and how they are named per year:
 
 * 2020: ``<part>/<m>/train/normal_id_XX_NNNNNNNN.wav``; test ``{normal,anomaly}_id_XX_...`` (dev) or
@@ -12,7 +12,7 @@ as machine IDs do); this module only decides which clips exist and how they are 
   without attributes (dev) or ``section_XX_<domain>_test_NNNN.wav`` (eval); eval list CRLF.
 * 2022: one ``test/`` dir, names with attributes, blinded ``section_XX_NNNN.wav``; ``attributes_XX.csv``
   per section; eval list LF.
-* 2023/2024: delegated to :func:`asdlib.data.synth.generate_corpus` (that module's own layout).
+* 2023/2024: delegated to :func:`asdlib.synth.corpus.generate_corpus` (that module's own layout).
 * 2025: the 2024 layout plus ``supplemental/section_00_machine_NNNN_.wav`` clips; eval list CRLF.
 * 2026: the 2025 layout in stereo (left: near microphone, right: far microphone), attribute
   strings ending in ``_noise_<n>``, no supplemental clips.
@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asdlib.data import synth
 from asdlib.data.dcase import NO_ATTRIBUTE, YEAR_INFO
 from asdlib.io.atomic import atomic_write_text
+from asdlib.synth import corpus as synth
 
 YEARS = (2020, 2021, 2022, 2023, 2024, 2025, 2026)
 _DEFAULT_SECTIONS = {2020: (("00", "02", "04", "06"), ("01", "03", "05")), 2021: (("00", "01", "02"), ("03", "04", "05")),
@@ -82,7 +82,7 @@ class YearSynthConfig:
         return cfg
 
     def synth_config(self) -> synth.SynthConfig:
-        """The sound options in :mod:`asdlib.data.synth`'s form (its year field only names the layout)."""
+        """The sound options in :mod:`asdlib.synth.corpus`'s form (its year field only names the layout)."""
         return synth.SynthConfig(year=2024 if self.year not in (2023, 2024) else self.year,
                                  dev_machines=self.dev_machines, eval_machines=self.eval_machines,
                                  no_attribute=self.no_attribute, n_train_source=self.n_train_source,
