@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,6 +40,28 @@ def make_utt(machine: str, section: str, stem: str, domain: str = "source", labe
     """An Utt with the contract's id scheme; ``path`` defaults to a fake absolute path."""
     return Utt(make_utt_id(machine, section, stem), str(path or f"/corpus/{machine}/{stem}.wav"),
                machine, section, domain, label, attr)
+
+
+RECIPE_LINKS = ("run.sh", "asd.sh", "utils", "local", "cmd.sh", "db.sh")
+
+
+def mirror_recipe(src: Path, dest: Path, links: tuple[str, ...] = RECIPE_LINKS, cmd_sh: str | None = None,
+                  copy_conf: bool = True) -> Path:
+    """A copy of recipe ``src`` at ``dest`` that runs the committed scripts (symlinks) without writing
+    into the repository: its own path.sh (sourcing the top-level one), conf/ (copied) and, with
+    ``cmd_sh``, its own cmd.sh."""
+    dest.mkdir(parents=True)
+    for name in links:
+        if not (cmd_sh is not None and name == "cmd.sh"):
+            (dest / name).symlink_to((src / name).resolve())
+    (dest / "path.sh").write_text(f'. "{Path(__file__).resolve().parents[1]}/path.sh"\n')
+    if cmd_sh is not None:
+        (dest / "cmd.sh").write_text(cmd_sh)
+    if copy_conf:
+        shutil.copytree(src / "conf", dest / "conf")
+    else:
+        (dest / "conf").mkdir()
+    return dest
 
 
 @pytest.fixture(name="make_utt")
@@ -89,3 +112,20 @@ def slurm_cluster() -> Iterator[None]:
         if proc.returncode != 0 or not sinfo_ok():
             pytest.fail(f"ASDLIB_TEST_SLURM=1 but tools/slurm/cluster.sh start failed:\n{proc.stdout}\n{proc.stderr}")
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny mini-format corpus through stages 1-2 (``data/``; gearbox without attributes, so VQ has
+    clips to cluster) and a tiny random HuBERT (``hubert.pt``), for in-process training tests.
+    Shared by the session: tests write their configs and exp dirs under their own names."""
+    work = tmp_path_factory.mktemp("tiny_work")
+    for args in (["asdlib.bin.make_synth", "--root", "corpus", "--dev_machines", "fan,gearbox", "--eval_machines",
+                  "ToyDrone", "--no_attribute", "gearbox", "--n_train_source", "8", "--n_train_target", "2",
+                  "--n_test", "1", "--seconds", "1.0"],
+                 ["asdlib.bin.make_random_upstream", "--name", "hubert", "--out", "hubert.pt"],
+                 ["asdlib.bin.prepare_dcase", "--year", "2024", "--root", "corpus", "--data_dir", "data"],
+                 ["asdlib.bin.make_labels", "--train_sets", "data/dev_train", "data/eval_train",
+                  "--other_sets", "data/dev_test", "data/eval_test"]):
+        subprocess.run([sys.executable, "-m", *args], cwd=work, check=True, capture_output=True)
+    return work

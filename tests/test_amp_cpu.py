@@ -3,8 +3,6 @@ one with MGA + VQ, one with mixup + sub-cluster AdaCos; and the config rules of 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -37,19 +35,8 @@ optim: {epochs: 1, batch_size: 4, warmup_steps: 1, amp_dtype: bfloat16}
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny corpus (stages 1-2; gearbox without attributes, so VQ has clips to cluster) and a tiny HuBERT."""
-    work = tmp_path_factory.mktemp("amp")
-    py = sys.executable
-    for args in (["asdlib.bin.make_synth", "--root", "corpus", "--dev_machines", "fan,gearbox", "--eval_machines",
-                  "ToyDrone", "--no_attribute", "gearbox", "--n_train_source", "6", "--n_train_target", "2",
-                  "--n_test", "1", "--seconds", "1.0"],
-                 ["asdlib.bin.make_random_upstream", "--name", "hubert", "--out", "hubert.pt"],
-                 ["asdlib.bin.prepare_dcase", "--year", "2024", "--root", "corpus", "--data_dir", "data"],
-                 ["asdlib.bin.make_labels", "--train_sets", "data/dev_train", "data/eval_train",
-                  "--other_sets", "data/dev_test", "data/eval_test"]):
-        subprocess.run([py, "-m", *args], cwd=work, check=True, capture_output=True)
-    return work
+def work(tiny_work: Path) -> Path:
+    return tiny_work
 
 
 def train_one_epoch_bf16(work: Path, name: str, config: str) -> Trainer:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import mirror_recipe
 
 from asdlib.data.datadir import read_data_dir
 from asdlib.io.ark import read_scores
@@ -71,11 +72,7 @@ def infer(*args: str) -> subprocess.CompletedProcess:
 def done(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("custom")
     recipe = root / "egs" / "custom"
-    recipe.mkdir(parents=True)
-    for name in ("run.sh", "asd.sh", "utils", "local", "cmd.sh", "db.sh"):
-        (recipe / name).symlink_to((CUSTOM / name).resolve())
-    (recipe / "path.sh").write_text(f'. "{REPO}/path.sh"\n')
-    shutil.copytree(CUSTOM / "conf", recipe / "conf")
+    mirror_recipe(CUSTOM, recipe)
     (recipe / "conf" / "tiny.yaml").write_text(TINY)
     subprocess.run(["python", "-m", "asdlib.bin.make_random_upstream", "--name", "hubert", "--out",
                     str(recipe / "downloads" / "hubert_tiny_random.pt"), "--seed", "0"], check=True, capture_output=True)

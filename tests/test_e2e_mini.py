@@ -12,12 +12,12 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import mirror_recipe
 
 from asdlib.data.datadir import read_data_dir, read_kv
 from asdlib.io.ark import read_scores, read_vectors
@@ -47,11 +47,7 @@ def run(recipe: Path, *args: str, env: dict[str, str] | None = None, timeout: in
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("e2e")
     recipe = root / "egs" / "mini"
-    recipe.mkdir(parents=True)
-    for name in ("run.sh", "asd.sh", "utils", "local", "cmd.sh", "db.sh"):
-        (recipe / name).symlink_to((MINI / name).resolve())
-    (recipe / "path.sh").write_text(f'. "{REPO}/path.sh"\n')
-    shutil.copytree(MINI / "conf", recipe / "conf")
+    mirror_recipe(MINI, recipe)
     (recipe / "conf" / "tuning" / "tiny.yaml").write_text(TINY)
     corpus = root / "corpus with space ü"
     subprocess.run(["python", "-m", "asdlib.bin.make_synth", "--root", str(corpus), "--dev_machines", "fan,gearbox",

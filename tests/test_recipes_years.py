@@ -16,12 +16,12 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import mirror_recipe
 from scipy.stats import hmean
 from sklearn.metrics import roc_auc_score
 
@@ -45,21 +45,15 @@ BLINDED = {2020: r"id_\d\d_\d{8}\.wav", 2021: r"section_\d\d_(source|target)_tes
 NO_ATTRIBUTE = {2024: ("ToyTrain",), 2025: ("ToyTrain",)}  # hidden-attribute machines, as in the real data
 
 
-def mirror_recipe(year: int, dest: Path) -> Path:
-    src = REPO / "egs" / f"dcase{year}"
-    dest.mkdir(parents=True)
-    for name in ("run.sh", "asd.sh", "utils", "local", "cmd.sh", "db.sh"):
-        (dest / name).symlink_to((src / name).resolve())
-    (dest / "path.sh").write_text(f'. "{REPO}/path.sh"\n')
-    shutil.copytree(src / "conf", dest / "conf")
-    return dest
+def mirror_year(year: int, dest: Path) -> Path:
+    return mirror_recipe(REPO / "egs" / f"dcase{year}", dest)
 
 
 def run_year(year: int, base: Path, upstream: Path) -> tuple[Path, Path, subprocess.CompletedProcess]:
     corpus = base / f"corpus {year}"  # a space in the path on purpose
     generate_year_corpus(corpus, YearSynthConfig(year=year, no_attribute=NO_ATTRIBUTE.get(year, ()), n_train_source=3,
                                                  n_train_target=1, n_test=2, n_supplemental=2, seconds=1.0))
-    recipe = mirror_recipe(year, base / "egs" / f"dcase{year}")
+    recipe = mirror_year(year, base / "egs" / f"dcase{year}")
     (recipe / "conf" / "tiny.yaml").write_text(TINY.format(upstream=upstream, channel=0 if year == 2026 else "null"))
     proc = subprocess.run(["./run.sh", "--train_config", "conf/tiny.yaml", "--stop_stage", "6", "--nj", "1"],
                           cwd=recipe, capture_output=True, text=True, timeout=900,

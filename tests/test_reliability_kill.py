@@ -16,7 +16,6 @@ The three tests continue one killed experiment, in file order.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import mirror_recipe
 
 from asdlib.io.ark import read_vectors
 from asdlib.synth.corpus import SynthConfig, generate_corpus
@@ -119,12 +119,7 @@ def assert_no_partial_outputs(exp: Path) -> None:
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("kill") / "recipe dir é"
     recipe = root / "egs" / "mini"
-    recipe.mkdir(parents=True)
-    for name in ("run.sh", "asd.sh", "utils", "local", "db.sh"):
-        (recipe / name).symlink_to((MINI / name).resolve())
-    (recipe / "path.sh").write_text(f'. "{REPO}/path.sh"\n')
-    (recipe / "cmd.sh").write_text(CMD_SH)
-    shutil.copytree(MINI / "conf", recipe / "conf")
+    mirror_recipe(MINI, recipe, cmd_sh=CMD_SH)
     (recipe / "conf" / "tuning" / "tiny.yaml").write_text(TINY)
     corpus = root / "corpus with space ü"
     generate_corpus(corpus, SynthConfig(dev_machines=("fan", "gearbox"), eval_machines=("ToyDrone",),

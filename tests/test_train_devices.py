@@ -4,7 +4,6 @@ AMP on/off switch, the device each CLI picks, and the DDP backend that goes with
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,20 +24,9 @@ data: {crop_seconds: 0.0}
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny corpus (stages 1-2) and a tiny random HuBERT."""
-    work = tmp_path_factory.mktemp("devices")
-    py = sys.executable
-    for args in (["asdlib.bin.make_synth", "--root", "corpus", "--dev_machines", "fan,gearbox", "--eval_machines",
-                  "ToyDrone", "--no_attribute", "gearbox", "--n_train_source", "8", "--n_train_target", "2",
-                  "--n_test", "1", "--seconds", "1.0"],
-                 ["asdlib.bin.make_random_upstream", "--name", "hubert", "--out", "hubert.pt"],
-                 ["asdlib.bin.prepare_dcase", "--year", "2024", "--root", "corpus", "--data_dir", "data"],
-                 ["asdlib.bin.make_labels", "--train_sets", "data/dev_train", "data/eval_train",
-                  "--other_sets", "data/dev_test", "data/eval_test"]):
-        subprocess.run([py, "-m", *args], cwd=work, check=True, capture_output=True)
-    (work / "train.yaml").write_text(CONFIG.replace("UPSTREAM", str(work / "hubert.pt")))
-    return work
+def work(tiny_work: Path) -> Path:
+    (tiny_work / "train.yaml").write_text(CONFIG.replace("UPSTREAM", str(tiny_work / "hubert.pt")))
+    return tiny_work
 
 
 def make_trainer(work: Path, exp: Path, amp: bool) -> Trainer:

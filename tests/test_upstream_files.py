@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import mirror_recipe
 from test_download import DATA, _Server
 
 from asdlib.bin import check_upstream
@@ -28,12 +29,7 @@ def mirror_of(server: _Server) -> str:
 
 def recipe_with(tmp_path: Path, upstream: dict) -> Path:
     recipe = tmp_path / "egs" / "mini"
-    recipe.mkdir(parents=True)
-    for name in ("asd.sh", "utils", "local", "db.sh"):
-        (recipe / name).symlink_to((MINI / name).resolve())
-    (recipe / "path.sh").write_text(f'. "{REPO}/path.sh"\n')
-    (recipe / "cmd.sh").write_text(CMD_SH)
-    (recipe / "conf").mkdir()
+    mirror_recipe(MINI, recipe, links=("asd.sh", "utils", "local", "db.sh"), cmd_sh=CMD_SH, copy_conf=False)
     (recipe / "conf" / "train.yaml").write_text(yaml.safe_dump({"upstream": upstream}))
     return recipe
 

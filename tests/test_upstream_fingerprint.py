@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import mirror_recipe
 
 from asdlib.models.loading import load_trained
 from asdlib.models.upstream_files import UpstreamMismatchError, sha256_of
@@ -39,12 +40,7 @@ def asd(recipe: Path, *args: str) -> subprocess.CompletedProcess:
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("fingerprint")
     recipe = root / "egs" / "mini"
-    recipe.mkdir(parents=True)
-    for name in ("asd.sh", "utils", "local", "db.sh"):
-        (recipe / name).symlink_to((MINI / name).resolve())
-    (recipe / "path.sh").write_text(f'. "{REPO}/path.sh"\n')
-    (recipe / "cmd.sh").write_text(CMD_SH)
-    (recipe / "conf").mkdir()
+    mirror_recipe(MINI, recipe, links=("asd.sh", "utils", "local", "db.sh"), cmd_sh=CMD_SH, copy_conf=False)
     (recipe / "conf" / "tiny.yaml").write_text(TINY)
     (recipe / "downloads").mkdir()
     torch.save(random_checkpoint("hubert", seed=0), recipe / "downloads" / "hubert_tiny.pt")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,19 +26,9 @@ data: {crop_seconds: 0.5, train_sets: [dev_train]}
 
 
 @pytest.fixture(scope="module")
-def trainer(tmp_path_factory: pytest.TempPathFactory) -> Trainer:
-    work = tmp_path_factory.mktemp("vq_refresh")
-    py = sys.executable
-    for args in (["asdlib.bin.make_synth", "--root", "corpus", "--dev_machines", "fan,gearbox", "--eval_machines",
-                  "ToyDrone", "--no_attribute", "gearbox", "--n_train_source", "6", "--n_train_target", "2",
-                  "--n_test", "1", "--seconds", "1.0"],
-                 ["asdlib.bin.make_random_upstream", "--name", "hubert", "--out", "hubert.pt"],
-                 ["asdlib.bin.prepare_dcase", "--year", "2024", "--root", "corpus", "--data_dir", "data",
-                  "--sets", "dev_train"],
-                 ["asdlib.bin.make_labels", "--train_sets", "data/dev_train"]):
-        subprocess.run([py, "-m", *args], cwd=work, check=True, capture_output=True)
-    (work / "train.yaml").write_text(CONFIG.replace("UPSTREAM", str(work / "hubert.pt")))
-    return Trainer(load_train_config(work / "train.yaml"), work / "exp", work / "data")
+def trainer(tiny_work: Path) -> Trainer:
+    (tiny_work / "vq_refresh.yaml").write_text(CONFIG.replace("UPSTREAM", str(tiny_work / "hubert.pt")))
+    return Trainer(load_train_config(tiny_work / "vq_refresh.yaml"), tiny_work / "exp" / "vq_refresh", tiny_work / "data")
 
 
 def test_refresh_uses_a_clean_eval_mode_pass(trainer: Trainer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +72,7 @@ def test_resume_with_refreshed_codebooks_is_exact(trainer: Trainer, tmp_path: Pa
 
     cfg = trainer.cfg
     cfg.optim.epochs = 2
-    data_root = trainer.exp_dir.parent / "data"
+    data_root = trainer.exp_dir.parent.parent / "data"
     Trainer(cfg, tmp_path / "full", data_root).run(resume=False)
     shutil.copytree(tmp_path / "full", tmp_path / "cut")
     (tmp_path / "cut" / "checkpoints" / "epoch_2.pt").unlink()
