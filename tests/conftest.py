@@ -42,6 +42,11 @@ def make_utt(machine: str, section: str, stem: str, domain: str = "source", labe
                machine, section, domain, label, attr)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: end-to-end recipe runs, DDP and Slurm (most of the suite's time); "
+                            "deselect with -m 'not slow' for a quick loop, CI runs everything")
+
+
 RECIPE_LINKS = ("run.sh", "asd.sh", "utils", "local", "cmd.sh", "db.sh")
 
 

@@ -21,6 +21,8 @@ from conftest import mirror_recipe
 from asdlib.data.datadir import read_data_dir
 from asdlib.io.ark import read_scores
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 CUSTOM = REPO / "egs" / "custom"
 TINY = """\

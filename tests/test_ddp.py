@@ -35,6 +35,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 LOSS_RTOL = 1e-4
 WEIGHT_RTOL = 1e-4

@@ -22,6 +22,8 @@ from conftest import mirror_recipe
 from asdlib.data.datadir import read_data_dir, read_kv
 from asdlib.io.ark import read_scores, read_vectors
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
 SETS = ("dev_train", "dev_test", "eval_train", "eval_test")

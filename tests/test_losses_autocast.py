@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from asdlib.losses import DualLevelLoss, VQClusterer, VQConfig
+from asdlib.config import VQConfig
+from asdlib.losses import DualLevelLoss, VQClusterer
 from asdlib.losses.contrastive import code_infonce_loss, supcon_loss
 
 DIM = 16

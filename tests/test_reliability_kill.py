@@ -30,6 +30,8 @@ from conftest import mirror_recipe
 from asdlib.io.ark import read_vectors
 from asdlib.synth.corpus import SynthConfig, generate_corpus
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
 TINY = """\

@@ -19,6 +19,8 @@ from asdlib.models.upstream_files import UpstreamMismatchError, sha256_of
 from asdlib.synth.checkpoints import random_checkpoint
 from asdlib.synth.corpus import SynthConfig, generate_corpus
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "egs" / "mini"
 TINY = """\

@@ -9,11 +9,11 @@ import torch
 from sklearn.metrics import adjusted_rand_score, homogeneity_score
 from torch.nn import functional as F
 
+from asdlib.config import VQConfig
 from asdlib.losses import (
     DualLevelLoss,
     VQClusterer,
     VQCodebook,
-    VQConfig,
     code_infonce_loss,
     codebook_keys,
     commitment_loss,

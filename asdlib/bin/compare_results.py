@@ -1,4 +1,10 @@
-"""Tabulate the results.json of several experiments side by side (markdown)."""
+"""Tabulate the results.json of several experiments side by side (markdown).
+
+With ``--by_family a=exp --by_family b=exp_b`` the positional arguments are experiment names, looked up under
+each family's experiment root, and the table has one official-score column per family plus their
+mean and minimum: a default should win on every corpus family, not only on the one it was tuned on
+(egs/mini/local/two_families.sh).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--set", required=True, help="evaluated set, e.g. eval_test")
     p.add_argument("--out", type=Path, required=True, help="markdown file to write")
-    p.add_argument("exp_dirs", nargs="+", type=Path)
+    p.add_argument("exp_dirs", nargs="+", type=Path, help="experiment dirs (with --by_family: experiment names)")
+    p.add_argument("--by_family", action="append", default=None, metavar="LABEL=EXPDIR",
+                   help="repeatable: one official-score column per family LABEL, experiments under EXPDIR")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -34,10 +42,44 @@ def render(set_name: str, exp_dirs: list[Path]) -> str:
                       "|---|---:|---:|---:|---:|", *rows]) + "\n"
 
 
+def render_families(set_name: str, names: list[str], families: dict[str, Path]) -> str:
+    """One row per experiment name, one official-score column per family, then mean and minimum."""
+    rows, metric = [], ""
+    for name in names:
+        scores = []
+        for root in families.values():
+            path = root / name / "results" / set_name / "results.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: run stage 6 of {root / name} on {set_name} first")
+            ev = load_results_json(path)
+            scores.append(ev.official_score)
+            metric = ev.metric
+        cells = scores + [sum(scores) / len(scores), min(scores)]
+        rows.append(f"| {name} | " + " | ".join(f"{100 * c:.2f}" for c in cells) + " |")
+    labels = list(families)
+    return "\n".join([f"Official score on {set_name} per corpus family (%; {metric}):", "",
+                      "| system | " + " | ".join(f"family {f}" for f in labels) + " | mean | min |",
+                      "|---|" + "---:|" * (len(labels) + 2), *rows]) + "\n"
+
+
+def _families(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        label, sep, root = item.partition("=")
+        if not sep or not label or not root:
+            raise ValueError(f"--by_family takes LABEL=EXPDIR, got {item!r}")
+        out[label] = Path(root)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    atomic_write_text(args.out, render(args.set, args.exp_dirs))
+    if args.by_family:
+        text = render_families(args.set, [str(p) for p in args.exp_dirs], _families(args.by_family))
+    else:
+        text = render(args.set, args.exp_dirs)
+    atomic_write_text(args.out, text)
     return 0
 
 

@@ -1,6 +1,8 @@
 """Write a small synthetic corpus in the DCASE 2023/2024 Task 2 layout (for tests and egs/mini).
 
 Example: python -m asdlib.bin.make_synth --root downloads/synth --anomaly_strength 1.5
+--family b: the second sound model and domain shift (asdlib.synth.family_b), with its own default
+machines (bearing,slider,ToyCar / AirCompressor,BrushlessMotor,HoveringDrone).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+from asdlib.synth import family_b
 from asdlib.synth.corpus import SynthConfig, generate_corpus
 from asdlib.utils import run_main, setup_logging
 
-_DEFAULTS = SynthConfig()
+_FAMILY_DEFAULTS = {"a": SynthConfig(), "b": family_b.default_config()}
+_MODELS = {"a": None, "b": family_b.MODEL}
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -22,28 +26,34 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def get_parser() -> argparse.ArgumentParser:
+def get_parser(family: str = "a") -> argparse.ArgumentParser:
+    """The options, with the defaults of corpus family ``family``."""
+    defaults = _FAMILY_DEFAULTS[family]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--family", choices=sorted(_FAMILY_DEFAULTS), default=family,
+                   help="sound model: a (asdlib.synth.corpus) or b (asdlib.synth.family_b); sets the machine defaults")
     p.add_argument("--root", type=Path, required=True, help="corpus root; gets dev_data/, eval_data/, eval_data_list_<year>.csv")
-    p.add_argument("--year", type=int, choices=(2023, 2024), default=_DEFAULTS.year, help="only names the eval list file")
-    p.add_argument("--dev_machines", type=_names, default=",".join(_DEFAULTS.dev_machines), help="comma list")
-    p.add_argument("--eval_machines", type=_names, default=",".join(_DEFAULTS.eval_machines), help="comma list")
-    p.add_argument("--no_attribute", type=_names, default=",".join(_DEFAULTS.no_attribute),
+    p.add_argument("--year", type=int, choices=(2023, 2024), default=defaults.year, help="only names the eval list file")
+    p.add_argument("--dev_machines", type=_names, default=",".join(defaults.dev_machines), help="comma list")
+    p.add_argument("--eval_machines", type=_names, default=",".join(defaults.eval_machines), help="comma list")
+    p.add_argument("--no_attribute", type=_names, default=",".join(defaults.no_attribute),
                    help="comma list of machines whose file names hide their attributes ('' for none)")
-    p.add_argument("--n_train_source", type=int, default=_DEFAULTS.n_train_source)
-    p.add_argument("--n_train_target", type=int, default=_DEFAULTS.n_train_target)
-    p.add_argument("--n_test", type=int, default=_DEFAULTS.n_test, help="test clips per (domain, label)")
-    p.add_argument("--seconds", type=float, default=_DEFAULTS.seconds, help="clip length")
-    p.add_argument("--sample_rate", type=int, default=_DEFAULTS.sample_rate)
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--anomaly_strength", type=float, default=_DEFAULTS.anomaly_strength,
+    p.add_argument("--n_train_source", type=int, default=defaults.n_train_source)
+    p.add_argument("--n_train_target", type=int, default=defaults.n_train_target)
+    p.add_argument("--n_test", type=int, default=defaults.n_test, help="test clips per (domain, label)")
+    p.add_argument("--seconds", type=float, default=defaults.seconds, help="clip length")
+    p.add_argument("--sample_rate", type=int, default=defaults.sample_rate)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--anomaly_strength", type=float, default=defaults.anomaly_strength,
                    help="scales every anomaly (1: hard for a mean-log-mel kNN; 3: easy)")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+    pre = argparse.ArgumentParser(add_help=False)  # read --family first: it picks the defaults
+    pre.add_argument("--family", choices=sorted(_FAMILY_DEFAULTS), default="a")
+    args = get_parser(pre.parse_known_args(argv)[0].family).parse_args(argv)
     setup_logging(args.verbose, force=False)
     # argparse applies `type` to string defaults too, so every list option is a tuple here
     cfg = SynthConfig(
@@ -52,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed, anomaly_strength=args.anomaly_strength,
     )
     start = time.time()
-    generate_corpus(args.root, cfg)
+    generate_corpus(args.root, cfg, _MODELS[args.family])
     logging.info("synthetic corpus ready in %s (%.1f s)", args.root, time.time() - start)
     return 0
 

@@ -1,7 +1,6 @@
 """Training losses beyond the margin heads (``asdlib.models.heads``): VQ dynamic clustering of
 unattributed clips and the dual-level contrastive loss (docs/method.md §1.7)."""
 
-from asdlib.config import VQConfig
 from asdlib.losses.contrastive import (
     DualLevelLoss,
     DualLevelParts,
@@ -16,7 +15,6 @@ __all__ = [
     "DualLevelParts",
     "VQClusterer",
     "VQCodebook",
-    "VQConfig",
     "code_infonce_loss",
     "codebook_keys",
     "commitment_loss",

@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,8 +181,13 @@ def machine_profile(name: str) -> MachineProfile:
 
 def attribute_combos(profile: MachineProfile, domain: str) -> list[tuple[tuple[str, str], ...]]:
     """All (param, value) combinations of a domain, in a fixed order."""
+    return param_combos(profile.params, domain)
+
+
+def param_combos(params: tuple[AttrParam, ...], domain: str) -> list[tuple[tuple[str, str], ...]]:
+    """All (param, value) combinations of ``params`` in a domain, in a fixed order."""
     combos: list[tuple[tuple[str, str], ...]] = [()]
-    for p in profile.params:
+    for p in params:
         values = p.source if domain == "source" else p.target
         combos = [c + ((p.name, v),) for c in combos for v in values]
     return combos
@@ -344,21 +349,21 @@ class ClipSpec:
     def rng(self, seed: int) -> np.random.Generator:
         return _name_rng(seed, self.dataset, self.machine, self.split, self.domain, self.label, self.index)
 
-    def anomaly_kind(self, seed: int) -> str:
-        """The anomaly rendered into this clip ("" for normal clips)."""
-        return _draw_anomaly(self.rng(seed), self.label)
+    def anomaly_kind(self, seed: int, kinds: tuple[str, ...] = ANOMALY_KINDS) -> str:
+        """The anomaly rendered into this clip ("" for normal clips); ``kinds``: its family's."""
+        return draw_anomaly(self.rng(seed), self.label, kinds)
 
 
-def _draw_anomaly(rng: np.random.Generator, label: str) -> str:
+def draw_anomaly(rng: np.random.Generator, label: str, kinds: tuple[str, ...] = ANOMALY_KINDS) -> str:
     """First draw of a clip's generator: which anomaly it gets."""
-    return str(rng.choice(ANOMALY_KINDS)) if label == "anomaly" else ""
+    return str(rng.choice(kinds)) if label == "anomaly" else ""
 
 
 def synthesize_clip(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     """Render one clip as float64 samples in [-1, 1)."""
     profile = machine_profile(spec.machine)
     rng = spec.rng(cfg.seed)
-    anomaly = _draw_anomaly(rng, spec.label)
+    anomaly = draw_anomaly(rng, spec.label)
     sr, n = cfg.sample_rate, int(round(cfg.seconds * cfg.sample_rate))
     t = np.arange(n) / sr
     attrs = dict(spec.combo)
@@ -479,18 +484,38 @@ def _background_events(rng: np.random.Generator, n: int, sr: int, t: np.ndarray)
     return out
 
 
+@dataclass(frozen=True)
+class SoundModel:
+    """A corpus family: attributes and sound; layout, names, blinding and writing are shared.
+
+    Why: a second family (asdlib.synth.family_b) must prepare exactly like this one, so only what
+    differs in kind is pluggable. ``marker`` adds keys to ``.done`` (none for this family, whose
+    marker stays as it was).
+    """
+
+    name: str
+    params: Callable[[str], tuple[AttrParam, ...]]  # machine -> attribute parameters
+    render: Callable[[ClipSpec, SynthConfig], np.ndarray]
+    anomaly_kinds: tuple[str, ...]
+    marker: tuple[tuple[str, str | int], ...] = ()
+
+
+DEFAULT_MODEL = SoundModel("a", lambda m: machine_profile(m).params, synthesize_clip, ANOMALY_KINDS)
+
+
 # ---------------------------------------------------------------------------------------------
 # Corpus layout
 
 
-def _group(dataset: str, machine: str, split: str, domain: str, label: str, count: int, cfg: SynthConfig) -> list[ClipSpec]:
+def _group(dataset: str, machine: str, split: str, domain: str, label: str, count: int, cfg: SynthConfig,
+           model: SoundModel) -> list[ClipSpec]:
     """Clips of one (split, domain, label) group.
 
     Attribute combinations are balanced but shuffled (the file index must not reveal hidden
     attributes), and exactly round(EVENT_PROB * count) clips, at least one and never all when
     count > 1, carry background events, so every group has the same share of them.
     """
-    combos = attribute_combos(machine_profile(machine), domain)
+    combos = param_combos(model.params(machine), domain)
     rng = _name_rng(cfg.seed, "layout", dataset, machine, split, domain, label)
     assigned = [combos[i] for i in rng.permutation(count) % len(combos)]
     n_events = min(count - 1, max(1, round(EVENT_PROB * count))) if count > 1 else 0
@@ -498,13 +523,15 @@ def _group(dataset: str, machine: str, split: str, domain: str, label: str, coun
     return [ClipSpec(dataset, machine, split, domain, label, i, assigned[i], i in with_events) for i in range(count)]
 
 
-def split_specs(dataset: str, machine: str, split: str, cfg: SynthConfig) -> list[ClipSpec]:
+def split_specs(dataset: str, machine: str, split: str, cfg: SynthConfig, model: SoundModel | None = None) -> list[ClipSpec]:
     """All clips of one machine and split: train = source then target normals; test = every
     (domain, label) group with ``n_test`` clips each."""
+    model = model or DEFAULT_MODEL
     if split == "train":
-        return (_group(dataset, machine, "train", "source", "normal", cfg.n_train_source, cfg)
-                + _group(dataset, machine, "train", "target", "normal", cfg.n_train_target, cfg))
-    return [spec for domain in DOMAINS for label in LABELS for spec in _group(dataset, machine, "test", domain, label, cfg.n_test, cfg)]
+        return (_group(dataset, machine, "train", "source", "normal", cfg.n_train_source, cfg, model)
+                + _group(dataset, machine, "train", "target", "normal", cfg.n_train_target, cfg, model))
+    return [spec for domain in DOMAINS for label in LABELS
+            for spec in _group(dataset, machine, "test", domain, label, cfg.n_test, cfg, model)]
 
 
 def labelled_name(spec: ClipSpec, cfg: SynthConfig) -> str:
@@ -524,28 +551,28 @@ def _write_wav(path: Path, samples: np.ndarray, sr: int) -> None:
     os.replace(tmp, path)
 
 
-def _attributes_csv(machine: str, specs: list[ClipSpec], cfg: SynthConfig) -> str:
+def _attributes_csv(machine: str, specs: list[ClipSpec], cfg: SynthConfig, model: SoundModel) -> str:
     """``attributes_00.csv``: header ``file_name,d1p,d1v,...``; noAttribute machines get one pair."""
     if machine in cfg.no_attribute:
         header = "file_name,d1p,d1v"
         rows = [f"{machine}/{s.split}/{labelled_name(s, cfg)},{NO_ATTRIBUTE}," for s in specs]
     else:
-        npairs = len(machine_profile(machine).params)
+        npairs = len(model.params(machine))
         header = "file_name," + ",".join(f"d{i}p,d{i}v" for i in range(1, npairs + 1))
         rows = [f"{machine}/{s.split}/{labelled_name(s, cfg)}," + ",".join(f"{p},{v}" for p, v in s.combo) for s in specs]
     return "\n".join([header] + rows) + "\n"
 
 
-def _check_root(root: Path, cfg: SynthConfig) -> bool:
-    """True when ``root`` already holds this exact corpus; raise if it holds anything else."""
+def _check_root(root: Path, expected: dict) -> bool:
+    """True when ``root`` already holds this exact corpus (``.done`` == ``expected``); raise if it holds anything else."""
     marker = root / DONE_MARKER
     if marker.is_file():
         try:
             recorded = json.loads(marker.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise SynthError(f"{marker} is not valid JSON ({e}); delete {root} and generate again") from e
-        if recorded != cfg.to_json_dict():
-            diff = sorted(k for k in set(recorded) | set(cfg.to_json_dict()) if recorded.get(k) != cfg.to_json_dict().get(k))
+        if recorded != expected:
+            diff = sorted(k for k in set(recorded) | set(expected) if recorded.get(k) != expected.get(k))
             raise SynthError(f"{root} holds a synthetic corpus made with other options (differs in: {', '.join(diff)}); "
                              f"use another --root or delete {root}")
         return True
@@ -555,16 +582,19 @@ def _check_root(root: Path, cfg: SynthConfig) -> bool:
     return False
 
 
-def generate_corpus(root: Path, cfg: SynthConfig) -> None:
+def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = None) -> None:
     """Write the whole corpus under ``root``; a no-op when ``root`` already holds it.
 
     Besides the DCASE files, ``synth_metadata.csv`` records for every clip its hidden attributes,
     anomaly kind and whether background events were mixed in (ground truth for diagnostics).
-    The ``.done`` marker is written last, so an interrupted run is recognised as such.
+    The ``.done`` marker is written last, so an interrupted run is recognised as such. ``model``:
+    the corpus family (default: this module's sound model).
     """
     cfg.validate()
+    model = model or DEFAULT_MODEL
+    marker = cfg.to_json_dict() | dict(model.marker)
     root = Path(root)
-    if _check_root(root, cfg):
+    if _check_root(root, marker):
         logger.info("%s already holds this synthetic corpus; nothing to do", root)
         return
     eval_list: list[str] = []
@@ -572,7 +602,7 @@ def generate_corpus(root: Path, cfg: SynthConfig) -> None:
     for dataset, machines in (("dev", cfg.dev_machines), ("eval", cfg.eval_machines)):
         for machine in machines:
             mdir = root / f"{dataset}_data" / "raw" / machine
-            train, test = split_specs(dataset, machine, "train", cfg), split_specs(dataset, machine, "test", cfg)
+            train, test = split_specs(dataset, machine, "train", cfg, model), split_specs(dataset, machine, "test", cfg, model)
             names = {spec: labelled_name(spec, cfg) for spec in train + test}
             if dataset == "eval":
                 blind = blinded_order(machine, cfg, len(test))
@@ -583,11 +613,11 @@ def generate_corpus(root: Path, cfg: SynthConfig) -> None:
             for split, specs in (("train", train), ("test", test)):
                 (mdir / split).mkdir(parents=True, exist_ok=True)
                 for spec in specs:
-                    _write_wav(mdir / split / names[spec], synthesize_clip(spec, cfg), cfg.sample_rate)
+                    _write_wav(mdir / split / names[spec], model.render(spec, cfg), cfg.sample_rate)
                     metadata.append(f"{dataset},{machine},{split},{names[spec]},{spec.domain},{spec.label},"
-                                    f"{attribute_string(spec.combo)},{spec.anomaly_kind(cfg.seed)},{int(spec.events)}")
-            atomic_write_text(mdir / "attributes_00.csv", _attributes_csv(machine, train + test if dataset == "dev" else train, cfg))
+                                    f"{attribute_string(spec.combo)},{spec.anomaly_kind(cfg.seed, model.anomaly_kinds)},{int(spec.events)}")
+            atomic_write_text(mdir / "attributes_00.csv", _attributes_csv(machine, train + test if dataset == "dev" else train, cfg, model))
             logger.info("%s/%s: %d train, %d test clips", dataset, machine, len(train), len(test))
     atomic_write_text(root / f"eval_data_list_{cfg.year}.csv", "".join(line + "\r\n" for line in eval_list))
     atomic_write_text(root / METADATA_FILE, "\n".join(metadata) + "\n")
-    atomic_write_text(root / DONE_MARKER, json.dumps(cfg.to_json_dict(), sort_keys=True) + "\n")
+    atomic_write_text(root / DONE_MARKER, json.dumps(marker, sort_keys=True) + "\n")
