@@ -2,3 +2,6 @@
 # Where the corpus lives; override from the environment (e.g. MINI=/data/mini ./run.sh).
 MINI="${MINI:-downloads/mini}"
 export MINI
+# The second corpus family (local/data.sh --family b, asdlib.synth.family_b).
+MINI_B="${MINI_B:-downloads/mini_b}"
+export MINI_B
