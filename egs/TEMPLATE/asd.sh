@@ -87,8 +87,9 @@ echo "${run_args}" > "${exp}/run_args.txt"
 # The device follows --ngpu in every stage: the python CLIs never pick a GPU on their own.
 if [ "${ngpu}" -gt 0 ]; then device=cuda; extract_gpu=1; else device=cpu; extract_gpu=0; fi
 
-if { [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 3 ]; } || [ "${download_upstream}" = true ]; then
-    # Stages 3-4 need the upstream checkpoint: fail (or fetch it) now, not after stages 1-2.
+if { [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; } || [ "${download_upstream}" = true ]; then
+    # Training needs the config's upstream checkpoint: fail (or fetch it) now, not after stages 1-2.
+    # (Stage 4 alone checks the trained experiment's own config.yaml below.)
     ${python} -m asdlib.bin.check_upstream --config "${train_config}" "${config_overrides[@]}" \
         --download "${download_upstream}" ${upstream_mirror:+--mirror "${upstream_mirror}"}
 fi
