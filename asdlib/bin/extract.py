@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     device = resolve_device(args.device)
     trained = load_trained(args.exp_dir, device, args.model_file)
-    seed_everything(trained.cfg.seed)
+    seed_everything(trained.cfg.seed, device)
     utts = read_data_dir(args.data_dir)
     if args.keys:
         utts = select_keys(utts, args.keys, args.data_dir)

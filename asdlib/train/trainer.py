@@ -128,7 +128,7 @@ class Trainer:
             dist.init_process_group(ddp_backend(self.device.type))
         if cfg.optim.batch_size % self.world_size:
             raise ValueError(f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of processes {self.world_size}")
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed, str(self.device))
         self.data = load_train_data(cfg, data_root)
         self.model = build_model(cfg, len(self.data.machines)).to(self.device)
         machine_index = {m: i for i, m in enumerate(self.data.machines)}
