@@ -238,3 +238,13 @@ def test_every_kind_has_a_tuning_config_in_every_recipe():
             tuned = yaml.safe_load((recipe / "conf" / "tuning" / f"backend_{kind}.yaml").read_text())
             assert tuned["backend"]["kind"] == kind
             assert {k: v for k, v in tuned.items() if k != "backend"} == {k: v for k, v in train.items() if k != "backend"}
+
+
+def test_mahalanobis_fits_a_target_domain_of_two_clips():
+    """With 2 clips Ledoit-Wolf returns a singular covariance (inverse and Cholesky fail): a small
+    domain takes its section's covariance, around its own mean."""
+    rng = np.random.default_rng(0)
+    train = (["source"] * 200 + ["target"] * 2,
+             np.concatenate([unit(0) + 0.05 * rng.standard_normal((200, D)), unit(1) + 0.05 * rng.standard_normal((2, D))]))
+    test = np.concatenate([unit(1) + 0.05 * rng.standard_normal((50, D)), unit(3) + 0.05 * rng.standard_normal((50, D))])
+    assert auc("mahalanobis", train, LABELS, test, "target") > 0.95

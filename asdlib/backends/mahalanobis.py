@@ -2,10 +2,13 @@
 
 Per machine, section and domain, the mean and a Ledoit-Wolf shrinkage covariance (scikit-learn) of
 the L2-normalised training embeddings; a clip's score is its smallest Mahalanobis distance over the
-domains. Shrinkage keeps the covariance invertible with few clips (a target domain has ~10 in
-256 dimensions); a domain of one clip uses the covariance of its whole section (identity when the
-section has one clip). Distances are whitened products ``(x - mean) @ L`` with ``L`` the Cholesky
-factor of the precision matrix, computed in float64 in the fixed row blocks of
+domains. Shrinkage keeps the covariance invertible with tens of clips in 256 dimensions, but
+not with a handful (with 2 clips Ledoit-Wolf can return the rank-1 sample covariance): a domain of
+fewer than ``MIN_OWN_COVARIANCE`` clips (a DCASE target domain of 1-3 training clips) uses the
+covariance of its whole section with its own mean (identity when the section has one clip). Distances are whitened products ``(x - mean) @ W`` with ``W = V diag(w)^-1/2``
+from the covariance's eigendecomposition (eigenvalues floored at 1e-10 of the largest: embeddings of
+a trained model can span fewer dimensions than they have, and shrinkage alone then leaves a covariance
+too ill-conditioned to invert or factor), computed in float64 in the fixed row blocks of
 asdlib/backends/knn.py, so they do not depend on the job split. Leave-one-out keeps the covariance
 and leaves the clip out of the mean: its distance grows by n / (n - 1) (inf for a domain of one clip).
 """
@@ -28,8 +31,17 @@ from asdlib.backends.knn import (
 from asdlib.data.datadir import Utt
 
 
+MIN_OWN_COVARIANCE = 10  # clips a domain needs for a covariance of its own
+
+
 def _covariance(x: np.ndarray) -> np.ndarray:
-    return LedoitWolf().fit(x).covariance_ if len(x) >= 2 else np.eye(x.shape[1])
+    return LedoitWolf().fit(np.asarray(x, dtype=np.float64)).covariance_ if len(x) >= 2 else np.eye(x.shape[1])
+
+
+def _whitening(cov: np.ndarray) -> np.ndarray:
+    """``W`` with ``||(x - mean) @ W||`` the Mahalanobis distance under ``cov`` (see the module docstring)."""
+    w, v = np.linalg.eigh(cov)
+    return v / np.sqrt(np.maximum(w, w.max() * 1e-10))
 
 
 class MahalanobisBackend:
@@ -44,8 +56,8 @@ class MahalanobisBackend:
             pooled = _covariance(np.concatenate([emb for _, emb in domains.values()]))
             models = []
             for ids, emb in domains.values():
-                cov = _covariance(emb) if len(emb) >= 2 else pooled
-                whiten = np.linalg.cholesky(np.linalg.inv(cov))
+                cov = _covariance(emb) if len(emb) >= MIN_OWN_COVARIANCE else pooled
+                whiten = _whitening(cov)
                 models.append((set(ids), emb.mean(0), torch.from_numpy(np.ascontiguousarray(whiten))))
             self.models[key] = models
         return self
