@@ -211,13 +211,7 @@ def test_resume_under_ddp_is_exact(work: Path) -> None:
     record[-1]["loss"] = -1.0  # a record written after the checkpoint that resume must drop
     (cut / "train_losses.json").write_text(json.dumps(record))
     train(work, "resume.yaml", "exp/cut", 2)
-    assert losses(cut) == losses(full)
-    a = torch.load(full / "model.pt", weights_only=True)["model"]
-    b = torch.load(cut / "model.pt", weights_only=True)["model"]
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    ha = torch.load(full / "checkpoints" / "epoch_2.pt", weights_only=True)["head"]
-    hb = torch.load(cut / "checkpoints" / "epoch_2.pt", weights_only=True)["head"]
-    assert all(torch.equal(ha[k], hb[k]) for k in ha)
+    assert_same_run(full, cut)
 
 
 def resume_cut(work: Path, config: str, full_tag: str, cut_tag: str) -> tuple[Path, Path]:
