@@ -30,7 +30,6 @@ from asdlib.backends.knn import (
 )
 from asdlib.data.datadir import Utt
 
-
 MIN_OWN_COVARIANCE = 10  # clips a domain needs for a covariance of its own
 
 

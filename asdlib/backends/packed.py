@@ -20,7 +20,6 @@ folds' held-out scores, applied to that fold's held-out scores.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tarfile
 import tempfile
@@ -36,6 +35,7 @@ from asdlib.backends.bank import check_packable, make_backend
 from asdlib.backends.knn import Backend
 from asdlib.config import BackendConfig
 from asdlib.data.datadir import Utt
+from asdlib.data.download import file_digest
 from asdlib.models.loading import TrainedModel, load_trained
 from asdlib.utils import UserError
 
@@ -48,17 +48,9 @@ class PackedError(ValueError):
     """A packed model that is missing, incomplete or altered; the message names the file."""
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_table(root: Path) -> dict[str, dict[str, object]]:
     """``{relative path: {"bytes", "sha256"}}`` of every file under ``root`` but the manifest."""
-    return {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256(p)}
+    return {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": file_digest(p, "sha256")}
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
@@ -157,7 +149,7 @@ def verify(root: Path) -> dict:
         f = root / rel
         if not f.is_file():
             raise PackedError(f"{f}: missing from the packed model (listed in {MANIFEST}); copy the packed directory again")
-        if f.stat().st_size != info["bytes"] or sha256(f) != info["sha256"]:
+        if f.stat().st_size != info["bytes"] or file_digest(f, "sha256") != info["sha256"]:
             raise PackedError(f"{f}: altered (sha256 differs from {MANIFEST}); copy the packed directory again")
     return manifest
 

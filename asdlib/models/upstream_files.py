@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from asdlib.data.download import CHUNK, Expected, download, mirror_url
+from asdlib.data.download import Expected, download, file_digest, mirror_url
 from asdlib.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -124,14 +124,6 @@ def fetch_release(path: str | Path, mirror: str | None = None, retries: int = 3)
 # Fingerprints
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _cached_sha256(path: Path) -> str:
     """sha256 of a file, cached in ``<file>.sha256cache`` keyed by size and mtime (hashing a 360 MB
     checkpoint on every stage-4 rerun and every model load would cost seconds each time)."""
@@ -144,7 +136,7 @@ def _cached_sha256(path: Path) -> str:
             return cached[2]
     except OSError:
         pass
-    digest = _file_sha256(path)
+    digest = file_digest(path, "sha256")
     try:
         atomic_write_text(cache, f"{key} {digest}\n")
     except OSError:  # a read-only model store: hash again next time
