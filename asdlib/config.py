@@ -243,7 +243,15 @@ class FusionMember:
     """One member of ``backend.kind: fusion``: a back end, on this experiment's embeddings or another's."""
 
     kind: Literal["knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis"] = "knn"
+    # model: this experiment's embedder; logmel: the training-free mean log-mel of the same clip (the
+    # config's logmel: section), which stage 4 and a packed model compute next to it, so it packs
+    features: Literal["model", "logmel"] = "model"
     exp_dir: str = ""  # another experiment (e.g. exp/logmel_knn) whose stage-4 embeddings it scores; "" = this one
+
+    def __post_init__(self) -> None:
+        if self.exp_dir and self.features != "model":
+            raise ValueError(f"backend.fusion.members: features: {self.features} is computed with this experiment's "
+                             f"embeddings; a member on exp_dir {self.exp_dir} reads that experiment's (drop one)")
 
 
 @dataclass
@@ -278,6 +286,11 @@ class BackendConfig:
                              "and only then")
         if self.kind == "fusion" and len(self.fusion.members) < 2:
             raise ValueError("backend.fusion.members: a fusion needs at least 2 members")
+
+    @property
+    def uses_logmel(self) -> bool:
+        """Whether stage 4 appends the mean log-mel to this experiment's embeddings (a fusion member reads it)."""
+        return self.kind == "fusion" and any(m.features == "logmel" for m in self.fusion.members)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from asdlib.backends.bank import (
     features_for,
     fit_backend,
     make_backend,
+    own_widths,
 )
 from asdlib.backends.knn import BackendError
 from asdlib.backends.knn_variants import KnnSmoteBackend
@@ -183,6 +184,23 @@ def test_fusion_of_two_experiments_reads_each_members_columns():
     assert [cols for _, cols in fused.members] == [slice(0, D), slice(D, D + 8)]
 
 
+def test_fusion_member_on_the_appended_log_mel_reads_the_last_columns():
+    members = [{"kind": "knn_rescaled"}, {"kind": "mahalanobis", "features": "logmel"}]
+    cfg = from_dict(TrainConfig, {"logmel": {"n_mels": 8}, "backend": {"kind": "fusion", "fusion": {"members": members}}})
+    assert cfg.backend.uses_logmel and feature_sources(cfg.backend) == ["", "logmel"]
+    assert own_widths(cfg, D + 8) == [D, 8]
+    fused = make_backend(cfg.backend, own_widths(cfg, D + 8))
+    assert [cols for _, cols in fused.members] == [slice(0, D), slice(D, D + 8)]
+    check_packable(cfg.backend)  # computed by the packed model itself
+    with pytest.raises(BackendError, match="rerun stage 4"):  # embeddings from before the log-mel member
+        own_widths(cfg, 8)
+    plain = from_dict(TrainConfig, {"backend": {"kind": "knn"}})
+    assert not plain.backend.uses_logmel and own_widths(plain, D) == [D]
+    with pytest.raises(ValueError, match="features: logmel is computed with this experiment"):
+        from_dict(BackendConfig, {"kind": "fusion", "fusion": {"members": [
+            {"kind": "knn"}, {"kind": "knn", "features": "logmel", "exp_dir": "exp/logmel_knn"}]}})
+
+
 @pytest.mark.parametrize("n_target, synthetic", [(1, 0), (2, 58), (3, 57), (10, 50)])
 def test_smote_lowers_k_neighbors_for_small_target_banks(n_target, synthetic):
     rng = np.random.default_rng(0)
@@ -210,11 +228,11 @@ def _exp(tmp_path, backend_cfg: dict):
 def test_packed_bank_scores_as_stage_5(tmp_path, kind):
     """The packed bank (bank.pt) refitted the way asdlib.backends.packed.load_packed does gives stage 5's scores."""
     cfg, data, exp, query = _exp(tmp_path, FUSION if kind == "fusion" else {"kind": kind})
-    stage5, utts, emb = fit_backend(cfg.backend, data, exp / "embed", ["train"])
+    stage5, utts, emb = fit_backend(cfg, data, exp / "embed")
     save_bank(tmp_path / "bank.pt", utts, emb)
     bank_utts, bank_emb = load_bank(tmp_path / "bank.pt")
-    packed = make_backend(cfg.backend, [bank_emb.shape[1]]).fit(bank_utts, bank_emb)
-    test_emb = features_for(cfg.backend, query, exp / "embed", "test")[0]
+    packed = make_backend(cfg.backend, own_widths(cfg, bank_emb.shape[1])).fit(bank_utts, bank_emb)
+    test_emb = features_for(cfg, query, exp / "embed", "test")[0]
     assert np.array_equal(packed.score(query, test_emb), stage5.score(query, test_emb))
 
 

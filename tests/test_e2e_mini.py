@@ -17,10 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import mirror_recipe
 
+from asdlib.config import LogMelConfig
+from asdlib.data.audio import load_wav
 from asdlib.data.datadir import read_data_dir, read_kv
 from asdlib.io.ark import read_scores, read_vectors
+from asdlib.models.logmel import LogMelMean
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +39,10 @@ finetune: {mode: lora, rank: 4}
 model: {pooling_hidden: 16, embed_dim: 32}
 optim: {epochs: 1, batch_size: 4, warmup_steps: 1}
 data: {crop_seconds: 0.0}
+logmel: {n_mels: 16}
+backend:  # the mini default's kind: a fusion with a member on the log-mel stage 4 appends
+  kind: fusion
+  fusion: {members: [{kind: knn_rescaled}, {kind: mahalanobis, features: logmel}]}
 """
 
 
@@ -87,7 +95,13 @@ def test_experiment_outputs_follow_the_contract(recipe: Path) -> None:
         emb = read_vectors(exp / "embed" / name / "embeddings.scp")
         assert (exp / "embed" / name / "embeddings.ark").is_file()
         assert list(emb) == sorted(u.utt_id for u in utts)
-        assert {v.shape for v in emb.values()} == {(32,)} and all(v.dtype == np.float32 for v in emb.values())
+        assert {v.shape for v in emb.values()} == {(32 + 16,)} and all(v.dtype == np.float32 for v in emb.values())
+    # the last 16 columns are the clip's mean log-mel (the fusion's second member reads them)
+    utt = read_data_dir(recipe / "data" / "eval_test")[0]
+    wav = load_wav(utt.path, 16000)
+    logmel = LogMelMean(LogMelConfig(n_mels=16), 16000)(torch.from_numpy(wav)[None], torch.tensor([wav.size]))
+    np.testing.assert_allclose(read_vectors(exp / "embed" / "eval_test" / "embeddings.scp")[utt.utt_id][32:],
+                               logmel[0].numpy(), rtol=1e-5, atol=1e-5)
     for name in ("dev_test", "eval_test"):
         utts = read_data_dir(recipe / "data" / name)
         scores = read_scores(exp / "scores" / name / "scores.scp")
@@ -111,8 +125,10 @@ def test_packed_model_scores_new_recordings(recipe: Path) -> None:
     packed = recipe / "exp" / "tiny" / "packed"
     assert {"config.yaml", "model.pt", "manifest.json", "bank.pt", "upstream"} <= {p.name for p in packed.iterdir()}
     wav = read_data_dir(recipe / "data" / "eval_test")[0]
+    # one thread, as stage 4's jobs run (cmd.sh --num_threads 1): another thread count moves embeddings
+    # by float32 rounding (~1e-7), which the default fusion's whitening members amplify to ~1e-5
     proc = subprocess.run(["python", "-m", "asdlib.bin.infer", "--packed", str(packed), "--machine", wav.machine, wav.path],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     (row,) = csv.DictReader(io.StringIO(proc.stdout))
     assert row["file"] == wav.path and row["kind"] == "file" and row["decision"] in ("normal", "anomaly")
     stage5 = read_scores(recipe / "exp" / "tiny" / "scores" / "eval_test" / "scores.scp")[wav.utt_id]

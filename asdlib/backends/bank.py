@@ -16,7 +16,7 @@ from asdlib.backends.knn_variants import (
     KnnSmoteBackend,
 )
 from asdlib.backends.mahalanobis import MahalanobisBackend
-from asdlib.config import BackendConfig
+from asdlib.config import BackendConfig, TrainConfig
 from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.io.ark import read_vectors
 
@@ -30,17 +30,35 @@ def embeddings_for(utts: Sequence[Utt], scp: Path) -> np.ndarray:
     return np.stack([vectors[u.utt_id] for u in utts])
 
 
+LOGMEL = "logmel"  # the source of fusion members with features: logmel (columns of this experiment's embeddings)
+
+
 def feature_sources(cfg: BackendConfig) -> list[str]:
-    """The experiments whose embeddings the back end reads: "" (this one), then fusion members' exp dirs."""
-    return list(dict.fromkeys(["", *(m.exp_dir for m in cfg.fusion.members if cfg.kind == "fusion")]))
+    """The column groups the back end reads, in order: "" (this experiment's embedder), "logmel" (the
+    mean log-mel stage 4 appends to them, :attr:`BackendConfig.uses_logmel`), then fusion members'
+    other experiments."""
+    others = [m.exp_dir for m in cfg.fusion.members if cfg.kind == "fusion" and m.exp_dir]
+    return list(dict.fromkeys(["", *([LOGMEL] if cfg.uses_logmel else []), *others]))
 
 
-def features_for(cfg: BackendConfig, utts: Sequence[Utt], embed_dir: Path, set_name: str) -> tuple[np.ndarray, list[int]]:
+def own_widths(cfg: TrainConfig, width: int) -> list[int]:
+    """Split the width of this experiment's stage-4 embeddings into its sources: the embedder's, then
+    the appended log-mel's (``logmel.n_mels``) when a fusion member reads it."""
+    if not cfg.backend.uses_logmel:
+        return [width]
+    if width <= cfg.logmel.n_mels:
+        raise BackendError(f"embeddings of width {width} cannot hold the appended log-mel ({cfg.logmel.n_mels} bins): "
+                           "they were extracted before backend.fusion read features: logmel; rerun stage 4")
+    return [width - cfg.logmel.n_mels, cfg.logmel.n_mels]
+
+
+def features_for(cfg: TrainConfig, utts: Sequence[Utt], embed_dir: Path, set_name: str) -> tuple[np.ndarray, list[int]]:
     """The embeddings of ``utts`` of every source side by side, and each source's width; ``embed_dir``
     is this experiment's ``exp/<tag>/embed``, another's is ``<exp_dir>/embed``."""
+    others = [s for s in feature_sources(cfg.backend) if s not in ("", LOGMEL)]
     parts = [embeddings_for(utts, (Path(src) / "embed" if src else embed_dir) / set_name / "embeddings.scp")
-             for src in feature_sources(cfg)]
-    return np.concatenate(parts, axis=1), [p.shape[1] for p in parts]
+             for src in ["", *others]]
+    return np.concatenate(parts, axis=1), [*own_widths(cfg, parts[0].shape[1]), *(p.shape[1] for p in parts[1:])]
 
 
 def _single(kind: str, cfg: BackendConfig) -> Backend:
@@ -63,25 +81,26 @@ def make_backend(cfg: BackendConfig, widths: Sequence[int]) -> Backend:
         return _single(cfg.kind, cfg)
     sources, ends = feature_sources(cfg), np.cumsum([0, *widths])
     cols = {src: slice(int(ends[i]), int(ends[i + 1])) for i, src in enumerate(sources)}
-    return FusionBackend([(_single(m.kind, cfg), cols[m.exp_dir]) for m in cfg.fusion.members], cfg.fusion.combine)
+    return FusionBackend([(_single(m.kind, cfg), cols[LOGMEL if m.features == "logmel" else m.exp_dir])
+                          for m in cfg.fusion.members], cfg.fusion.combine)
 
 
-def fit_backend(cfg: BackendConfig, data_root: Path, embed_dir: Path, train_sets: Sequence[str]) -> tuple[Backend, list[Utt], np.ndarray]:
-    """Fit the back end on ``<embed dir>/<set>/embeddings.scp`` of every training set and source."""
+def fit_backend(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[Backend, list[Utt], np.ndarray]:
+    """Fit ``cfg.backend`` on ``<embed dir>/<set>/embeddings.scp`` of every training set (``data.train_sets``) and source."""
     utts: list[Utt] = []
     embs = []
-    for name in train_sets:
+    for name in cfg.data.train_sets:
         set_utts = read_data_dir(data_root / name)
         emb, widths = features_for(cfg, set_utts, embed_dir, name)
         embs.append(emb)
         utts += set_utts
     emb = np.concatenate(embs)
-    return make_backend(cfg, widths).fit(utts, emb), utts, emb
+    return make_backend(cfg.backend, widths).fit(utts, emb), utts, emb
 
 
 def check_packable(cfg: BackendConfig) -> None:
     """A packed model computes only its own embeddings: fusion members of other experiments cannot pack."""
-    others = [s for s in feature_sources(cfg) if s]
+    others = [s for s in feature_sources(cfg) if s not in ("", LOGMEL)]
     if others:
         raise BackendError(f"backend.fusion has members on other experiments' embeddings ({', '.join(others)}), "
                            f"which a packed model cannot compute for new recordings; stop before stage 7 "

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asdlib.backends.bank import check_packable, make_backend
+from asdlib.backends.bank import check_packable, make_backend, own_widths
 from asdlib.backends.knn import Backend
 from asdlib.config import BackendConfig
 from asdlib.data.datadir import Utt
@@ -90,8 +90,8 @@ def threshold_at(scores: np.ndarray, fpr: float) -> float:
     return float(ordered[min(max(k, 1), ordered.size) - 1])
 
 
-def calibrate(utts: Sequence[Utt], embeddings: np.ndarray, backend_cfg: BackendConfig, fpr: float,
-              folds: int = 5) -> dict[str, dict[str, dict[str, float]]]:
+def calibrate(utts: Sequence[Utt], embeddings: np.ndarray, backend_cfg: BackendConfig, widths: Sequence[int],
+              fpr: float, folds: int = 5) -> dict[str, dict[str, dict[str, float]]]:
     """Per machine and section: ``threshold``, ``measured_fpr`` (cross-validated), ``n_heldout``, ``folds``."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, u in enumerate(utts):
@@ -105,7 +105,7 @@ def calibrate(utts: Sequence[Utt], embeddings: np.ndarray, backend_cfg: BackendC
         heldout: list[np.ndarray] = []
         for f, part in enumerate(parts):
             fit = [i for g, p in enumerate(parts) if g != f for i in p]
-            backend = make_backend(backend_cfg, [embeddings.shape[1]]).fit([utts[i] for i in fit], embeddings[fit])
+            backend = make_backend(backend_cfg, widths).fit([utts[i] for i in fit], embeddings[fit])
             heldout.append(backend.score([utts[i] for i in part], embeddings[part]))
         fprs = []
         for f, scores in enumerate(heldout):
@@ -177,6 +177,6 @@ def load_packed(path: Path, device: str = "cpu") -> Packed:
         utts, emb = load_bank(root / BANK)
     except UserError as e:
         raise PackedError(str(e)) from e
-    cfg = trained.cfg.backend
-    check_packable(cfg)  # the configured back end, fitted as stage 5 fits it (asdlib/backends/bank.py)
-    return Packed(root, manifest, trained, make_backend(cfg, [emb.shape[1]]).fit(utts, emb))
+    cfg = trained.cfg
+    check_packable(cfg.backend)  # the configured back end, fitted as stage 5 fits it (asdlib/backends/bank.py)
+    return Packed(root, manifest, trained, make_backend(cfg.backend, own_widths(cfg, emb.shape[1])).fit(utts, emb))

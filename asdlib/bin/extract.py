@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, e in zip(batch.indices.tolist(), emb):
             out[utts[i].utt_id] = e
     write_vectors(args.out_ark, args.out_scp, out)
-    summary = getattr(getattr(trained.model, "upstream", None), "fit_summary", None)
+    embedder = getattr(trained.model, "embedder", trained.model)  # inside AppendLogMel when a fusion reads log-mel
+    summary = getattr(getattr(embedder, "upstream", None), "fit_summary", None)
     if summary is not None:  # EAT: once per job, how much audio its fixed length cut or padded
         log.info("%s", summary())
     log.info("wrote %d embeddings of dim %d to %s", len(out), next(iter(out.values())).size if out else 0, args.out_scp)

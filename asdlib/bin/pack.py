@@ -26,7 +26,7 @@ import torch
 import torchaudio
 
 import asdlib
-from asdlib.backends.bank import check_packable, embeddings_for
+from asdlib.backends.bank import check_packable, embeddings_for, own_widths
 from asdlib.backends.packed import (
     BANK,
     FORMAT,
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(embeddings_for(set_utts, args.exp_dir / "embed" / name / "embeddings.scp"))
         utts += set_utts
     embeddings = np.concatenate(parts)
-    thresholds = calibrate(utts, embeddings, cfg.backend, args.fpr, args.folds)
+    thresholds = calibrate(utts, embeddings, cfg.backend, own_widths(cfg, embeddings.shape[1]), args.fpr, args.folds)
     for machine, sections in thresholds.items():
         for section, t in sections.items():
             log.info("%s/%s: threshold %.6f at target FPR %.3f; FPR measured on held-out normals %.3f (%d clips, %d folds)",

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.keys:  # checked before the banks are fitted: a stale split fails fast
         utts = select_keys(utts, args.keys, args.data_root / args.test_set)
     embed_dir = args.exp_dir / "embed"
-    backend, _, _ = fit_backend(cfg.backend, args.data_root, embed_dir, cfg.data.train_sets)
-    scores = backend.score(utts, features_for(cfg.backend, utts, embed_dir, args.test_set)[0],
+    backend, _, _ = fit_backend(cfg, args.data_root, embed_dir)
+    scores = backend.score(utts, features_for(cfg, utts, embed_dir, args.test_set)[0],
                            exclude_self=args.leave_one_out)
     write_scores(args.out_ark, args.out_scp, {u.utt_id: float(s) for u, s in zip(utts, scores)})
     log.info("scored %d clips of %s", len(utts), args.test_set)

@@ -10,6 +10,7 @@ from torch import nn
 
 from asdlib.config import TrainConfig, load_train_config
 from asdlib.models.asd_model import CheckpointError, build_model, load_trainable_state
+from asdlib.models.logmel import AppendLogMel
 from asdlib.models.upstream_files import check_upstream_record
 
 
@@ -36,4 +37,6 @@ def load_trained(exp_dir: Path, device: str = "cpu", model_file: Path | None = N
     check_upstream_record(state.get("upstream"), cfg.upstream.path if cfg.embedder == "ssl" else "", model_path)
     model = build_model(cfg, len(state["machines"]))
     load_trainable_state(model, state["model"], str(model_path))
+    if cfg.backend.uses_logmel:
+        model = AppendLogMel(model, cfg.logmel, cfg.data.sample_rate)
     return TrainedModel(cfg, model.to(device).eval(), list(state["machines"]), list(state["classes"]))

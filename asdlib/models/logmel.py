@@ -23,3 +23,15 @@ class LogMelMean(nn.Module):
         frames = (lengths // self.hop + 1).clamp(max=logmel.shape[1])
         mask = frame_mask(frames, logmel.shape[1]).unsqueeze(-1)
         return (logmel * mask).sum(1) / frames[:, None]
+
+
+class AppendLogMel(nn.Module):
+    """An embedder's output followed by the clip's mean log-mel (``backend.uses_logmel``): one forward
+    gives every stream a fusion reads, so stage 4, packing and inference stay single-pass."""
+
+    def __init__(self, embedder: nn.Module, cfg: LogMelConfig, sample_rate: int) -> None:
+        super().__init__()
+        self.embedder, self.logmel = embedder, LogMelMean(cfg, sample_rate)
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor, machines: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat([self.embedder(wavs, lengths, machines), self.logmel(wavs, lengths).to(torch.float32)], dim=1)
