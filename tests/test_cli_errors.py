@@ -51,6 +51,7 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "make_synth": (["--root", str(tmp / "synth"), "--seconds", "0.1"], "seconds must be in [0.5, 60], got 0.1"),
         "pack": (["--exp_dir", str(missing), "--train_sets", "dev_train", "--out_dir", str(tmp / "packed")], str(missing)),
         "prepare_dcase": (["--year", "2024", "--root", str(missing), "--data_dir", str(tmp / "data")], str(missing)),
+        "select_backend": ([str(missing), "--logmel_exp", str(missing), "--set", "dev_test", "--year", "2024"], str(missing)),
         "score": (["--exp_dir", str(missing), "--test_set", "dev_test", *out], str(missing)),
         "train": (["--config", str(bad_config), "--exp_dir", str(tmp / "exp"), "--device", "cpu"], "bogus_key"),
         "validate_data": ([str(missing)], str(missing)),

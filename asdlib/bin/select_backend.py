@@ -1,0 +1,137 @@
+"""Rank back ends on a labelled set without retraining, to choose a system on a dev set.
+
+For each experiment (stage 4 done), every ``--kinds`` back end on its own embeddings and on the
+clips' mean log-mel (taken from a log-mel experiment's stage-4 embeddings, which is what
+``features: logmel`` appends), and every label-free fusion of up to ``--max_members`` of them, is
+fitted on the training sets and scored with the year's official metric on ``--set``. Choose on a
+dev set and report the choice on the eval set: ranking on the set you report overfits it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from asdlib.backends.bank import embeddings_for, make_backend, own_widths
+from asdlib.config import BackendConfig, FusionConfig, FusionMember, TrainConfig, load_train_config
+from asdlib.data.datadir import Utt, read_data_dir
+from asdlib.io.atomic import atomic_write_text
+from asdlib.metrics.official import YEARS, official_score
+from asdlib.metrics.records import scored_utts
+from asdlib.utils import run_main, setup_logging
+
+log = logging.getLogger(__name__)
+
+KINDS = ("knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis")
+Member = tuple[str, str]  # (kind, features): features "model" (the experiment's embedder) or "logmel"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("exp_dirs", nargs="+", type=Path, help="experiments whose stage-4 embeddings are ranked")
+    p.add_argument("--logmel_exp", type=Path, required=True,
+                   help="an experiment with embedder: logmel (stage 4 done): the log-mel stream of the candidates")
+    p.add_argument("--data_root", type=Path, default=Path("data"))
+    p.add_argument("--set", required=True, help="the labelled set to rank on (a dev set, e.g. dev_test)")
+    p.add_argument("--year", type=int, required=True, choices=YEARS, help="challenge year whose official metric ranks")
+    p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated back-end kinds to combine")
+    p.add_argument("--max_members", type=int, default=2, help="largest fusion (1: single back ends only)")
+    p.add_argument("--out", type=Path, help="also write the ranking (Markdown) here")
+    p.add_argument("--verbose", type=int, default=1)
+    return p
+
+
+def candidates(kinds: list[str], max_members: int) -> list[list[Member]]:
+    """Single back ends on either stream, then fusions of 2..max_members distinct ones."""
+    singles = [(k, f) for f in ("model", "logmel") for k in kinds]
+    out = [[s] for s in singles]
+    for n in range(2, max_members + 1):
+        out += [list(c) for c in itertools.combinations(singles, n)]
+    return out
+
+
+def backend_config(base: BackendConfig, members: list[Member]) -> BackendConfig:
+    """``base`` (k, seeds, ...) with these members: a single kind, or a fusion of them."""
+    if len(members) == 1:
+        return dataclasses.replace(base, kind=members[0][0], fusion=FusionConfig())
+    return dataclasses.replace(base, kind="fusion", fusion=FusionConfig(
+        members=[FusionMember(kind=k, features=f) for k, f in members], combine=base.fusion.combine))
+
+
+def describe(members: list[Member]) -> str:
+    return " + ".join(f"{k}" if f == "model" else f"{k} on logmel" for k, f in members)
+
+
+def _check_same_logmel(cfg: TrainConfig, exp: Path, logmel_cfg: TrainConfig, logmel_exp: Path) -> None:
+    if logmel_cfg.embedder != "logmel":
+        raise ValueError(f"--logmel_exp {logmel_exp}: embedder is {logmel_cfg.embedder}, not logmel")
+    if (cfg.logmel, cfg.data.sample_rate) != (logmel_cfg.logmel, logmel_cfg.data.sample_rate):
+        raise ValueError(f"{exp}: its logmel section or data.sample_rate differ from those of --logmel_exp {logmel_exp}; "
+                         "features: logmel would not be those embeddings (align the configs)")
+
+
+def rank(exp: Path, logmel_exp: Path, data_root: Path, set_name: str, year: int,
+         cands: list[list[Member]]) -> list[tuple[float, str]]:
+    """Official score of every candidate on ``set_name`` for one experiment, best first."""
+    cfg, logmel_cfg = load_train_config(exp / "config.yaml"), load_train_config(logmel_exp / "config.yaml")
+    _check_same_logmel(cfg, exp, logmel_cfg, logmel_exp)
+
+    def stack(utts: list[Utt], name: str) -> np.ndarray:
+        own = embeddings_for(utts, exp / "embed" / name / "embeddings.scp")
+        own = own[:, :own_widths(cfg, own.shape[1])[0]]  # the embedder's columns (without an appended log-mel)
+        return np.concatenate([own, embeddings_for(utts, logmel_exp / "embed" / name / "embeddings.scp")], axis=1)
+
+    train_utts = [u for name in cfg.data.train_sets for u in read_data_dir(data_root / name)]
+    train = np.concatenate([stack(read_data_dir(data_root / name), name) for name in cfg.data.train_sets])
+    test_utts = read_data_dir(data_root / set_name)
+    test = stack(test_utts, set_name)
+    n_logmel = embeddings_for(test_utts[:1], logmel_exp / "embed" / set_name / "embeddings.scp").shape[1]
+    n_model = train.shape[1] - n_logmel
+    out = []
+    for members in tqdm(cands, desc=f"rank {exp.name}", file=sys.stderr, mininterval=30.0, ascii=True):
+        bcfg = backend_config(cfg.backend, members)
+        # the columns make_backend expects: one stream for a single back end; for a fusion the
+        # model's, then the log-mel's when a member reads it (as stage 4 appends them)
+        if len(members) == 1:
+            c, widths = (slice(0, n_model), [n_model]) if members[0][1] == "model" else (slice(n_model, None), [n_logmel])
+        else:
+            c, widths = (slice(None), [n_model, n_logmel]) if bcfg.uses_logmel else (slice(0, n_model), [n_model])
+        scores = make_backend(bcfg, widths).fit(train_utts, train[:, c]).score(test_utts, test[:, c])
+        ev = official_score(year, scored_utts(test_utts, {u.utt_id: float(s) for u, s in zip(test_utts, scores)}))
+        out.append((ev.official_score, describe(members)))
+    return sorted(out, key=lambda r: -r[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        raise ValueError(f"--kinds: unknown {unknown or 'empty list'}; choose from {','.join(KINDS)}")
+    if args.max_members < 1:
+        raise ValueError(f"--max_members must be >= 1, got {args.max_members}")
+    cands = candidates(kinds, args.max_members)
+    rows = [(score, exp.name, what) for exp in args.exp_dirs
+            for score, what in rank(exp, args.logmel_exp, args.data_root, args.set, args.year, cands)]
+    rows.sort(key=lambda r: -r[0])
+    lines = [f"Back ends ranked on {args.set} ({len(cands)} candidates per experiment; official score, %):", "",
+             "| rank | experiment | back end | official score |", "|---:|---|---|---:|"]
+    lines += [f"| {i} | {exp} | {what} | {100 * s:.2f} |" for i, (s, exp, what) in enumerate(rows, 1)]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(text, end="")
+    log.info("best on %s: %s with %s (%.2f %%)", args.set, rows[0][1], rows[0][2], 100 * rows[0][0])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))
