@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole pipeline on a synthetic DCASE-format corpus, on a CPU, in minutes. Compares on eval_test
-# the LoRA-trained model, the same pipeline with the untrained upstream, a mean log-mel kNN
-# baseline, and the s3prl (HuBERT) route of the trained system. Pass --train_config to run one system.
+# the default system (LoRA-trained BEATs, fused with the log-mel stream in the back end), the same
+# pipeline with the untrained upstream, a mean log-mel kNN baseline, and the s3prl (HuBERT) route of
+# the default. Pass --train_config to run one system.
 set -euo pipefail
 
 systems="conf/train.yaml conf/tuning/train_frozen_untrained.yaml conf/tuning/logmel_knn.yaml conf/tuning/train_hubert_lora.yaml"

@@ -7,7 +7,8 @@
 # Usage: local/two_families.sh [--systems "conf/a.yaml ..."] [--families "a b"] [asd.sh options...]
 set -euo pipefail
 
-systems="conf/train.yaml conf/tuning/train_frozen_untrained.yaml conf/tuning/logmel_knn.yaml conf/tuning/train_hubert_lora.yaml
+systems="conf/train.yaml conf/tuning/train_frozen_untrained.yaml conf/tuning/train_frozen_untrained_knn.yaml
+conf/tuning/logmel_knn.yaml conf/tuning/logmel_mahalanobis.yaml conf/tuning/train_hubert_lora.yaml
 conf/tuning/train_frozen.yaml conf/tuning/train_lora_mga.yaml conf/tuning/train_lora_mga_vq.yaml
 conf/tuning/backend_knn.yaml conf/tuning/backend_knn_smote.yaml conf/tuning/backend_kmeans.yaml
 conf/tuning/backend_knn_rescaled.yaml conf/tuning/backend_mahalanobis.yaml conf/tuning/backend_fusion.yaml"
