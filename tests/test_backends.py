@@ -186,14 +186,16 @@ def test_fusion_of_two_experiments_reads_each_members_columns():
 
 def test_fusion_member_on_the_appended_log_mel_reads_the_last_columns():
     members = [{"kind": "knn_rescaled"}, {"kind": "mahalanobis", "features": "logmel"}]
-    cfg = from_dict(TrainConfig, {"logmel": {"n_mels": 8}, "backend": {"kind": "fusion", "fusion": {"members": members}}})
+    cfg = from_dict(TrainConfig, {"model": {"embed_dim": D}, "logmel": {"n_mels": 8},
+                                  "backend": {"kind": "fusion", "fusion": {"members": members}}})
     assert cfg.backend.uses_logmel and feature_sources(cfg.backend) == ["", "logmel"]
     assert own_widths(cfg, D + 8) == [D, 8]
     fused = make_backend(cfg.backend, own_widths(cfg, D + 8))
     assert [cols for _, cols in fused.members] == [slice(0, D), slice(D, D + 8)]
     check_packable(cfg.backend)  # computed by the packed model itself
-    with pytest.raises(BackendError, match="rerun stage 4"):  # embeddings from before the log-mel member
-        own_widths(cfg, 8)
+    for stale in (D, D + 4, 2 * D):  # embeddings from before the log-mel member, or of another config
+        with pytest.raises(BackendError, match="rerun stage 4"):
+            own_widths(cfg, stale)
     plain = from_dict(TrainConfig, {"backend": {"kind": "knn"}})
     assert not plain.backend.uses_logmel and own_widths(plain, D) == [D]
     with pytest.raises(ValueError, match="features: logmel is computed with this experiment"):

@@ -20,7 +20,7 @@ from asdlib.metrics.official import official_score
 from asdlib.metrics.records import scored_utts
 
 M, L = 8, 6  # model and log-mel embedding widths
-SSL = {"upstream": {"name": "beats", "path": "beats.pt"}, "data": {"train_sets": ["train"]}}  # stage 4 already ran
+SSL = {"upstream": {"name": "beats", "path": "beats.pt"}, "model": {"embed_dim": M}, "data": {"train_sets": ["train"]}}
 
 
 def _sets(rng: np.random.Generator) -> dict[str, list]:

@@ -46,10 +46,12 @@ def own_widths(cfg: TrainConfig, width: int) -> list[int]:
     the appended log-mel's (``logmel.n_mels``) when a fusion member reads it."""
     if not cfg.backend.uses_logmel:
         return [width]
-    if width <= cfg.logmel.n_mels:
-        raise BackendError(f"embeddings of width {width} cannot hold the appended log-mel ({cfg.logmel.n_mels} bins): "
-                           "they were extracted before backend.fusion read features: logmel; rerun stage 4")
-    return [width - cfg.logmel.n_mels, cfg.logmel.n_mels]
+    own = cfg.logmel.n_mels if cfg.embedder == "logmel" else cfg.model.embed_dim
+    if width != own + cfg.logmel.n_mels:
+        raise BackendError(f"embeddings of width {width}, expected {own} (model.embed_dim) + {cfg.logmel.n_mels} "
+                           "(logmel.n_mels, appended for backend.fusion features: logmel): they were extracted "
+                           "with another config; rerun stage 4")
+    return [own, cfg.logmel.n_mels]
 
 
 def features_for(cfg: TrainConfig, utts: Sequence[Utt], embed_dir: Path, set_name: str) -> tuple[np.ndarray, list[int]]:
