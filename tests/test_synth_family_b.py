@@ -114,3 +114,9 @@ def test_compare_results_by_family(tmp_path: Path):
     assert compare_results.main(["--set", "eval_test", "--out", str(out), "--by_family", f"a={tmp_path / 'exp'}",
                                  "--by_family", f"b={tmp_path / 'exp_b'}", "sysA"]) == 0
     assert "| sysA | 70.00 | 50.00 | 60.00 | 50.00 |" in out.read_text()
+    png = tmp_path / "families.png"
+    assert compare_results.main(["--set", "eval_test", "--out", str(out), "--by_family", f"a={tmp_path / 'exp'}",
+                                 "--by_family", f"b={tmp_path / 'exp_b'}", "--plot", str(png), "sysA"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="exactly two --by_family"):
+        compare_results.main(["--set", "eval_test", "--out", str(out), "--plot", str(png), str(tmp_path / "exp" / "sysA")])

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from asdlib.io.atomic import atomic_write_text
+from asdlib.metrics.plots import plot_families
 from asdlib.metrics.report import load_results_json
 from asdlib.utils import run_main, setup_logging
 
@@ -23,6 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("exp_dirs", nargs="+", type=Path, help="experiment dirs (with --by_family: experiment names)")
     p.add_argument("--by_family", action="append", default=None, metavar="LABEL=EXPDIR",
                    help="repeatable: one official-score column per family LABEL, experiments under EXPDIR")
+    p.add_argument("--plot", type=Path, help="with two --by_family: also draw family a's score against family b's (PNG)")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -42,18 +44,25 @@ def render(set_name: str, exp_dirs: list[Path]) -> str:
                       "|---|---:|---:|---:|---:|", *rows]) + "\n"
 
 
-def render_families(set_name: str, names: list[str], families: dict[str, Path]) -> str:
-    """One row per experiment name, one official-score column per family, then mean and minimum."""
-    rows, metric = [], ""
+def family_scores(set_name: str, names: list[str], families: dict[str, Path]) -> tuple[dict[str, list[float]], str]:
+    """Official score of each experiment name on each family (in the order of ``families``), and the metric."""
+    out, metric = {}, ""
     for name in names:
-        scores = []
+        out[name] = []
         for root in families.values():
             path = root / name / "results" / set_name / "results.json"
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: run stage 6 of {root / name} on {set_name} first")
             ev = load_results_json(path)
-            scores.append(ev.official_score)
+            out[name].append(ev.official_score)
             metric = ev.metric
+    return out, metric
+
+
+def render_families(set_name: str, scores_by_name: dict[str, list[float]], metric: str, families: dict[str, Path]) -> str:
+    """One row per experiment name, one official-score column per family, then mean and minimum."""
+    rows = []
+    for name, scores in scores_by_name.items():
         cells = scores + [sum(scores) / len(scores), min(scores)]
         rows.append(f"| {name} | " + " | ".join(f"{100 * c:.2f}" for c in cells) + " |")
     labels = list(families)
@@ -75,8 +84,15 @@ def _families(items: list[str]) -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.plot and len(args.by_family or []) != 2:
+        raise ValueError("--plot draws one family against another: give exactly two --by_family")
     if args.by_family:
-        text = render_families(args.set, [str(p) for p in args.exp_dirs], _families(args.by_family))
+        families = _families(args.by_family)
+        scores, metric = family_scores(args.set, [str(p) for p in args.exp_dirs], families)
+        text = render_families(args.set, scores, metric, families)
+        if args.plot:
+            a, b = families
+            plot_families(args.set, {n: (v[0], v[1]) for n, v in scores.items()}, (a, b), args.plot)
     else:
         text = render(args.set, args.exp_dirs)
     atomic_write_text(args.out, text)

@@ -93,6 +93,24 @@ def write_plots(year: int, records: Sequence[ScoredUtt], out_dir: Path) -> list[
     return written
 
 
+def plot_families(set_name: str, scores: dict[str, tuple[float, float]], families: tuple[str, str], path: Path) -> None:
+    """Official score of every system on one corpus family against another: a default that
+    generalises sits above and to the right of the baselines, not only on one axis."""
+    fig = Figure(figsize=(6.5, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    xs, ys = (np.array([100 * v[i] for v in scores.values()]) for i in (0, 1))
+    ax.scatter(xs, ys, color="tab:blue")
+    for name, x, y in zip(scores, xs, ys):
+        ax.annotate(name, (x, y), xytext=(3, 3), textcoords="offset points", fontsize="x-small")
+    lo, hi = min(xs.min(), ys.min()) - 2, max(xs.max(), ys.max()) + 2
+    ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=f"family {families[0]}: official score (%)",
+           ylabel=f"family {families[1]}: official score (%)", title=f"{set_name}: every system on two corpus families")
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig: Figure, path: Path) -> None:
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", metadata={"Software": None})

@@ -2,8 +2,9 @@
 # Every mini system on both synthetic corpus families, so that a default is chosen on data it was
 # not tuned on: family a (asdlib.synth.corpus, the corpus the defaults were chosen on; data/, exp/)
 # and family b (asdlib.synth.family_b: other sounds, anomalies and domain shift; data_b/, exp_b/).
-# Writes exp/two_families_<family>_<set>.md (compare_results per family) and exp/two_families.md
-# (official score per system and family, mean and min; eval_test, then dev_test).
+# Writes exp/two_families_<family>_<set>.md (compare_results per family), exp/two_families.md
+# (official score per system and family, mean and min; eval_test, then dev_test) and, for two
+# families, exp/two_families_<set>.png (family a's score against family b's).
 # Usage: local/two_families.sh [--systems "conf/a.yaml ..."] [--families "a b"] [asd.sh options...]
 set -euo pipefail
 
@@ -48,7 +49,9 @@ for family in ${families}; do
 done
 : > exp/two_families.md
 for set in eval_test dev_test; do
-    python -m asdlib.bin.compare_results --set "${set}" --out "exp/.two_families_${set}.md" "${by_family[@]}" "${names[@]}"
+    _plot=(); [ "${#by_family[@]}" -ne 4 ] || _plot=(--plot "exp/two_families_${set}.png")  # two families: a scatter plot
+    python -m asdlib.bin.compare_results --set "${set}" --out "exp/.two_families_${set}.md" "${_plot[@]}" \
+        "${by_family[@]}" "${names[@]}"
     { cat "exp/.two_families_${set}.md"; echo; } >> exp/two_families.md
     rm -f "exp/.two_families_${set}.md"
 done
