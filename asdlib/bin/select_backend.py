@@ -88,8 +88,9 @@ def rank(exp: Path, logmel_exp: Path, data_root: Path, set_name: str, year: int,
         own = own[:, :own_widths(cfg, own.shape[1])[0]]  # the embedder's columns (without an appended log-mel)
         return np.concatenate([own, embeddings_for(utts, logmel_exp / "embed" / name / "embeddings.scp")], axis=1)
 
-    train_utts = [u for name in cfg.data.train_sets for u in read_data_dir(data_root / name)]
-    train = np.concatenate([stack(read_data_dir(data_root / name), name) for name in cfg.data.train_sets])
+    sets = {name: read_data_dir(data_root / name) for name in cfg.data.train_sets}
+    train_utts = [u for utts in sets.values() for u in utts]
+    train = np.concatenate([stack(utts, name) for name, utts in sets.items()])
     test_utts = read_data_dir(data_root / set_name)
     test = stack(test_utts, set_name)
     n_logmel = embeddings_for(test_utts[:1], logmel_exp / "embed" / set_name / "embeddings.scp").shape[1]
