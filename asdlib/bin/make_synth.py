@@ -2,7 +2,8 @@
 
 Example: python -m asdlib.bin.make_synth --root downloads/synth --anomaly_strength 1.5
 --family b: the second sound model and domain shift (asdlib.synth.family_b), with its own default
-machines (bearing,slider,ToyCar / AirCompressor,BrushlessMotor,HoveringDrone).
+machines (bearing,slider,ToyCar / AirCompressor,BrushlessMotor,HoveringDrone); --family c: impulsive
+cyclic machines, the held-out family (asdlib.synth.family_c; ToyTrain / 3DPrinter,RoboticArm,ToyCircuit).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from asdlib.synth import family_b
+from asdlib.synth import family_b, family_c
 from asdlib.synth.corpus import SynthConfig, generate_corpus
 from asdlib.utils import run_main, setup_logging
 
-_FAMILY_DEFAULTS = {"a": SynthConfig(), "b": family_b.default_config()}
-_MODELS = {"a": None, "b": family_b.MODEL}
+_FAMILY_DEFAULTS = {"a": SynthConfig(), "b": family_b.default_config(), "c": family_c.default_config()}
+_MODELS = {"a": None, "b": family_b.MODEL, "c": family_c.MODEL}
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -31,7 +32,8 @@ def get_parser(family: str = "a") -> argparse.ArgumentParser:
     defaults = _FAMILY_DEFAULTS[family]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--family", choices=sorted(_FAMILY_DEFAULTS), default=family,
-                   help="sound model: a (asdlib.synth.corpus) or b (asdlib.synth.family_b); sets the machine defaults")
+                   help="sound model: a (asdlib.synth.corpus), b (asdlib.synth.family_b) or c "
+                        "(asdlib.synth.family_c); sets the machine defaults")
     p.add_argument("--root", type=Path, required=True, help="corpus root; gets dev_data/, eval_data/, eval_data_list_<year>.csv")
     p.add_argument("--year", type=int, choices=(2023, 2024), default=defaults.year, help="only names the eval list file")
     p.add_argument("--dev_machines", type=_names, default=",".join(defaults.dev_machines), help="comma list")

@@ -5,3 +5,6 @@ export MINI
 # The second corpus family (local/data.sh --family b, asdlib.synth.family_b).
 MINI_B="${MINI_B:-downloads/mini_b}"
 export MINI_B
+# The held-out corpus family (local/data.sh --family c, asdlib.synth.family_c).
+MINI_C="${MINI_C:-downloads/mini_c}"
+export MINI_C

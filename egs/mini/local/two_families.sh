@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Every mini system on both synthetic corpus families, so that a default is chosen on data it was
-# not tuned on: family a (asdlib.synth.corpus, the corpus the defaults were chosen on; data/, exp/)
-# and family b (asdlib.synth.family_b: other sounds, anomalies and domain shift; data_b/, exp_b/).
+# Every mini system on every synthetic corpus family, so that a default is reported on data it was
+# not tuned on: family a (asdlib.synth.corpus, the corpus the defaults were chosen on; data/, exp/),
+# family b (asdlib.synth.family_b: other sounds, anomalies and domain shift; data_b/, exp_b/) and
+# the held-out family c (asdlib.synth.family_c: impulsive cyclic machines; data_c/, exp_c/).
 # Writes exp/two_families_<family>_<set>.md (compare_results per family), exp/two_families.md
-# (official score per system and family, mean and min; eval_test, then dev_test) and, for two
-# families, exp/two_families_<set>.png (family a's score against family b's).
+# (official score per system and family, mean and min; eval_test, then dev_test) and
+# exp/two_families_a_<family>_<set>.png (family a's score against each other family's).
 # Usage: local/two_families.sh [--systems "conf/a.yaml ..."] [--families "a b"] [asd.sh options...]
 set -euo pipefail
 
@@ -13,7 +14,7 @@ conf/tuning/logmel_knn.yaml conf/tuning/logmel_mahalanobis.yaml conf/tuning/trai
 conf/tuning/train_frozen.yaml conf/tuning/train_lora_mga.yaml conf/tuning/train_lora_mga_vq.yaml
 conf/tuning/backend_knn.yaml conf/tuning/backend_knn_smote.yaml conf/tuning/backend_kmeans.yaml
 conf/tuning/backend_knn_rescaled.yaml conf/tuning/backend_mahalanobis.yaml conf/tuning/backend_fusion.yaml"
-families="a b"
+families="a b c"
 while [ $# -ge 2 ]; do
     case "$1" in
         --systems) systems=$2; shift 2 ;;
@@ -49,10 +50,15 @@ for family in ${families}; do
 done
 : > exp/two_families.md
 for set in eval_test dev_test; do
-    _plot=(); [ "${#by_family[@]}" -ne 4 ] || _plot=(--plot "exp/two_families_${set}.png")  # two families: a scatter plot
-    python -m asdlib.bin.compare_results --set "${set}" --out "exp/.two_families_${set}.md" "${_plot[@]}" \
-        "${by_family[@]}" "${names[@]}"
+    python -m asdlib.bin.compare_results --set "${set}" --out "exp/.two_families_${set}.md" "${by_family[@]}" "${names[@]}"
     { cat "exp/.two_families_${set}.md"; echo; } >> exp/two_families.md
     rm -f "exp/.two_families_${set}.md"
+    # a scatter plot of family a's score against each other family's
+    for family in ${families}; do
+        [ "${family}" != a ] || continue
+        python -m asdlib.bin.compare_results --set "${set}" --out "exp/.two_families_${set}.md" \
+            --plot "exp/two_families_a_${family}_${set}.png" --by_family a=exp --by_family "${family}=exp_${family}" "${names[@]}"
+        rm -f "exp/.two_families_${set}.md"
+    done
 done
 cat exp/two_families.md
