@@ -252,6 +252,25 @@ def _mean_logmel(x: np.ndarray) -> np.ndarray:
     return np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 @ MEL.T + 1e-10).mean(0)
 
 
+def family_probe(model: synth.SoundModel, cfg: synth.SynthConfig,
+                 machines: list[tuple[str, str]]) -> tuple[list[float], list[float]]:
+    """Per (dataset, machine): AUC(source) of a mean-log-mel cosine 1-NN to the source training clips,
+    and the AUC of target against source normals under the same score (is the domain shift real?)."""
+    auc_src, auc_dom = [], []
+    for dataset, machine in machines:
+        train = [s for s in synth.split_specs(dataset, machine, "train", cfg, model) if s.domain == "source"]
+        test = synth.split_specs(dataset, machine, "test", cfg, model)
+        bank = np.stack([_mean_logmel(model.render(s, cfg)) for s in train])
+        feats = np.stack([_mean_logmel(model.render(s, cfg)) for s in test])
+        bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+        score = 1.0 - (feats / np.linalg.norm(feats, axis=1, keepdims=True) @ bank.T).max(1)
+        src = np.array([s.domain == "source" for s in test])
+        anomaly = np.array([s.label == "anomaly" for s in test])
+        auc_src.append(roc_auc_score(anomaly[src], score[src]))
+        auc_dom.append(roc_auc_score(~src[~anomaly], score[~anomaly]))
+    return auc_src, auc_dom
+
+
 def _knn_auc(train: np.ndarray, test: np.ndarray, domain: np.ndarray, anomaly: np.ndarray) -> float:
     """Cosine 1-NN distance as score; DCASE AUC(source) and AUC(target) (normals of the domain vs.
     all anomalies), averaged over the two domains."""

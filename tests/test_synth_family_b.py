@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
-from test_synth import _mean_logmel
+from test_synth import _tree_digest, family_probe
 
 from asdlib.bin import compare_results, make_synth, prepare_dcase
 from asdlib.data.datadir import read_kv
@@ -21,10 +20,6 @@ from asdlib.synth import family_b
 
 TINY = ["--n_train_source", "6", "--n_train_target", "2", "--n_test", "2", "--seconds", "0.5"]
 TINY_CFG = family_b.default_config(n_train_source=6, n_train_target=2, n_test=2, seconds=0.5)
-
-
-def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +51,9 @@ def test_prepares_with_eval_list(corpus_b: Path, tmp_path: Path):
 def test_determinism_and_marker(corpus_b: Path, tmp_path: Path):
     family_b.profile.cache_clear()
     synth.generate_corpus(tmp_path / "same", TINY_CFG, family_b.MODEL)
-    assert _tree(tmp_path / "same") == _tree(corpus_b)
+    assert _tree_digest(tmp_path / "same") == _tree_digest(corpus_b)
     synth.generate_corpus(tmp_path / "other", dataclasses.replace(TINY_CFG, seed=1), family_b.MODEL)
-    ours, other = _tree(corpus_b), _tree(tmp_path / "other")
+    ours, other = _tree_digest(corpus_b), _tree_digest(tmp_path / "other")
     wavs = [k for k in ours if k.endswith(".wav")]
     assert sum(ours[k] != other.get(k) for k in wavs) > 0.9 * len(wavs)
     # a family-a corpus with the same options is refused in a family-b root, and vice versa
@@ -74,7 +69,7 @@ def test_default_corpus_unchanged_by_the_family_hook(tmp_path: Path):
     cfg = synth.SynthConfig(dev_machines=("fan",), eval_machines=("ToothBrush",), no_attribute=("ToothBrush",),
                             n_train_source=3, n_train_target=1, n_test=2, seconds=0.5)
     synth.generate_corpus(tmp_path / "a", cfg)
-    digest = hashlib.sha256(repr(sorted(_tree(tmp_path / "a").items())).encode()).hexdigest()
+    digest = hashlib.sha256(repr(sorted(_tree_digest(tmp_path / "a").items())).encode()).hexdigest()
     assert digest == GOLDEN_A, digest
     assert "family" not in (tmp_path / "a" / synth.DONE_MARKER).read_text()
 
@@ -89,18 +84,7 @@ def test_anomalies_and_domain_shift_are_real():
     sample) are found in the source domain, and target normals are far from the source bank (the
     shift is real). At strength 1 the same probe on 60/12 clips gives AUC(source) 0.67-0.92."""
     cfg = family_b.default_config(n_train_source=20, n_train_target=2, n_test=6, anomaly_strength=2.0)
-    auc_src, auc_dom = [], []
-    for dataset, machine in (("dev", "bearing"), ("dev", "ToyCar"), ("eval", "AirCompressor")):
-        train = [s for s in synth.split_specs(dataset, machine, "train", cfg, family_b.MODEL) if s.domain == "source"]
-        test = synth.split_specs(dataset, machine, "test", cfg, family_b.MODEL)
-        bank = np.stack([_mean_logmel(family_b.render(s, cfg)) for s in train])
-        feats = np.stack([_mean_logmel(family_b.render(s, cfg)) for s in test])
-        bank /= np.linalg.norm(bank, axis=1, keepdims=True)
-        score = 1.0 - (feats / np.linalg.norm(feats, axis=1, keepdims=True) @ bank.T).max(1)
-        src = np.array([s.domain == "source" for s in test])
-        anomaly = np.array([s.label == "anomaly" for s in test])
-        auc_src.append(roc_auc_score(anomaly[src], score[src]))
-        auc_dom.append(roc_auc_score(~src[~anomaly], score[~anomaly]))
+    auc_src, auc_dom = family_probe(family_b.MODEL, cfg, [("dev", "bearing"), ("dev", "ToyCar"), ("eval", "AirCompressor")])
     print(f"\nfamily b: AUC(source) {np.round(auc_src, 3)}, target-vs-source normals {np.round(auc_dom, 3)}")
     assert np.mean(auc_src) >= 0.75 and min(auc_src) > 0.6, auc_src
     assert min(auc_dom) >= 0.9, auc_dom

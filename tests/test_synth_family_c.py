@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
-from test_synth import _mean_logmel
+from test_synth import _tree_digest, family_probe
 
 from asdlib.bin import make_synth, prepare_dcase
 from asdlib.data.datadir import read_kv
@@ -19,10 +17,6 @@ from asdlib.synth import family_b, family_c
 
 TINY = ["--n_train_source", "6", "--n_train_target", "2", "--n_test", "2", "--seconds", "0.5"]
 TINY_CFG = family_c.default_config(n_train_source=6, n_train_target=2, n_test=2, seconds=0.5)
-
-
-def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +48,9 @@ def test_prepares_with_eval_list(corpus_c: Path, tmp_path: Path):
 def test_determinism_and_marker(corpus_c: Path, tmp_path: Path):
     family_c.profile.cache_clear()
     synth.generate_corpus(tmp_path / "same", TINY_CFG, family_c.MODEL)
-    assert _tree(tmp_path / "same") == _tree(corpus_c)
+    assert _tree_digest(tmp_path / "same") == _tree_digest(corpus_c)
     synth.generate_corpus(tmp_path / "other", dataclasses.replace(TINY_CFG, seed=1), family_c.MODEL)
-    ours, other = _tree(corpus_c), _tree(tmp_path / "other")
+    ours, other = _tree_digest(corpus_c), _tree_digest(tmp_path / "other")
     wavs = [k for k in ours if k.endswith(".wav")]
     assert sum(ours[k] != other.get(k) for k in wavs) > 0.9 * len(wavs)
     with pytest.raises(synth.SynthError, match="family"):  # another family's corpus in this root
@@ -73,17 +67,6 @@ def test_anomalies_and_domain_shift_are_real():
     12 test clips per domain: AUC(source) 0.61-0.92 over the four machines; target against source
     normals 1.0."""
     cfg = family_c.default_config(n_train_source=20, n_train_target=2, n_test=6)
-    auc_src, auc_dom = [], []
-    for dataset, machine in (("dev", "ToyTrain"), ("eval", "RoboticArm"), ("eval", "ToyCircuit")):
-        train = [s for s in synth.split_specs(dataset, machine, "train", cfg, family_c.MODEL) if s.domain == "source"]
-        test = synth.split_specs(dataset, machine, "test", cfg, family_c.MODEL)
-        bank = np.stack([_mean_logmel(family_c.render(s, cfg)) for s in train])
-        feats = np.stack([_mean_logmel(family_c.render(s, cfg)) for s in test])
-        bank /= np.linalg.norm(bank, axis=1, keepdims=True)
-        score = 1.0 - (feats / np.linalg.norm(feats, axis=1, keepdims=True) @ bank.T).max(1)
-        src = np.array([s.domain == "source" for s in test])
-        anomaly = np.array([s.label == "anomaly" for s in test])
-        auc_src.append(roc_auc_score(anomaly[src], score[src]))
-        auc_dom.append(roc_auc_score(~src[~anomaly], score[~anomaly]))
+    auc_src, auc_dom = family_probe(family_c.MODEL, cfg, [("dev", "ToyTrain"), ("eval", "RoboticArm"), ("eval", "ToyCircuit")])
     assert np.mean(auc_src) >= 0.75 and min(auc_src) > 0.7, auc_src
     assert min(auc_dom) >= 0.9, auc_dom
