@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from asdlib.utils import setup_logging
 
 USAGE = """\
 Usage: {prog} [options] [JOB=1:N] <log-file> <command> [<arg> ...]
@@ -122,3 +126,18 @@ def is_help(argv: list[str]) -> bool:
     """True for ``--help``/``-h`` as the first argument."""
     return bool(argv) and argv[0] in ("--help", "-h")
 
+
+
+def launcher_main(prog: str, backend_note: str, argv: list[str] | None, run: Callable[[LaunchRequest], int]) -> int:
+    """The entry of every launcher: ``--help``, logging, then ``run`` on the parsed call; a
+    :class:`LaunchError` (a bad call, or one the backend rejects) is one line and exit code 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    if is_help(argv):
+        print(usage(f"utils/{prog}", backend_note), end="")
+        return 0
+    setup_logging()
+    try:
+        return run(parse_launch_args(argv))
+    except LaunchError as e:
+        print(f"{prog}: error: {e} (see utils/{prog} --help)", file=sys.stderr)
+        return 2

@@ -13,9 +13,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-from asdlib.launch.cli import LaunchError, is_help, parse_launch_args, usage
+from asdlib.launch.cli import LaunchRequest, launcher_main
 from asdlib.launch.jobs import JobArray
-from asdlib.utils import setup_logging
 
 PROG = "local.sh"
 NOTE = "Local back end: resource options are accepted and ignored (as Kaldi's run.pl does).\n"
@@ -34,17 +33,7 @@ def run_local(array: JobArray, ids: list[int], max_jobs: int, threads: int) -> d
         return dict(zip(ids, pool.map(one, ids)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if is_help(argv):
-        print(usage(f"utils/{PROG}", NOTE), end="")
-        return 0
-    setup_logging()
-    try:
-        req = parse_launch_args(argv)
-    except LaunchError as e:
-        print(f"{PROG}: error: {e} (see utils/{PROG} --help)", file=sys.stderr)
-        return 2
+def run(req: LaunchRequest) -> int:
     array = JobArray.from_request(req)
     todo = array.pending()
     returncodes = {}
@@ -56,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: interrupted; unfinished jobs run again on the next identical call", file=sys.stderr)
             return 130
     return array.finish(PROG, returncodes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return launcher_main(PROG, NOTE, argv, run)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,9 @@ import shutil
 import subprocess
 import sys
 
-from asdlib.launch.cli import (
-    LaunchError,
-    LaunchRequest,
-    is_help,
-    parse_launch_args,
-    usage,
-)
+from asdlib.launch.cli import LaunchError, LaunchRequest, launcher_main
 from asdlib.launch.jobs import JobArray, ranges
 from asdlib.launch.slurm_conf import SlurmConf
-from asdlib.utils import setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +62,8 @@ def submit(argv: list[str]) -> int | None:
     return proc.returncode
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if is_help(argv):
-        print(usage(f"utils/{PROG}", NOTE), end="")
-        return 0
-    setup_logging()
+def run(req: LaunchRequest) -> int:
     try:
-        req = parse_launch_args(argv)
         array = JobArray.from_request(req)
         todo = array.pending()
         if todo:
@@ -89,13 +76,14 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             # All tasks exited 0: their status files must come; else only allow a short lag.
             array.wait_for_status(todo, STATUS_WAIT_S if returncode == 0 else 5)
-    except LaunchError as e:
-        print(f"{PROG}: error: {e} (see utils/{PROG} --help)", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; the Slurm array may still run: cancel it with scancel", file=sys.stderr)
         return 130
     return array.finish(PROG)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return launcher_main(PROG, NOTE, argv, run)
 
 
 if __name__ == "__main__":
