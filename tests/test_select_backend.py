@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import make_utt
 
-from asdlib.backends.bank import features_for, fit_backend
+from asdlib.backends.bank import embeddings_for, features_for, fit_backend
 from asdlib.bin import select_backend
 from asdlib.config import TrainConfig
 from asdlib.data.datadir import write_data_dir
@@ -79,7 +79,7 @@ def test_ranking_finds_the_informative_stream_and_matches_stage_5(tmp_path, caps
     fused = tmp_path / "exp" / "fused"  # stage 4 of that config: the model's embedding, then the log-mel
     embed = fused / "embed"
     for name, utts in sets.items():
-        a, b = (features_for(from_dict(TrainConfig, {}), utts, root / "embed", name)[0] for root in (exp, logmel))
+        a, b = (embeddings_for(utts, root / "embed" / name / "embeddings.scp") for root in (exp, logmel))
         (embed / name).mkdir(parents=True)
         write_vectors(embed / name / "embeddings.ark", embed / name / "embeddings.scp",
                       {u.utt_id: v for u, v in zip(utts, np.concatenate([a, b], axis=1))})

@@ -33,12 +33,15 @@ def embeddings_for(utts: Sequence[Utt], scp: Path) -> np.ndarray:
 LOGMEL = "logmel"  # the source of fusion members with features: logmel (columns of this experiment's embeddings)
 
 
+def other_experiments(cfg: BackendConfig) -> list[str]:
+    """The other experiments whose embeddings fusion members read (``exp_dir``), once each, in order."""
+    return list(dict.fromkeys(m.exp_dir for m in cfg.fusion.members if cfg.kind == "fusion" and m.exp_dir))
+
+
 def feature_sources(cfg: BackendConfig) -> list[str]:
     """The column groups the back end reads, in order: "" (this experiment's embedder), "logmel" (the
-    mean log-mel stage 4 appends to them, :attr:`BackendConfig.uses_logmel`), then fusion members'
-    other experiments."""
-    others = [m.exp_dir for m in cfg.fusion.members if cfg.kind == "fusion" and m.exp_dir]
-    return list(dict.fromkeys(["", *([LOGMEL] if cfg.uses_logmel else []), *others]))
+    mean log-mel stage 4 appends to them, :attr:`BackendConfig.uses_logmel`), then :func:`other_experiments`."""
+    return ["", *([LOGMEL] if cfg.uses_logmel else []), *other_experiments(cfg)]
 
 
 def own_widths(cfg: TrainConfig, width: int) -> list[int]:
@@ -57,9 +60,8 @@ def own_widths(cfg: TrainConfig, width: int) -> list[int]:
 def features_for(cfg: TrainConfig, utts: Sequence[Utt], embed_dir: Path, set_name: str) -> tuple[np.ndarray, list[int]]:
     """The embeddings of ``utts`` of every source side by side, and each source's width; ``embed_dir``
     is this experiment's ``exp/<tag>/embed``, another's is ``<exp_dir>/embed``."""
-    others = [s for s in feature_sources(cfg.backend) if s not in ("", LOGMEL)]
     parts = [embeddings_for(utts, (Path(src) / "embed" if src else embed_dir) / set_name / "embeddings.scp")
-             for src in ["", *others]]
+             for src in ["", *other_experiments(cfg.backend)]]
     return np.concatenate(parts, axis=1), [*own_widths(cfg, parts[0].shape[1]), *(p.shape[1] for p in parts[1:])]
 
 
@@ -102,7 +104,7 @@ def fit_backend(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[Bac
 
 def check_packable(cfg: BackendConfig) -> None:
     """A packed model computes only its own embeddings: fusion members of other experiments cannot pack."""
-    others = [s for s in feature_sources(cfg) if s not in ("", LOGMEL)]
+    others = other_experiments(cfg)
     if others:
         raise BackendError(f"backend.fusion has members on other experiments' embeddings ({', '.join(others)}), "
                            f"which a packed model cannot compute for new recordings; stop before stage 7 "
