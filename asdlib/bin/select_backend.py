@@ -83,18 +83,18 @@ def rank(exp: Path, logmel_exp: Path, data_root: Path, set_name: str, year: int,
     cfg, logmel_cfg = load_train_config(exp / "config.yaml"), load_train_config(logmel_exp / "config.yaml")
     _check_same_logmel(cfg, exp, logmel_cfg, logmel_exp)
 
-    def stack(utts: list[Utt], name: str) -> np.ndarray:
+    def stack(utts: list[Utt], name: str) -> tuple[np.ndarray, int]:
+        """The embedder's columns (without an appended log-mel), then the log-mel's; and the former's width."""
         own = embeddings_for(utts, exp / "embed" / name / "embeddings.scp")
-        own = own[:, :own_widths(cfg, own.shape[1])[0]]  # the embedder's columns (without an appended log-mel)
-        return np.concatenate([own, embeddings_for(utts, logmel_exp / "embed" / name / "embeddings.scp")], axis=1)
+        own = own[:, :own_widths(cfg, own.shape[1])[0]]
+        return np.concatenate([own, embeddings_for(utts, logmel_exp / "embed" / name / "embeddings.scp")], axis=1), own.shape[1]
 
     sets = {name: read_data_dir(data_root / name) for name in cfg.data.train_sets}
     train_utts = [u for utts in sets.values() for u in utts]
-    train = np.concatenate([stack(utts, name) for name, utts in sets.items()])
+    train = np.concatenate([stack(utts, name)[0] for name, utts in sets.items()])
     test_utts = read_data_dir(data_root / set_name)
-    test = stack(test_utts, set_name)
-    n_logmel = embeddings_for(test_utts[:1], logmel_exp / "embed" / set_name / "embeddings.scp").shape[1]
-    n_model = train.shape[1] - n_logmel
+    test, n_model = stack(test_utts, set_name)
+    n_logmel = test.shape[1] - n_model
     out = []
     for members in tqdm(cands, desc=f"rank {exp.name}", file=sys.stderr, mininterval=30.0, ascii=True):
         bcfg = backend_config(cfg.backend, members)
