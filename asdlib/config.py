@@ -12,18 +12,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from asdlib.io.config import ConfigError, load_config
+from asdlib.registry import BACKENDS, UPSTREAMS
 
 
 @dataclass
 class UpstreamConfig:
     """The ``upstream:`` section of a training config.
 
-    ``path`` is a local checkpoint in the model's official (for s3prl models: s3prl's) format. It may
-    be empty only for an s3prl hub name such as ``hubert_base`` on a machine that can download.
-    ``eat_target_frames`` is the fbank length EAT pads or cuts every clip to (the release's 1024).
+    ``name`` is a registered upstream (asdlib.registry.UPSTREAMS) and ``conf`` its own settings (e.g.
+    eat: ``{target_frames: 1024}``). ``path`` is a local checkpoint in the model's official (for s3prl
+    models: s3prl's) format (asdlib.models.upstream_files names where to download each).
     ``allow_unsafe_pickle`` lets torch.load unpickle arbitrary Python objects: needed only for
     checkpoint files that hold more than tensors and plain containers; enable it for trusted files only.
     """
@@ -31,7 +32,12 @@ class UpstreamConfig:
     name: str = "hubert"
     path: str = ""
     allow_unsafe_pickle: bool = False
-    eat_target_frames: int | None = 1024  # EAT only: pad/cut fbank to this many frames; null = batch max
+    conf: Any = None  # the settings of ``name``; written out resolved
+
+    moved_keys: ClassVar[dict[str, str]] = {"eat_target_frames": "upstream.conf.target_frames (name eat)"}
+
+    def __post_init__(self) -> None:
+        self.conf = UPSTREAMS.settings(self.name, self.conf, "conf")
 
 
 @dataclass
@@ -239,58 +245,33 @@ class DataConfig:
 
 
 @dataclass
-class FusionMember:
-    """One member of ``backend.kind: fusion``: a back end, on this experiment's embeddings or another's."""
-
-    kind: Literal["knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis"] = "knn"
-    # model: this experiment's embedder; logmel: the training-free mean log-mel of the same clip (the
-    # config's logmel: section), which stage 4 and a packed model compute next to it, so it packs
-    features: Literal["model", "logmel"] = "model"
-    exp_dir: str = ""  # another experiment (e.g. exp/logmel_knn) whose stage-4 embeddings it scores; "" = this one
-
-    def __post_init__(self) -> None:
-        if self.exp_dir and self.features != "model":
-            raise ValueError(f"backend.fusion.members: features: {self.features} is computed with this experiment's "
-                             f"embeddings; a member on exp_dir {self.exp_dir} reads that experiment's (drop one)")
-
-
-@dataclass
-class FusionConfig:
-    members: list[FusionMember] = field(default_factory=list)
-    combine: Literal["mean", "max"] = "mean"  # of the members' standardised scores
-
-
-@dataclass
 class BackendConfig:
-    """The back end of stage 5 (asdlib/backends/, docs/method.md §1.9): every kind is fitted on the
-    normal training embeddings per machine and section, per domain where it applies."""
+    """The back end of stage 5 (asdlib/backends/, docs/method.md §1.9): ``kind`` is a registered back
+    end (asdlib.registry.BACKENDS) and ``conf`` its own settings dataclass, filled with its defaults
+    where omitted; every kind is fitted on the normal training embeddings per machine and section."""
 
-    kind: Literal["knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis", "fusion"] = "knn"
-    k: int = 1
-    domain_wise: bool = True  # min over separate source and target banks (docs/method.md §1.9)
-    seed: int = 0  # SMOTE and k-means
-    smote_k: int = 5  # SMOTE k_neighbors; lowered to (target clips - 1) for smaller target banks
-    kmeans_clusters: int = 16  # centroids per source bank (at most the bank's size)
-    fusion: FusionConfig = field(default_factory=FusionConfig)
+    kind: str = "knn"
+    conf: Any = None  # the settings of ``kind`` (e.g. knn: {k, domain_wise}); written out resolved
+
+    #: keys of the flat section before per-kind settings, and where they went
+    moved_keys: ClassVar[dict[str, str]] = {
+        "k": "backend.conf.k", "domain_wise": "backend.conf.domain_wise", "seed": "backend.conf.seed",
+        "smote_k": "backend.conf.smote_k (kind knn_smote)", "kmeans_clusters": "backend.conf.clusters (kind kmeans)",
+        "fusion": "backend.conf (kind fusion: conf: {members: [...], combine: mean})",
+    }
 
     def __post_init__(self) -> None:
-        for name in ("k", "smote_k", "kmeans_clusters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"backend.{name} must be >= 1")
-        kinds = {self.kind, *(m.kind for m in self.fusion.members)}
-        if kinds & {"knn_smote", "kmeans"} and not self.domain_wise:
-            raise ValueError("backend kinds knn_smote and kmeans work on separate source and target banks: "
-                             "set backend.domain_wise: true")
-        if (self.kind == "fusion") != bool(self.fusion.members):
-            raise ValueError("backend.fusion.members lists the members of backend.kind: fusion (at least 2), "
-                             "and only then")
-        if self.kind == "fusion" and len(self.fusion.members) < 2:
-            raise ValueError("backend.fusion.members: a fusion needs at least 2 members")
+        self.conf = BACKENDS.settings(self.kind, self.conf, "conf")
 
     @property
     def uses_logmel(self) -> bool:
-        """Whether stage 4 appends the mean log-mel to this experiment's embeddings (a fusion member reads it)."""
-        return self.kind == "fusion" and any(m.features == "logmel" for m in self.fusion.members)
+        """Whether stage 4 appends the mean log-mel to this experiment's embeddings (a back end reads it)."""
+        return bool(getattr(self.conf, "uses_logmel", False))
+
+    @property
+    def exp_dirs(self) -> list[str]:
+        """Other experiments whose embeddings the back end reads (fusion members' ``exp_dir``)."""
+        return list(getattr(self.conf, "exp_dirs", []))
 
 
 @dataclass

@@ -30,7 +30,7 @@ from asdlib.io.config import dump_config, from_dict
 
 D = 16
 SINGLE = ["knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis"]
-FUSION = {"kind": "fusion", "fusion": {"members": [{"kind": "knn"}, {"kind": "mahalanobis"}, {"kind": "knn_rescaled"}]}}
+FUSION = {"kind": "fusion", "conf": {"members": [{"kind": "knn"}, {"kind": "mahalanobis"}, {"kind": "knn_rescaled"}]}}
 
 
 def unit(i: int) -> np.ndarray:
@@ -98,7 +98,7 @@ def test_kmeans_condensing_absorbs_stray_source_clips():
     train = (["source"] * 203 + ["target"] * 3, np.concatenate([src, unit(5) + 0.05 * rng.standard_normal((3, D))]))
     test = np.concatenate([c + 0.05 * rng.standard_normal((n, D)) for c, n in zip(centres, (25, 25, 50))])
     plain = auc("knn", train, LABELS, test, "source")
-    condensed = auc("kmeans", train, LABELS, test, "source", kmeans_clusters=2)
+    condensed = auc("kmeans", train, LABELS, test, "source", conf={"clusters": 2})
     assert plain < 0.95 and condensed > 0.99
 
 
@@ -177,7 +177,7 @@ def test_fusion_standardises_each_member_on_leave_one_out_training_scores():
 
 
 def test_fusion_of_two_experiments_reads_each_members_columns():
-    cfg = from_dict(BackendConfig, {"kind": "fusion", "fusion": {"members": [{"kind": "knn"}, {"kind": "knn", "exp_dir": "exp/logmel"}],
+    cfg = from_dict(BackendConfig, {"kind": "fusion", "conf": {"members": [{"kind": "knn"}, {"kind": "knn", "exp_dir": "exp/logmel"}],
                                                                 "combine": "max"}})
     assert feature_sources(cfg) == ["", "exp/logmel"]
     fused = make_backend(cfg, [D, 8])
@@ -187,7 +187,7 @@ def test_fusion_of_two_experiments_reads_each_members_columns():
 def test_fusion_member_on_the_appended_log_mel_reads_the_last_columns():
     members = [{"kind": "knn_rescaled"}, {"kind": "mahalanobis", "features": "logmel"}]
     cfg = from_dict(TrainConfig, {"model": {"embed_dim": D}, "logmel": {"n_mels": 8},
-                                  "backend": {"kind": "fusion", "fusion": {"members": members}}})
+                                  "backend": {"kind": "fusion", "conf": {"members": members}}})
     assert cfg.backend.uses_logmel and feature_sources(cfg.backend) == ["", "logmel"]
     assert own_widths(cfg, D + 8) == [D, 8]
     fused = make_backend(cfg.backend, own_widths(cfg, D + 8))
@@ -199,7 +199,7 @@ def test_fusion_member_on_the_appended_log_mel_reads_the_last_columns():
     plain = from_dict(TrainConfig, {"backend": {"kind": "knn"}})
     assert not plain.backend.uses_logmel and own_widths(plain, D) == [D]
     with pytest.raises(ValueError, match="features: logmel is computed with this experiment"):
-        from_dict(BackendConfig, {"kind": "fusion", "fusion": {"members": [
+        from_dict(BackendConfig, {"kind": "fusion", "conf": {"members": [
             {"kind": "knn"}, {"kind": "knn", "features": "logmel", "exp_dir": "exp/logmel_knn"}]}})
 
 
@@ -239,7 +239,7 @@ def test_packed_bank_scores_as_stage_5(tmp_path, kind):
 
 
 def test_fusion_with_another_experiment_does_not_pack(tmp_path):
-    fusion = {"kind": "fusion", "fusion": {"members": [{"kind": "knn"}, {"kind": "knn", "exp_dir": str(tmp_path / "other")}]}}
+    fusion = {"kind": "fusion", "conf": {"members": [{"kind": "knn"}, {"kind": "knn", "exp_dir": str(tmp_path / "other")}]}}
     cfg, data, exp, _ = _exp(tmp_path, fusion)
     with pytest.raises(BackendError, match="cannot compute for new recordings"):
         check_packable(cfg.backend)

@@ -138,7 +138,7 @@ def test_train_config_dump_load_round_trip(tmp_path):
     cfg.data.train_sets = ["dev_train"]
     cfg.data.channel = 1
     cfg.specaug.time_width = 0.1
-    cfg.backend.k = 3
+    cfg.backend.conf.k = 3
     out = tmp_path / "exp" / "config.yaml"
     dump_config(cfg, out)
     again = load_train_config(out)
@@ -156,17 +156,25 @@ def test_train_config_dump_load_round_trip(tmp_path):
     ({"data": {"train_sets": []}}, "train_sets must name at least one set"),
     ({"data": {"sample_rate": 0}}, "sample_rate > 0"),
     ({"data": {"crop_seconds": -1.0}}, "crop_seconds >= 0"),
-    ({"backend": {"k": 0}}, "backend.k must be >= 1"),
-    ({"backend": {"kind": "lof"}}, "'lof' is not one of"),
-    ({"backend": {"kmeans_clusters": 0}}, "backend.kmeans_clusters must be >= 1"),
+    ({"backend": {"k": 0}}, "key 'k' has moved to backend.conf.k"),
+    ({"backend": {"kmeans_clusters": 4}}, "moved to backend.conf.clusters \\(kind kmeans\\)"),
+    ({"backend": {"conf": {"k": 0}}}, "k must be >= 1"),
+    ({"backend": {"kind": "lof"}}, "unknown backend 'lof'; known: knn, knn_smote"),
+    ({"backend": {"kind": "kmeans", "conf": {"clusters": 0}}}, "clusters must be >= 1"),
     ({"backend": {"smote": 3}}, "unknown key 'smote'"),
-    ({"backend": {"kind": "knn_smote", "domain_wise": False}}, "set backend.domain_wise: true"),
-    ({"backend": {"kind": "fusion"}}, "backend.fusion.members"),
-    ({"backend": {"kind": "fusion", "fusion": {"members": [{"kind": "knn"}]}}}, "at least 2 members"),
-    ({"backend": {"fusion": {"members": [{"kind": "knn"}, {"kind": "kmeans"}]}}}, "and only then"),
-    ({"backend": {"kind": "fusion", "fusion": {"members": [{"kind": "fusion"}, {}]}}}, "'fusion' is not one of"),
-    ({"backend": {"kind": "fusion", "fusion": {"members": [{}, {}], "combine": "sum"}}}, "'sum' is not one of"),
-    ({"backend": {"kind": "fusion", "fusion": {"members": [{"exp": "x"}, {}]}}}, "unknown key 'exp'"),
+    ({"backend": {"kind": "knn_smote", "conf": {"domain_wise": False}}}, "unknown key 'domain_wise' for KnnSmoteSettings"),
+    ({"backend": {"kind": "fusion"}}, "at least 2 members"),
+    ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "knn"}]}}}, "at least 2 members"),
+    ({"backend": {"fusion": {"members": [{"kind": "knn"}, {"kind": "kmeans"}]}}}, "moved to backend.conf \\(kind fusion"),
+    ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "fusion"}, {}]}}}, "cannot itself be a fusion"),
+    ({"backend": {"kind": "fusion", "conf": {"members": [{}, {}], "combine": "sum"}}}, "'sum' is not one of"),
+    ({"backend": {"kind": "fusion", "conf": {"members": [{"exp": "x"}, {}]}}}, "unknown key 'exp'"),
+    ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "kmeans", "conf": {"clusters": 0}}, {}]}}},
+     "clusters must be >= 1"),
+    ({"upstream": {"eat_target_frames": 64}}, "moved to upstream.conf.target_frames"),
+    ({"upstream": {"name": "beats", "conf": {"target_frames": 64}}}, "upstream 'beats' takes no settings"),
+    ({"upstream": {"name": "eat", "conf": {"frames": 64}}}, "unknown key 'frames' for EatSettings"),
+    ({"upstream": {"name": "hubert_base"}}, "unknown upstream 'hubert_base'; known: beats, eat, hubert"),
     ({"specaug": {"time_width": 2.0}}, "time_width in \\[0, 1\\]"),
     ({"specaug": {"time_masks": -1}}, "specaug"),
     ({"finetune": {"rank": 0}}, "finetune.rank must be >= 1"),

@@ -42,7 +42,7 @@ data: {crop_seconds: 0.0}
 logmel: {n_mels: 16}
 backend:  # the mini default's kind: a fusion with a member on the log-mel stage 4 appends
   kind: fusion
-  fusion: {members: [{kind: knn_rescaled}, {kind: mahalanobis, features: logmel}]}
+  conf: {members: [{kind: knn_rescaled}, {kind: mahalanobis, features: logmel}]}
 """
 
 

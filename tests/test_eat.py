@@ -32,8 +32,7 @@ def hf_dir(tmp_path_factory) -> str:
 
 
 def _load(path: str, target_frames: int | None = 1024, **kw) -> EATUpstream:
-    cfg = UpstreamConfig(name="eat", path=path, **kw)
-    cfg.eat_target_frames = target_frames  # optional knob read by build_eat
+    cfg = UpstreamConfig(name="eat", path=path, conf={"target_frames": target_frames}, **kw)
     return build_upstream(cfg)
 
 

@@ -23,8 +23,7 @@ def patch_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _cfg(family: str, path: str, **model: object) -> TrainConfig:
     cfg = TrainConfig()
-    cfg.upstream.name, cfg.upstream.path = family, path
-    cfg.upstream.eat_target_frames = None
+    cfg.upstream = UpstreamConfig(name=family, path=path, conf={"target_frames": None} if family == "eat" else None)
     cfg.finetune.rank, cfg.finetune.dropout = 2, 0.1
     cfg.mga.enabled, cfg.mga.bottleneck = True, 4
     cfg.model.pooling_hidden, cfg.model.embed_dim = 8, 16

@@ -75,7 +75,7 @@ def test_ranking_finds_the_informative_stream_and_matches_stage_5(tmp_path, caps
     fusion = next(r for r in rows if r[2] == "knn + mahalanobis on logmel")
     members = [{"kind": "knn"}, {"kind": "mahalanobis", "features": "logmel"}]
     cfg = from_dict(TrainConfig, {**SSL, "logmel": {"n_mels": L},
-                                  "backend": {"kind": "fusion", "fusion": {"members": members}}})
+                                  "backend": {"kind": "fusion", "conf": {"members": members}}})
     fused = tmp_path / "exp" / "fused"  # stage 4 of that config: the model's embedding, then the log-mel
     embed = fused / "embed"
     for name, utts in sets.items():

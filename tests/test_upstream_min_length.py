@@ -86,7 +86,7 @@ def test_stage_1_rejects_clips_shorter_than_the_beats_minimum(tmp_path, beats, w
 
 
 def test_eat_reports_cut_and_padded_clips_once_per_batch_and_in_a_summary(eat, caplog) -> None:
-    up = build_upstream(UpstreamConfig(name="eat", path=eat, eat_target_frames=64)).eval()
+    up = build_upstream(UpstreamConfig(name="eat", path=eat, conf={"target_frames": 64})).eval()
     frames_64 = 400 + 63 * 160  # exactly 64 frames
     lengths = torch.tensor([frames_64 + 160 * 36, frames_64, frames_64 - 160 * 14, 3000])
     wavs = torch.randn(4, int(lengths.max())) * 0.1

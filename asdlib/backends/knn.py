@@ -23,31 +23,18 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
 
+from asdlib.backends.base import BackendError
 from asdlib.data.datadir import Utt
+from asdlib.registry import BACKENDS
 
 QUERY_BLOCK = 256  # rows per matrix product; a job-independent constant (never derived from the job)
 BANK_CHUNK = 65536  # bank rows per product: bounds memory at QUERY_BLOCK x BANK_CHUNK floats
 
 GroupKey = tuple[str, str]
-
-
-class BackendError(ValueError):
-    """Scoring input the back end cannot use (no memory bank for a machine/section, missing embeddings)."""
-
-
-class Backend(Protocol):
-    """What every back end (``backend.kind``) offers stage 5 and asdlib.bin.infer."""
-
-    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> "Backend":
-        """Fit on normal training clips (their machine, section and domain; never their label)."""
-
-    def score(self, utts: Sequence[Utt], embeddings: np.ndarray, exclude_self: bool = False) -> np.ndarray:
-        """Anomaly scores, higher = more anomalous; ``exclude_self``: leave-one-out for training clips."""
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -152,6 +139,20 @@ class DomainBank:
         return cls(ids, torch.from_numpy(normalize(emb).astype(np.float32)))
 
 
+@dataclass
+class KnnSettings:
+    """``backend.conf`` of ``knn`` (and ``knn_rescaled``): ``k`` nearest clips, and separate source and
+    target banks (``domain_wise``, the minimum over them) or one bank per section."""
+
+    k: int = 1
+    domain_wise: bool = True
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+
+
+@BACKENDS.register("knn", KnnSettings)
 class KnnBackend:
     """Cosine-distance kNN per machine and section, with per-domain banks. Subclasses change the
     banks (:meth:`make_banks`), never the scoring."""

@@ -10,7 +10,7 @@ job-split independence of asdlib/backends/knn.py holds for all of them.
   ``k_neighbors + 1`` of them: with fewer, ``k_neighbors`` is lowered to (target clips - 1); a bank
   of one target clip is kept as it is. Leave-one-out (``exclude_self``) removes a clip, not the
   synthetic clips made from it.
-- ``kmeans``: the source bank is condensed to ``kmeans_clusters`` k-means centroids (scikit-learn,
+- ``kmeans``: the source bank is condensed to ``clusters`` k-means centroids (scikit-learn,
   fixed seed), which smooths dense source regions; the target bank is kept. Centroids carry no
   utt-id, so leave-one-out cannot remove a clip from them.
 - ``knn_rescaled``: each distance to a bank clip is divided by that clip's own mean distance to its
@@ -21,16 +21,46 @@ job-split independence of asdlib/backends/knn.py holds for all of them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from imblearn.over_sampling import SMOTE
 from sklearn.cluster import KMeans
 
-from asdlib.backends.knn import DomainBank, KnnBackend, mean_finite, nearest_distances
+from asdlib.backends.knn import DomainBank, KnnBackend, KnnSettings, mean_finite, nearest_distances
+from asdlib.registry import BACKENDS
 
 Domains = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+@dataclass
+class KnnSmoteSettings:
+    """``backend.conf`` of ``knn_smote`` (always domain-wise: it oversamples the target bank)."""
+
+    k: int = 1
+    smote_k: int = 5  # SMOTE k_neighbors; lowered to (target clips - 1) for smaller target banks
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.smote_k < 1:
+            raise ValueError(f"k and smote_k must be >= 1, got {self.k} and {self.smote_k}")
+
+
+@dataclass
+class KmeansSettings:
+    """``backend.conf`` of ``kmeans`` (always domain-wise: it condenses the source bank only)."""
+
+    k: int = 1
+    clusters: int = 16  # centroids per source bank (at most the bank's size)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.clusters < 1:
+            raise ValueError(f"k and clusters must be >= 1, got {self.k} and {self.clusters}")
+
+
+@BACKENDS.register("knn_smote", KnnSmoteSettings)
 class KnnSmoteBackend(KnnBackend):
     def __init__(self, k: int = 1, smote_k: int = 5, seed: int = 0) -> None:
         super().__init__(k, domain_wise=True)
@@ -48,10 +78,11 @@ class KnnSmoteBackend(KnnBackend):
         return list(banks.values())
 
 
+@BACKENDS.register("kmeans", KmeansSettings)
 class KmeansBackend(KnnBackend):
-    def __init__(self, k: int = 1, n_clusters: int = 16, seed: int = 0) -> None:
+    def __init__(self, k: int = 1, clusters: int = 16, seed: int = 0) -> None:
         super().__init__(k, domain_wise=True)
-        self.n_clusters, self.seed = n_clusters, seed
+        self.n_clusters, self.seed = clusters, seed
 
     def make_banks(self, domains: Domains) -> list[DomainBank]:
         banks = []
@@ -64,6 +95,7 @@ class KmeansBackend(KnnBackend):
         return banks
 
 
+@BACKENDS.register("knn_rescaled", KnnSettings)
 class KnnRescaledBackend(KnnBackend):
     def make_banks(self, domains: Domains) -> list[DomainBank]:
         banks = super().make_banks(domains)

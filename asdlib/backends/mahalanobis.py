@@ -16,6 +16,7 @@ and leaves the clip out of the mean: its distance grows by n / (n - 1) (inf for 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from asdlib.backends.knn import (
     row_blocks,
 )
 from asdlib.data.datadir import Utt
+from asdlib.registry import BACKENDS
 
 MIN_OWN_COVARIANCE = 10  # clips a domain needs for a covariance of its own
 
@@ -43,6 +45,14 @@ def _whitening(cov: np.ndarray) -> np.ndarray:
     return v / np.sqrt(np.maximum(w, w.max() * 1e-10))
 
 
+@dataclass
+class MahalanobisSettings:
+    """``backend.conf`` of ``mahalanobis``: a model per domain (the minimum over them) or per section."""
+
+    domain_wise: bool = True
+
+
+@BACKENDS.register("mahalanobis", MahalanobisSettings)
 class MahalanobisBackend:
     def __init__(self, domain_wise: bool = True) -> None:
         self.domain_wise = domain_wise

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from asdlib.backends.bank import check_packable, make_backend, own_widths
-from asdlib.backends.knn import Backend
+from asdlib.backends.base import Backend
 from asdlib.config import BackendConfig
 from asdlib.data.datadir import Utt
 from asdlib.data.download import file_digest

@@ -10,7 +10,6 @@ dev set and report the choice on the eval set: ranking on the set you report ove
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import logging
 import sys
@@ -20,16 +19,19 @@ import numpy as np
 from tqdm import tqdm
 
 from asdlib.backends.bank import embeddings_for, make_backend, own_widths
-from asdlib.config import BackendConfig, FusionConfig, FusionMember, TrainConfig, load_train_config
+from asdlib.backends.fusion import FusionMember, FusionSettings
+from asdlib.config import BackendConfig, TrainConfig, load_train_config
 from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.io.atomic import atomic_write_text
 from asdlib.metrics.official import YEARS, official_score
 from asdlib.metrics.records import scored_utts
+from asdlib.registry import BACKENDS
 from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
 
-KINDS = ("knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis")
+#: every registered back end that scores one stream (the fusion combines them)
+KINDS = tuple(k for k in BACKENDS.names() if k != "fusion")
 Member = tuple[str, str]  # (kind, features): features "model" (the experiment's embedder) or "logmel"
 
 
@@ -58,11 +60,12 @@ def candidates(kinds: list[str], max_members: int) -> list[list[Member]]:
 
 
 def backend_config(base: BackendConfig, members: list[Member]) -> BackendConfig:
-    """``base`` (k, seeds, ...) with these members: a single kind, or a fusion of them."""
+    """A single kind, or a fusion of these members, each with its kind's default settings; a fusion
+    combines as ``base`` does when ``base`` is one (else by the mean)."""
     if len(members) == 1:
-        return dataclasses.replace(base, kind=members[0][0], fusion=FusionConfig())
-    return dataclasses.replace(base, kind="fusion", fusion=FusionConfig(
-        members=[FusionMember(kind=k, features=f) for k, f in members], combine=base.fusion.combine))
+        return BackendConfig(kind=members[0][0])
+    combine = getattr(base.conf, "combine", "mean")
+    return BackendConfig(kind="fusion", conf=FusionSettings([FusionMember(kind=k, features=f) for k, f in members], combine))
 
 
 def describe(members: list[Member]) -> str:

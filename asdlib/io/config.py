@@ -67,6 +67,8 @@ def parse_overrides(cls: type, items: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"override '{item}': expected KEY=VALUE with a dotted key, e.g. optim.lr=1e-4")
         tp: Any = cls
         for i, name in enumerate(key.split(".")):
+            if tp is Any:  # a per-kind settings mapping (e.g. backend.conf): its class checks the key at load
+                break
             if not dataclasses.is_dataclass(tp):
                 raise ConfigError(f"override '{item}': '{'.'.join(key.split('.')[:i])}' is not a config section")
             fields = {f.name for f in dataclasses.fields(tp) if f.init}
@@ -115,6 +117,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
+    moved = [k for k in unknown if k in getattr(cls, "moved_keys", {})]
+    if moved:
+        raise ConfigError(f"{where}: key '{moved[0]}' has moved to {cls.moved_keys[moved[0]]}; write it there")  # type: ignore[attr-defined]
     if unknown:
         raise ConfigError(f"{where}: unknown key '{unknown[0]}' for {cls.__name__}; valid keys: {', '.join(sorted(fields))}")
     kwargs = {name: _convert(hints[name], value, f"{where}:{name}") for name, value in data.items()}

@@ -33,6 +33,7 @@ from asdlib.config import UpstreamConfig
 from asdlib.models.fbank import BEATS_FBANK, batch_fbank
 from asdlib.models.official_ckpt import load_state_strict, torch_load
 from asdlib.models.upstream import Upstream, lengths_to_padding_mask
+from asdlib.registry import UPSTREAMS
 
 logger = logging.getLogger(__name__)
 
@@ -372,6 +373,7 @@ def load_beats_checkpoint(path: str | Path, allow_unsafe_pickle: bool = False) -
     return BEATsConfig.from_dict(ckpt["cfg"], str(path)), dict(ckpt["model"])
 
 
+@UPSTREAMS.register("beats")
 def build_beats(cfg: UpstreamConfig) -> BEATsUpstream:
     """Build the BEATs upstream from ``cfg.path`` (an official ``BEATs_*.pt`` file), strict keys."""
     config, state = load_beats_checkpoint(cfg.path, cfg.allow_unsafe_pickle)

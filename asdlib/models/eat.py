@@ -41,6 +41,7 @@ from asdlib.config import UpstreamConfig
 from asdlib.models.fbank import EAT_FBANK, batch_fbank, num_frames
 from asdlib.models.official_ckpt import find_config_value, load_state_strict, torch_load
 from asdlib.models.upstream import Upstream, lengths_to_padding_mask
+from asdlib.registry import UPSTREAMS
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class FixedPositions(nn.Module):
     def forward(self, num_patches: int) -> Tensor:
         if num_patches > self.positions.shape[1]:
             raise ValueError(f"EAT input has {num_patches} patches but the checkpoint's positional table covers "
-                             f"{self.positions.shape[1]}: use shorter clips or a smaller eat_target_frames")
+                             f"{self.positions.shape[1]}: use shorter clips or a smaller upstream.conf.target_frames")
         return self.positions[:, :num_patches]
 
 
@@ -274,7 +275,7 @@ class EATUpstream(Upstream):
     def __init__(self, cfg: EATConfig, target_frames: int | None = DEFAULT_TARGET_FRAMES) -> None:
         super().__init__()
         if target_frames is not None and (target_frames <= 0 or target_frames % cfg.patch_size):
-            raise ValueError(f"eat_target_frames must be a positive multiple of {cfg.patch_size} or null, got {target_frames}")
+            raise ValueError(f"upstream.conf.target_frames must be a positive multiple of {cfg.patch_size} or null, got {target_frames}")
         self.model = EATModel(cfg)
         self.hidden_size = cfg.embed_dim
         self.num_layers = cfg.depth + 1
@@ -326,7 +327,7 @@ class EATUpstream(Upstream):
         """One line over every clip so far: how many were cut or padded to ``target_frames``, by how much."""
         c, shift_s = self.fit_counts, self.fbank.frame_shift_ms / 1000
         if self.target_frames is None:
-            return "EAT: eat_target_frames null: every batch padded to its longest clip and masked, nothing cut"
+            return "EAT: upstream.conf.target_frames null: every batch padded to its longest clip and masked, nothing cut"
         return (f"EAT: of {c['clips']} clips, {c['cut']} were cut to {self.target_frames} frames "
                 f"({c['cut_frames'] * shift_s:.2f} s of audio dropped in all) and {c['padded']} zero-padded "
                 f"({c['padded_frames'] * shift_s:.2f} s of padding in all)")
@@ -423,18 +424,24 @@ def load_eat_fairseq(path: str | Path, allow_unsafe_pickle: bool = False) -> tup
     return _fairseq_config(ckpt, state, str(path)), state
 
 
-def build_eat(cfg: UpstreamConfig) -> EATUpstream:
-    """Build the EAT upstream from ``cfg.path``: a Hugging Face release directory or a fairseq file.
+@dataclass
+class EatSettings:
+    """``upstream.conf`` of ``eat``: the fbank length every clip is padded or cut to (the release's
+    1024 frames, 10.24 s); null pads each batch to its longest clip and masks the padding."""
 
-    ``eat_target_frames`` on ``cfg`` (if the config defines it) overrides the default of 1024.
-    """
+    target_frames: int | None = DEFAULT_TARGET_FRAMES
+
+
+@UPSTREAMS.register("eat", EatSettings)
+def build_eat(cfg: UpstreamConfig) -> EATUpstream:
+    """Build the EAT upstream from ``cfg.path``: a Hugging Face release directory or a fairseq file."""
     path = Path(cfg.path)
     hf = path.is_dir() or path.suffix == ".safetensors"
     config, state = load_eat_hf(path) if hf else load_eat_fairseq(path, cfg.allow_unsafe_pickle)
     positions = state.get("fixed_positional_encoder.positions")
     if positions is not None and positions.dim() == 3 and positions.shape[1] % config.freq_patches == 0:
         config.max_length = positions.shape[1] // config.freq_patches  # the table's capacity is the file's
-    upstream = EATUpstream(config, getattr(cfg, "eat_target_frames", DEFAULT_TARGET_FRAMES))
+    upstream = EATUpstream(config, cfg.conf.target_frames)
     if config.fixed_positions and positions is None:
         # a fixed (never trained) sin-cos table: identical when rebuilt, so a file may omit it
         logger.info("%s: no positional table in the file; using the fixed sin-cos table", path)

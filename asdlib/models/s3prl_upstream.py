@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from asdlib.config import UpstreamConfig
 from asdlib.models import s3prl_compat
 from asdlib.models.upstream import S3PRL_NAMES, Upstream, lengths_to_padding_mask
+from asdlib.registry import UPSTREAMS
 
 s3prl_compat.install()
 
@@ -367,17 +368,7 @@ def from_s3prl_expert(expert: nn.Module) -> S3prlUpstream:
 
 
 def build_s3prl_upstream(cfg: UpstreamConfig) -> S3prlUpstream:
-    """Load ``cfg.path`` (an s3prl-format checkpoint), or an s3prl hub name when ``path`` is empty."""
-    if not cfg.path:
-        # network route for users with access to s3prl's hub (not used by the recipes or tests)
-        import s3prl.hub
-
-        if not hasattr(s3prl.hub, cfg.name):
-            raise ValueError(f"{cfg.name!r} is not an s3prl hub name and upstream.path is empty")
-        logger.info("loading %s through s3prl's hub (downloads the checkpoint)", cfg.name)
-        return from_s3prl_expert(getattr(s3prl.hub, cfg.name)())
-    if cfg.name not in S3PRL_NAMES:
-        raise ValueError(f"upstream name {cfg.name!r} with a local path must be one of {S3PRL_NAMES}")
+    """Load ``cfg.path``, an s3prl-format checkpoint of the family ``cfg.name``."""
     state = load_checkpoint(cfg.path, cfg.allow_unsafe_pickle)
     model, normalize = build_s3prl_model(cfg.name, state, f"{cfg.path} ({cfg.name})")
     upstream = S3prlUpstream(cfg.name, model, normalize)
@@ -386,3 +377,7 @@ def build_s3prl_upstream(cfg: UpstreamConfig) -> S3prlUpstream:
         cfg.name, cfg.path, len(upstream.blocks()), upstream.hidden_size, normalize,
     )
     return upstream
+
+
+for _name in S3PRL_NAMES:
+    UPSTREAMS.register(_name)(build_s3prl_upstream)

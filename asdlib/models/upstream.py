@@ -5,7 +5,9 @@ the layer aggregation, LoRA, the Machine-aware Group Adapter and SpecAugment wor
 speech models (s3prl: hubert, wavlm, wav2vec2, data2vec) and audio patch models (beats, eat).
 
 Contract for implementers (s3prl models in ``s3prl_upstream.py``; BEATs/EAT in ``beats.py`` /
-``eat.py``, built by ``build_beats(cfg)`` / ``build_eat(cfg)``):
+``eat.py``): a module registers a builder ``f(UpstreamConfig) -> Upstream`` with
+``@UPSTREAMS.register(name, Settings)`` (asdlib.registry; ``Settings`` is the dataclass of
+``upstream.conf``, or None) and adds ``name -> module`` to ``UPSTREAMS``' table. The upstream:
 
 * ``forward(wavs, lengths)``: ``wavs`` (B, T) float32 in [-1, 1], zero-padded after ``lengths[b]``
   samples. Returns ``(hidden_states, frame_lengths)``: a list of ``num_layers`` batch-first
@@ -30,6 +32,7 @@ Contract for implementers (s3prl models in ``s3prl_upstream.py``; BEATs/EAT in `
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
 import logging
 from typing import Any, Callable, Sequence
@@ -38,13 +41,12 @@ import torch
 from torch import Tensor, nn
 
 from asdlib.config import UpstreamConfig
+from asdlib.registry import UPSTREAMS
 
 logger = logging.getLogger(__name__)
 
 #: upstream families loaded through s3prl's own model code (asdlib.models.s3prl_upstream)
 S3PRL_NAMES = ("hubert", "wavlm", "wav2vec2", "data2vec")
-#: our own implementations of audio patch models, loaded from their official release files
-PATCH_NAMES = ("beats", "eat")
 
 FeatureAugment = Callable[[Tensor, Tensor], Tensor]
 
@@ -132,23 +134,10 @@ def lengths_to_padding_mask(lengths: Tensor, max_len: int) -> Tensor:
 
 
 def build_upstream(cfg: UpstreamConfig) -> Upstream:
-    """Build the upstream named by ``cfg.name`` (see ``S3PRL_NAMES`` and ``PATCH_NAMES``)."""
-    if cfg.name == "beats":
-        from asdlib.models.beats import build_beats
-
-        return build_beats(cfg)
-    if cfg.name == "eat":
-        from asdlib.models.eat import build_eat
-
-        return build_eat(cfg)
-    from asdlib.models import s3prl_upstream
-
-    if cfg.name in S3PRL_NAMES or (not cfg.path and cfg.name.startswith(S3PRL_NAMES)):
-        return s3prl_upstream.build_s3prl_upstream(cfg)
-    raise ValueError(
-        f"unknown upstream name {cfg.name!r}: use one of {S3PRL_NAMES + PATCH_NAMES} with a local "
-        "checkpoint path, or an s3prl hub name (e.g. hubert_base) with path: '' to download"
-    )
+    """Build the registered upstream ``cfg.name`` (asdlib.registry.UPSTREAMS) from ``cfg.path``; ``cfg.conf``
+    is checked again here, since code may have changed ``cfg.name`` after the config was loaded."""
+    build = UPSTREAMS.get(cfg.name).obj
+    return build(dataclasses.replace(cfg, conf=UPSTREAMS.settings(cfg.name, cfg.conf, "upstream.conf")))
 
 
 def upstream_min_samples(cfg: UpstreamConfig) -> int:
