@@ -136,6 +136,9 @@ UPSTREAMS: Registry[Any] = Registry("upstream", {
     "eat": "asdlib.models.eat",
     **dict.fromkeys(("hubert", "wavlm", "wav2vec2", "data2vec"), "asdlib.models.s3prl_upstream"),
 })
+#: upstream name -> writer ``f(path, seed, size)`` of a small random-init checkpoint in its official format
+#: (tests, benchmarks and egs/mini; python -m asdlib.bin.make_random_upstream); settings: the size
+RANDOM_UPSTREAMS: Registry[Any] = Registry("random-init upstream writer", dict.fromkeys(UPSTREAMS.modules, "asdlib.synth.checkpoints"))
 #: back-end kind -> class (asdlib.backends.base); settings: ``backend.conf``
 BACKENDS: Registry[Any] = Registry("backend", {
     "knn": "asdlib.backends.knn",

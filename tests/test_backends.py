@@ -27,9 +27,10 @@ from asdlib.config import BackendConfig, TrainConfig
 from asdlib.data.datadir import write_data_dir
 from asdlib.io.ark import write_vectors
 from asdlib.io.config import dump_config, from_dict
+from asdlib.registry import BACKENDS
 
 D = 16
-SINGLE = ["knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis"]
+SINGLE = [k for k in BACKENDS.names() if k != "fusion"]  # every registered kind that scores one stream
 FUSION = {"kind": "fusion", "conf": {"members": [{"kind": "knn"}, {"kind": "mahalanobis"}, {"kind": "knn_rescaled"}]}}
 
 

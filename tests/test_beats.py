@@ -7,7 +7,7 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 from torch import nn
 
-from asdlib.bin import make_random_beats
+from asdlib.bin import make_random_upstream
 from asdlib.config import FinetuneConfig, UpstreamConfig
 from asdlib.models.beats import BEATsUpstream, WeightNormConv1d, split_weight_norm
 from asdlib.models.fbank import BEATS_FBANK, EAT_FBANK, batch_fbank, num_frames
@@ -254,6 +254,6 @@ def test_fbank_front_end_matches_kaldi():
 
 def test_cli_writes_loadable_checkpoint(tmp_path):
     out = tmp_path / "BEATs_cli.pt"
-    assert make_random_beats.main(["--name", "beats", "--out", str(out), "--verbose", "0"]) == 0
+    assert make_random_upstream.main(["--name", "beats", "--out", str(out), "--verbose", "0"]) == 0
     up = _load(str(out))
     assert (up.num_layers, up.hidden_size) == (3, 64)

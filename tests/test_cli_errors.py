@@ -46,7 +46,6 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "extract": (["--exp_dir", str(missing), "--data_dir", str(missing), *out, "--device", "cpu"], str(missing)),
         "infer": (["--packed", str(missing), "--machine", "fan", str(missing / "x.wav")], str(missing)),
         "make_labels": (["--train_sets", str(missing)], str(missing)),
-        "make_random_beats": (["--name", "beats", "--out", str(a_file / "beats.pt")], str(a_file)),
         "make_random_upstream": (["--name", "hubert", "--out", str(a_file / "hubert.pt")], str(a_file)),
         "make_synth": (["--root", str(tmp / "synth"), "--seconds", "0.1"], "seconds must be in [0.5, 60], got 0.1"),
         "pack": (["--exp_dir", str(missing), "--train_sets", "dev_train", "--out_dir", str(tmp / "packed")], str(missing)),

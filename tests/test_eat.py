@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from asdlib.bin import make_random_beats
+from asdlib.bin import make_random_upstream
 from asdlib.config import FinetuneConfig, UpstreamConfig
 from asdlib.models.eat import EATUpstream
 from asdlib.models.lora import apply_finetune
@@ -241,7 +241,7 @@ def test_block_adapters(hf_dir):
 @pytest.mark.parametrize("fmt", ["hf", "fairseq"])
 def test_cli_writes_loadable_checkpoint(tmp_path, fmt):
     out = tmp_path / ("EAT-cli" if fmt == "hf" else "EAT-cli.pt")
-    assert make_random_beats.main(["--name", "eat", "--eat_format", fmt, "--out", str(out), "--verbose", "0"]) == 0
+    assert make_random_upstream.main(["--name", "eat", "--size", f"format={fmt}", "--out", str(out), "--verbose", "0"]) == 0
     up = _load(str(out))
     assert (up.num_layers, up.hidden_size) == (3, 64)
 

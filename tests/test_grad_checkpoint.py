@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asdlib.bin import make_random_beats
-from asdlib.config import TrainConfig
+from asdlib.bin import make_random_upstream
+from asdlib.config import TrainConfig, UpstreamConfig
 from asdlib.models.asd_model import build_model
 
 FAMILIES = ["beats", "eat", "hubert", "wavlm"]
@@ -17,7 +17,7 @@ def patch_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("patch_models")
     out = {"beats": str(root / "beats.pt"), "eat": str(root / "eat")}
     for name, path in out.items():
-        assert make_random_beats.main(["--name", name, "--out", path]) == 0
+        assert make_random_upstream.main(["--name", name, "--out", path]) == 0
     return out
 
 

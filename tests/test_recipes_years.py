@@ -250,8 +250,7 @@ def tiny_upstreams(tmp_path_factory: pytest.TempPathFactory):
     def get(name: str):
         if name not in cache:
             out = base / name
-            module = "make_random_beats" if name in ("beats", "eat") else "make_random_upstream"
-            subprocess.run(["python", "-m", f"asdlib.bin.{module}", "--name", name, "--out", str(out)],
+            subprocess.run(["python", "-m", "asdlib.bin.make_random_upstream", "--name", name, "--out", str(out)],
                            check=True, capture_output=True)
             cache[name] = build_upstream(UpstreamConfig(name=name, path=str(out)))
         return cache[name]

@@ -191,7 +191,8 @@ def test_block_adapters(ckpts, family):
 
 
 def test_make_random_upstream_cli_is_deterministic(tmp_path):
-    args = ["--name", "hubert", "--layers", "3", "--dim", "32", "--ffn_dim", "64", "--conv_dim", "16", "--verbose", "0"]
+    args = ["--name", "hubert", "--size", "layers=3", "--size", "dim=32", "--size", "ffn_dim=64", "--size", "conv_dim=16",
+            "--verbose", "0"]
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
         assert make_random_upstream.main([*args, "--seed", seed, "--out", str(tmp_path / f"{name}.pt")]) == 0
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     cfg = load_train_config(args.config, args.override)
     path = cfg.upstream.path if cfg.embedder == "ssl" else ""
-    line = "none"  # logmel, or an s3prl hub name: no local file to check
+    line = "none"  # embedder logmel: no upstream file
     if path:
         if args.download:
             fetch_release(path, args.mirror, args.retries)

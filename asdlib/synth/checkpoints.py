@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from asdlib.io.atomic import atomic_write, atomic_write_text
+from asdlib.registry import RANDOM_UPSTREAMS
 from asdlib.models.beats import BEATsConfig, BEATsModel
 from asdlib.models.eat import EATConfig, EATModel
 from asdlib.models.s3prl_upstream import (
@@ -176,3 +177,64 @@ def random_checkpoint(family: str, seed: int = 0, size: RandomModelSize | None =
         torch.manual_seed(seed)
         state = _RANDOM_BUILDERS[family](size)
     return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers by upstream name (asdlib.registry.RANDOM_UPSTREAMS): what python -m asdlib.bin.make_random_upstream
+# runs. Each takes (path, seed, size) with its own size dataclass; the defaults are the mini's sizes.
+
+
+@dataclass
+class BeatsRandomSize:
+    """A random-init BEATs: the release's 16x16 patches and 128 mel bins, smaller widths and depth."""
+
+    layers: int = 2
+    dim: int = 64
+    ffn_dim: int = 128
+    heads: int = 4
+    patch_dim: int = 32  # patch-embedding channels (512 in the release)
+    conv_pos: int = 16  # positional convolution kernel (128 in the release)
+    conv_pos_groups: int = 4
+
+
+@RANDOM_UPSTREAMS.register("beats", BeatsRandomSize)
+def write_random_beats(path: Path, seed: int, size: BeatsRandomSize) -> dict[str, Any]:
+    return save_random_beats(
+        path, seed=seed, encoder_layers=size.layers, encoder_embed_dim=size.dim, encoder_ffn_embed_dim=size.ffn_dim,
+        encoder_attention_heads=size.heads, embed_dim=size.patch_dim, conv_pos=size.conv_pos,
+        conv_pos_groups=size.conv_pos_groups, relative_position_embedding=True, gru_rel_pos=True, deep_norm=True,
+        num_buckets=320, max_distance=800, dropout=0.0, attention_dropout=0.0, layer_wise_gradient_decay_ratio=0.6,
+    )
+
+
+@dataclass
+class EatRandomSize:
+    """A random-init EAT in the Hugging Face (a directory) or fairseq (a ``.pt`` file) release format."""
+
+    layers: int = 2
+    dim: int = 64
+    ffn_dim: int = 128
+    heads: int = 4
+    max_time_patches: int = 128  # positional table length in 16-frame steps
+    format: Literal["hf", "fairseq"] = "hf"
+
+
+@RANDOM_UPSTREAMS.register("eat", EatRandomSize)
+def write_random_eat(path: Path, seed: int, size: EatRandomSize) -> dict[str, Any]:
+    return save_random_eat(path, size.format, seed=seed, embed_dim=size.dim, depth=size.layers, num_heads=size.heads,
+                           mlp_ratio=size.ffn_dim / size.dim, max_length=size.max_time_patches)
+
+
+def _s3prl_writer(family: str) -> Any:
+    def write(path: Path, seed: int, size: RandomModelSize) -> dict[str, Any]:
+        state = random_checkpoint(family, seed=seed, size=size)
+        with atomic_write(path, "wb") as f:
+            torch.save(state, f)
+        return asdict(size)
+
+    write.__qualname__ = f"write_random_{family}"
+    return write
+
+
+for _family in S3PRL_NAMES:
+    RANDOM_UPSTREAMS.register(_family, RandomModelSize)(_s3prl_writer(_family))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Shared ASD recipe: every egs/<recipe>/run.sh calls this with its year and configs.
-# Stages (docs/design.md §3): 1 data prep, 2 labels, 3 training, 4 embeddings, 5 kNN scores + CSVs,
+# Stages (docs/design.md §3): 1 data prep, 2 labels, 3 training, 4 embeddings, 5 scoring (the back end) + CSVs,
 # 6 official metric, 7 packing. Options are shell variables below, set with --name value.
 set -euo pipefail
 
@@ -20,7 +20,7 @@ num_nodes=1           # nodes for multi-node training (Slurm: srun + torchrun re
 year=2024             # challenge year: selects file naming and the official metric
 datadir=data          # where data/<set> dirs are written
 expdir=exp            # experiment root
-train_sets="dev_train eval_train"   # sets whose embeddings form the kNN banks
+train_sets="dev_train eval_train"   # sets whose embeddings the back end is fitted on
 test_sets="dev_test eval_test"      # sets that are scored and evaluated
 local_data_opts=""    # options passed to local/data.sh (e.g. "--eval_list path --download true")
 skip_bad=false        # stage 1: drop unusable audio files into data/<set>/bad.list instead of failing
@@ -71,7 +71,7 @@ if [ -z "${tag}" ]; then
     # ESPnet style: the overrides name the experiment, e.g. train_optim.lr1e-4_finetune.rank16
     [ -z "${train_args}" ] || tag="${tag}_$(echo "${train_args}" | sed -e 's/=//g' -e 's/[^A-Za-z0-9._,+-]\{1,\}/_/g' -e 's/^_//' -e 's/_$//')"
 fi
-# One source of truth for the training sets: asd.sh's --train_sets (the kNN banks) is passed to every
+# One source of truth for the training sets: asd.sh's --train_sets (the back end's training clips) is passed to every
 # stage that reads the config as data.train_sets, so exp/<tag>/config.yaml always records it; setting
 # data.train_sets in --train_args as well is an error (docs/design.md §3).
 case " ${train_args} " in
@@ -197,7 +197,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         if is_done "${_dir}" "${_io[@]}"; then
             log "Stage 5: scores of ${s} are up to date (delete ${_dir}/.done to redo them)"; continue
         fi
-        log "Stage 5: kNN scores of ${s} (${nj} jobs${_loo:+, leave-one-out for decision thresholds})"
+        log "Stage 5: scoring ${s} (${nj} jobs${_loo:+, leave-one-out for decision thresholds})"
         split_and_run "${score_cmd}" "${s}" "${_dir}" scores \
             asdlib.bin.score --exp_dir "${exp}" --data_root "${datadir}" --test_set "${s}" "${_loo[@]}"
         mark_done "${_dir}" "${_io[@]}"

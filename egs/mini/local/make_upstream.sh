@@ -7,5 +7,5 @@ dir=$1
 # shellcheck disable=SC1091
 . ./path.sh
 mkdir -p "${dir}"
-[ -f "${dir}/beats_tiny_random.pt" ] || python -m asdlib.bin.make_random_beats --name beats --out "${dir}/beats_tiny_random.pt" --seed 0
+[ -f "${dir}/beats_tiny_random.pt" ] || python -m asdlib.bin.make_random_upstream --name beats --out "${dir}/beats_tiny_random.pt" --seed 0
 [ -f "${dir}/hubert_tiny_random.pt" ] || python -m asdlib.bin.make_random_upstream --name hubert --out "${dir}/hubert_tiny_random.pt" --seed 0
