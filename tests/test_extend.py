@@ -68,7 +68,7 @@ from asdlib.registry import UPSTREAMS
 
 @dataclass
 class ToySettings:
-    hop: int = 400  # samples per frame
+    gain: float = 1.0  # the waveform is scaled by this before framing
 
 
 class Block(nn.Module):
@@ -81,9 +81,10 @@ class Block(nn.Module):
 
 
 class ToyUpstream(Upstream):
-    def __init__(self, dim: int, layers: int, hop: int) -> None:
+    def __init__(self, dim: int, layers: int, hop: int, gain: float = 1.0) -> None:
         super().__init__()
         self.hidden_size, self.num_layers, self.hop, self.min_samples = dim, layers + 1, hop, hop
+        self.gain = gain
         self.proj = nn.Linear(hop, dim)
         self.layers = nn.ModuleList(Block(dim) for _ in range(layers))
 
@@ -93,7 +94,8 @@ class ToyUpstream(Upstream):
     def forward(self, wavs, lengths):
         frames = wavs.shape[1] // self.hop
         frame_lengths = torch.clamp(lengths // self.hop, min=1)
-        x = self._augment(self.proj(wavs[:, : frames * self.hop].reshape(len(wavs), frames, self.hop)), frame_lengths)
+        framed = self.gain * wavs[:, : frames * self.hop].reshape(len(wavs), frames, self.hop)
+        x = self._augment(self.proj(framed), frame_lengths)
         hidden = [x]
         for block in self.layers:
             hidden.append(block(hidden[-1]))
@@ -102,13 +104,13 @@ class ToyUpstream(Upstream):
 
 def save_random(path: str, dim: int = 16, layers: int = 2, hop: int = 400) -> None:
     torch.manual_seed(0)
-    torch.save({"dim": dim, "layers": layers, "model": ToyUpstream(dim, layers, hop).state_dict()}, path)
+    torch.save({"dim": dim, "layers": layers, "hop": hop, "model": ToyUpstream(dim, layers, hop).state_dict()}, path)
 
 
 @UPSTREAMS.register("toy", ToySettings)
 def build_toy(cfg: UpstreamConfig) -> ToyUpstream:
     state = torch.load(cfg.path, map_location="cpu", weights_only=True)
-    upstream = ToyUpstream(state["dim"], state["layers"], cfg.conf.hop)
+    upstream = ToyUpstream(state["dim"], state["layers"], state["hop"], cfg.conf.gain)
     upstream.load_state_dict(state["model"])
     return upstream
 '''
@@ -160,7 +162,7 @@ def test_add_a_back_end(tmp_path: Path, corpus: Path) -> None:
 def test_add_an_upstream(tmp_path: Path, corpus: Path) -> None:
     exp = run_recipe(tmp_path, corpus, "toy_upstream", TOY_UPSTREAM, """\
 embedder: ssl
-upstream: {name: toy, path: downloads/toy.pt, conf: {hop: 320}}
+upstream: {name: toy, path: downloads/toy.pt, conf: {gain: 2.0}}
 finetune: {mode: lora, rank: 2}
 mga: {enabled: true, bottleneck: 4}
 model: {pooling_hidden: 8, embed_dim: 16}
@@ -169,6 +171,6 @@ data: {crop_seconds: 0.0}
 backend: {kind: knn}
 """)
     check_scored(exp, exp.parents[1] / "data")
-    assert "hop: 320" in (exp / "config.yaml").read_text()
+    assert "gain: 2.0" in (exp / "config.yaml").read_text()
     log = (exp / "train.log").read_text()
-    assert "lora" in log.lower()
+    assert "LoRA r=2 alpha=None dropout=0.05 on 4 Linear modules (fc1, fc2)" in log  # both blocks' layers
