@@ -9,16 +9,14 @@ import yaml
 
 from asdlib.data.dcase import (
     NO_ATTRIBUTE,
-    YEAR_INFO,
-    YEARS,
     DcaseNameError,
     parse_labelled_name,
     parse_name,
     parse_supplemental_name,
-    year_info,
 )
 from asdlib.data.resources import BASELINE_DATASETS as DATASETS
-from asdlib.data.resources import EVAL_LIST_YEARS, shipped_eval_list
+from asdlib.data.resources import shipped_eval_list
+from asdlib.years import YEARS, eval_list_years, get_year
 
 # (year, name, section, domain, label, attr, index, split); None = hidden by the name
 EXAMPLES = [
@@ -127,10 +125,17 @@ def _eval_list_rows(year: int) -> list[tuple[str, list[str]]]:
 
 
 def test_eval_lists_shipped_for_every_year_but_2026():
-    assert set(EVAL_LIST_YEARS) == set(YEARS) - {2026} and shipped_eval_list(2026) is None
+    assert set(eval_list_years()) == set(YEARS) - {2026} and shipped_eval_list(2026) is None
 
 
-@pytest.mark.parametrize("year", EVAL_LIST_YEARS)
+@pytest.mark.parametrize("year", eval_list_years())
+def test_eval_list_line_endings_match_the_table(year):
+    """The table's eval_list_crlf is what the official list uses (the synthetic lists copy it)."""
+    data = shipped_eval_list(year).read_bytes()
+    assert (data.count(b"\r\n") == data.count(b"\n")) == get_year(year).eval_list_crlf
+
+
+@pytest.mark.parametrize("year", eval_list_years())
 def test_every_official_eval_name_parses(year):
     rows = _eval_list_rows(year)
     assert rows
@@ -138,7 +143,7 @@ def test_every_official_eval_name_parses(year):
         blinded, labelled = parse_name(year, row[0], where=machine), parse_labelled_name(year, row[1], where=machine)
         assert blinded.blinded and not labelled.blinded
         assert blinded.section == labelled.section
-        assert blinded.section in YEAR_INFO[year].eval[machine]
+        assert blinded.section in YEARS[year].eval[machine]
         if year == 2020:
             assert labelled.label == ("anomaly" if row[2] == "1" else "normal")
             assert blinded.domain == labelled.domain == "source"
@@ -171,7 +176,7 @@ def _yaml_machines(year: int) -> dict[str, dict[str, tuple[str, ...]]]:
 @pytest.mark.parametrize("year", YEARS)
 def test_machine_lists_match_official_yaml(year):
     official = _yaml_machines(year)
-    info = year_info(year)
+    info = get_year(year)
     assert dict(info.dev) == official["dev"]
     assert dict(info.eval) == official["eval"]
     assert info.section_keyword == official["keyword"]

@@ -27,6 +27,7 @@ from asdlib.data.download import (
 )
 from asdlib.data.resources import BASELINE_DATASETS as DATASETS
 from asdlib.synth.years import YearSynthConfig, generate_year_corpus
+from asdlib.years import YEARS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,7 @@ def official_urls(year: int) -> dict[tuple[str, str], str]:
     return out
 
 
-@pytest.mark.parametrize("year", zenodo.YEARS)
+@pytest.mark.parametrize("year", YEARS)
 def test_table_matches_the_official_download_lists(year):
     ours = {(a.kind, a.machine): a.url for a in zenodo.archives(year)}
     assert ours == official_urls(year)

@@ -85,7 +85,8 @@ def test_layers_point_down(graph: dict[str, set[str]]) -> None:
     assert graph["io"] <= {"utils"}
     assert graph["config"] <= {"io", "utils"}
     assert graph["utils"] == set()
-    assert graph["data"] <= {"io", "config", "utils"}
+    assert graph["years"] == set()  # the per-year table: read by data, metrics, synth and bin
+    assert graph["data"] <= {"io", "config", "utils", "years"}
     for lower in ("models", "losses", "backends", "data", "io", "metrics", "config"):
         assert not graph[lower] & {"train", "bin", "synth"}, f"asdlib.{lower} imports {graph[lower] & {'train', 'bin', 'synth'}}"
 

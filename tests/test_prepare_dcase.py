@@ -16,7 +16,7 @@ import soundfile as sf
 from asdlib.bin import prepare_dcase
 from asdlib.bin.prepare_dcase import PrepError, prepare
 from asdlib.data.datadir import read_data_dir
-from asdlib.data.dcase import DcaseNameError, year_info
+from asdlib.data.dcase import DcaseNameError
 from asdlib.data.evallist import (
     EvalListError,
     check_eval_list,
@@ -24,10 +24,10 @@ from asdlib.data.evallist import (
     read_eval_list,
 )
 from asdlib.data.resources import (
-    EVAL_LIST_YEARS,
     read_evaluator_truth,
     shipped_eval_list,
 )
+from asdlib.years import eval_list_years, get_year
 
 NO_ATTR_2024 = {"AirCompressor", "HoveringDrone", "ToothBrush", "gearbox", "slider", "ToyTrain"}
 
@@ -108,7 +108,7 @@ def build_corpus(root: Path, year: int, raw: bool, machines: set[str] | None = N
     c = Corpus(root, year, raw)
     if with_list:
         shutil.copyfile(official_list(year), root / f"eval_data_list_{year}.csv")
-    info = year_info(year)
+    info = get_year(year)
     for part, table in (("dev_data", info.dev), ("eval_data", info.eval)):
         for machine, sections in table.items():
             if machines is not None and machine not in machines:
@@ -161,14 +161,14 @@ DOC_FACTS = {
 }
 
 
-@pytest.mark.parametrize("year", EVAL_LIST_YEARS)  # 2026: no eval list (test_eval_test_without_list)
+@pytest.mark.parametrize("year", eval_list_years())  # 2026: no eval list (test_eval_test_without_list)
 def test_real_name_corpus(tmp_path, year):
     """Every official eval-test name of the year, in one of the two layouts (alternating by year)."""
     raw = year % 2 == 0
     build_corpus(tmp_path / "corpus", year, raw=raw)
     built = prepare(year, tmp_path / "corpus", tmp_path / "data")
     assert set(built) == {"dev_train", "dev_test", "eval_train", "eval_test"}
-    info = year_info(year)
+    info = get_year(year)
     got = counts(built["eval_test"])
     assert got == expected_eval_counts(year)
     for key, n in DOC_FACTS[year].items():
@@ -337,7 +337,7 @@ def test_2022_toy_truth_from_the_evaluator(tmp_path, where, caplog):
 
 def test_2022_list_and_evaluator_agree_except_toy_types():
     listed = read_eval_list(official_list(2022), 2022)
-    for machine in year_info(2022).eval:
+    for machine in get_year(2022).eval:
         truth = read_evaluator_truth(2022, machine)
         mine = {k[1]: e[:2] for k, e in listed.items() if k[0] == machine}
         assert mine.keys() == truth.keys() and len(truth) == 600

@@ -12,11 +12,11 @@ from test_synth import _tree_digest, family_probe
 
 from asdlib.bin import compare_results, make_synth, prepare_dcase
 from asdlib.data.datadir import read_kv
-from asdlib.data.dcase import YEAR_INFO
 from asdlib.metrics.official import Evaluation
 from asdlib.metrics.report import write_results_json
 from asdlib.synth import corpus as synth
 from asdlib.synth import family_b
+from asdlib.years import YEARS
 
 TINY = ["--n_train_source", "6", "--n_train_target", "2", "--n_test", "2", "--seconds", "0.5"]
 TINY_CFG = family_b.default_config(n_train_source=6, n_train_target=2, n_test=2, seconds=0.5)
@@ -30,7 +30,7 @@ def corpus_b(tmp_path_factory) -> Path:
 
 
 def test_machines_are_official_2024_and_not_the_default_corpus():
-    info, a = YEAR_INFO[2024], synth.SynthConfig()
+    info, a = YEARS[2024], synth.SynthConfig()
     assert set(family_b.DEV_MACHINES) <= set(info.dev) and set(family_b.EVAL_MACHINES) <= set(info.eval)
     assert not set(family_b.DEV_MACHINES + family_b.EVAL_MACHINES) & set(a.dev_machines + a.eval_machines)
     assert make_synth.get_parser("b").parse_args(["--root", "x"]).dev_machines == family_b.DEV_MACHINES

@@ -11,9 +11,9 @@ from test_synth import _tree_digest, family_probe
 
 from asdlib.bin import make_synth, prepare_dcase
 from asdlib.data.datadir import read_kv
-from asdlib.data.dcase import YEAR_INFO
 from asdlib.synth import corpus as synth
 from asdlib.synth import family_b, family_c
+from asdlib.years import YEARS
 
 TINY = ["--n_train_source", "6", "--n_train_target", "2", "--n_test", "2", "--seconds", "0.5"]
 TINY_CFG = family_c.default_config(n_train_source=6, n_train_target=2, n_test=2, seconds=0.5)
@@ -27,7 +27,7 @@ def corpus_c(tmp_path_factory) -> Path:
 
 
 def test_machines_are_official_2024_and_in_no_other_family():
-    info, a = YEAR_INFO[2024], synth.SynthConfig()
+    info, a = YEARS[2024], synth.SynthConfig()
     ours = set(family_c.DEV_MACHINES + family_c.EVAL_MACHINES)
     assert set(family_c.DEV_MACHINES) <= set(info.dev) and set(family_c.EVAL_MACHINES) <= set(info.eval)
     assert not ours & set(a.dev_machines + a.eval_machines + family_b.DEV_MACHINES + family_b.EVAL_MACHINES)

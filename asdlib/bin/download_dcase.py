@@ -32,6 +32,7 @@ from asdlib.data.download import (
 from asdlib.data.evallist import EvalListError, read_eval_list
 from asdlib.io.atomic import atomic_write_text
 from asdlib.utils import run_main, setup_logging, str2bool
+from asdlib.years import YEARS
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def _split(values: Sequence[str] | None) -> list[str] | None:
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--year", type=int, required=True, choices=zenodo.YEARS)
+    p.add_argument("--year", type=int, required=True, choices=tuple(YEARS))
     p.add_argument("--root", type=Path, required=True, help="corpus root (receives dev_data/ and eval_data/)")
     p.add_argument("--kinds", nargs="+", default=None, help="archive kinds: dev eval_train eval_test (default: all of the year)")
     p.add_argument("--machines", nargs="+", default=None, help="machine types (default: all of the year)")

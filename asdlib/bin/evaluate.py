@@ -12,18 +12,19 @@ from pathlib import Path
 
 from asdlib.data.datadir import read_data_dir
 from asdlib.io.ark import read_scores
-from asdlib.metrics.official import YEARS, UnlabelledDataError, official_score
+from asdlib.metrics.official import UnlabelledDataError, official_score
 from asdlib.metrics.plots import write_plots
 from asdlib.metrics.records import scored_utts
 from asdlib.metrics.report import write_results_json, write_results_md
 from asdlib.utils import run_main, setup_logging, str2bool
+from asdlib.years import metric_years
 
 log = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--year", type=int, required=True, choices=YEARS, help="challenge year whose official rule applies")
+    p.add_argument("--year", type=int, required=True, choices=metric_years(), help="challenge year whose official rule applies")
     p.add_argument("--data_dir", type=Path, required=True, help="Kaldi data dir of the scored set (data/<set>)")
     p.add_argument("--scores", type=Path, required=True,
                    help="scores.scp of the set (exp/<tag>/scores/<set>/scores.scp)")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from asdlib.synth import family_b, family_c
-from asdlib.synth.corpus import SynthConfig, generate_corpus
+from asdlib.synth.corpus import LAYOUT_YEARS, SynthConfig, generate_corpus
 from asdlib.utils import run_main, setup_logging
 
 _FAMILY_DEFAULTS = {"a": SynthConfig(), "b": family_b.default_config(), "c": family_c.default_config()}
@@ -35,7 +35,7 @@ def get_parser(family: str = "a") -> argparse.ArgumentParser:
                    help="sound model: a (asdlib.synth.corpus), b (asdlib.synth.family_b) or c "
                         "(asdlib.synth.family_c); sets the machine defaults")
     p.add_argument("--root", type=Path, required=True, help="corpus root; gets dev_data/, eval_data/, eval_data_list_<year>.csv")
-    p.add_argument("--year", type=int, choices=(2023, 2024), default=defaults.year, help="only names the eval list file")
+    p.add_argument("--year", type=int, choices=LAYOUT_YEARS, default=defaults.year, help="only names the eval list file")
     p.add_argument("--dev_machines", type=_names, default=",".join(defaults.dev_machines), help="comma list")
     p.add_argument("--eval_machines", type=_names, default=",".join(defaults.eval_machines), help="comma list")
     p.add_argument("--no_attribute", type=_names, default=",".join(defaults.no_attribute),

@@ -44,11 +44,9 @@ from asdlib.data.datadir import (
 )
 from asdlib.data.dcase import (
     NO_ATTRIBUTE,
-    YEARS,
     ParsedName,
     parse_name,
     parse_supplemental_name,
-    year_info,
 )
 from asdlib.data.evallist import (
     EvalEntry,
@@ -58,6 +56,7 @@ from asdlib.data.evallist import (
     read_eval_list,
 )
 from asdlib.data.resources import shipped_eval_list
+from asdlib.years import YEARS, get_year
 from asdlib.utils import run_main, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ _SET_SPECS = {
 def clip_dirs(year: int, kind: str) -> tuple[str, ...]:
     """Sub-directories of a machine dir that hold one kind of clip (2021 splits test by domain)."""
     if kind == "test":
-        return ("source_test", "target_test") if year == 2021 else ("test",)
+        return get_year(year).test_dirs
     return (SUPPLEMENTAL_DIR,) if kind == "supplemental" else ("train",)
 
 
@@ -161,7 +160,7 @@ def _check_train(parsed: ParsedName, wav: Path) -> None:
 
 
 def _test_domain_dir_check(year: int, parsed: ParsedName, wav: Path) -> None:
-    if year == 2021 and parsed.domain is not None and wav.parent.name != f"{parsed.domain}_test":
+    if get_year(year).naming == "section_domain" and parsed.domain is not None and wav.parent.name != f"{parsed.domain}_test":
         raise PrepError(f"{wav}: a {parsed.domain}-domain clip in {wav.parent.name}/; 2021 keeps source_test/ and target_test/ apart")
 
 
@@ -178,7 +177,7 @@ def build_set(
     blinded_found: dict[str, list[str]] = {}
     for machine, mdir in machines.items():
         attrs = read_attribute_csvs(mdir)
-        if year >= 2022 and spec.kind == "train" and not any(mdir.glob("attributes_*.csv")):
+        if get_year(year).attributes_csv and spec.kind == "train" and not any(mdir.glob("attributes_*.csv")):
             logger.warning("%s: no attributes_XX.csv (DCASE %d ships one per machine directory); utt2attr comes from the "
                            "file names alone. If this machine's names carry no attributes, restore the csv from its "
                            "archive and rerun stage 1", mdir, year)
@@ -236,7 +235,7 @@ def build_set(
 
 def _warn_unofficial(year: int, set_name: str, part: str, utts: Sequence[Utt]) -> None:
     """Machines/sections outside the official lists are allowed (custom corpora) but reported."""
-    official = year_info(year).dev if part == "dev_data" else year_info(year).eval
+    official = get_year(year).dev if part == "dev_data" else get_year(year).eval
     seen = sorted({(u.machine, u.section) for u in utts})
     extra = [f"{m}/{s}" for m, s in seen if s not in official.get(m, ())]
     if extra:
@@ -278,14 +277,14 @@ def prepare(
     year: int, root: str | Path, data_dir: str | Path, sets: Sequence[str] = SETS, eval_list: str | None = None
 ) -> dict[str, list[Utt]]:
     """Build, write and re-validate the requested sets; nothing is written unless all sets build."""
-    year_info(year)
+    info = get_year(year)
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise PrepError(f"corpus root {root} not found: set it in db.sh or pass --root")
     unknown = [s for s in sets if s not in _SET_SPECS]
     if unknown:
         raise PrepError(f"unknown set(s) {unknown}; choose from {', '.join(_SET_SPECS)}")
-    if year != 2025 and any(s in SUPPLEMENTAL_SETS for s in sets):
+    if not info.supplemental and any(s in SUPPLEMENTAL_SETS for s in sets):
         raise PrepError(f"supplemental sets exist only for DCASE 2025, not {year}")
     list_path = resolve_eval_list(root, year, eval_list) if "eval_test" in sets else None
     entries = correct_2022_toy_truth(read_eval_list(list_path, year), year) if list_path is not None else None
@@ -318,7 +317,7 @@ def _report_unrequested_supplemental(year: int, machine_dirs: Mapping[str, Mappi
             continue
         dirs = [d / SUPPLEMENTAL_DIR for d in machines.values() if (d / SUPPLEMENTAL_DIR).is_dir()]
         if dirs:
-            hint = f"add {set_name} to --sets to prepare them" if year == 2025 else f"DCASE {year} has no supplemental data"
+            hint = f"add {set_name} to --sets to prepare them" if get_year(year).supplemental else f"DCASE {year} has no supplemental data"
             logger.warning("%d machine dirs of %s have a %s/ dir that is not prepared (%s)", len(dirs), part, SUPPLEMENTAL_DIR, hint)
 
 
@@ -327,7 +326,7 @@ def get_parser() -> argparse.ArgumentParser:
         description="Write Kaldi data dirs (wav.scp, utt2machine, utt2section, utt2domain, utt2label, utt2attr, utt2spk, spk2utt) for a DCASE Task 2 corpus.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--year", type=int, required=True, choices=YEARS, help="challenge year of the corpus")
+    parser.add_argument("--year", type=int, required=True, choices=tuple(YEARS), help="challenge year of the corpus")
     parser.add_argument("--root", required=True, help="corpus root holding dev_data/ and eval_data/")
     parser.add_argument("--data_dir", required=True, help="output directory; sets are written to <data_dir>/<set>/")
     parser.add_argument(

@@ -23,10 +23,11 @@ from asdlib.backends.fusion import FusionMember, FusionSettings
 from asdlib.config import BackendConfig, TrainConfig, load_train_config
 from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.io.atomic import atomic_write_text
-from asdlib.metrics.official import YEARS, official_score
+from asdlib.metrics.official import official_score
 from asdlib.metrics.records import scored_utts
 from asdlib.registry import BACKENDS
 from asdlib.utils import run_main, setup_logging
+from asdlib.years import metric_years
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="an experiment with embedder: logmel (stage 4 done): the log-mel stream of the candidates")
     p.add_argument("--data_root", type=Path, default=Path("data"))
     p.add_argument("--set", required=True, help="the labelled set to rank on (a dev set, e.g. dev_test)")
-    p.add_argument("--year", type=int, required=True, choices=YEARS, help="challenge year whose official metric ranks")
+    p.add_argument("--year", type=int, required=True, choices=metric_years(), help="challenge year whose official metric ranks")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated back-end kinds to combine")
     p.add_argument("--max_members", type=int, default=2, help="largest fusion (1: single back ends only)")
     p.add_argument("--out", type=Path, help="also write the ranking (Markdown) here")

@@ -15,13 +15,14 @@ from asdlib.io.ark import read_scores
 from asdlib.metrics.records import scored_utts
 from asdlib.metrics.submission import fit_decision_thresholds, write_submission
 from asdlib.utils import run_main, setup_logging
+from asdlib.years import metric_years
 
 log = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--year", type=int, required=True)
+    p.add_argument("--year", type=int, required=True, choices=metric_years(), help="challenge year whose file names apply")
     p.add_argument("--data_root", type=Path, default=Path("data"))
     p.add_argument("--scores_dir", type=Path, required=True, help="exp/<tag>/scores (holds <set>/scores.scp)")
     p.add_argument("--test_set", required=True)

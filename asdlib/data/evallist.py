@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from asdlib.data.dcase import DcaseNameError, parse_labelled_name, parse_name
 from asdlib.data.resources import read_evaluator_truth, shipped_eval_list
+from asdlib.years import get_year
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def read_eval_list(path: str | Path, year: int) -> dict[tuple[str, str], EvalEnt
         raise EvalListError(f"eval list {path} not found: pass the official eval_data_list_{year}.csv with --eval_list") from None
     except UnicodeDecodeError as e:
         raise EvalListError(f"{path}: not UTF-8 text ({e}); is this the official eval_data_list_{year}.csv?") from e
-    ncols = 3 if year == 2020 else 2
+    ncols = get_year(year).eval_list_columns
     entries: dict[tuple[str, str], EvalEntry] = {}
     labelled_seen: dict[tuple[str, str], int] = {}
     machine: str | None = None
@@ -74,13 +75,13 @@ def read_eval_list(path: str | Path, year: int) -> dict[tuple[str, str], EvalEnt
         if len(fields) != ncols:
             raise EvalListError(
                 f"{where}: expected a machine-type line or {ncols} comma-separated fields "
-                f"({'<blinded>,<labelled>,<0|1>' if year == 2020 else '<blinded>,<labelled>'}), got {len(fields)}: {','.join(row)!r}; "
+                f"({'<blinded>,<labelled>,<0|1>' if ncols == 3 else '<blinded>,<labelled>'}), got {len(fields)}: {','.join(row)!r}; "
                 f"is this the eval list of {year}?"
             )
         if machine is None:
             raise EvalListError(f"{where}: a clip row comes before the first machine-type line")
         blinded, labelled = fields[0], fields[1]
-        entry = _parse_row(year, blinded, labelled, fields[2] if year == 2020 else None, where)
+        entry = _parse_row(year, blinded, labelled, fields[2] if ncols == 3 else None, where)
         key = (machine, blinded)
         if key in entries:
             raise EvalListError(f"{where}: '{blinded}' of {machine} is listed twice")

@@ -11,17 +11,17 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from asdlib.years import YEARS
+
 #: root of the shipped copies: one folder per source repository
 DCASE_RESOURCES: Path = Path(__file__).resolve().parents[1] / "resources" / "dcase"
 #: ``datasets/`` of the official baseline: eval lists, machine-type and download-path yaml files
 BASELINE_DATASETS: Path = DCASE_RESOURCES / "baseline_ae" / "datasets"
-#: years whose official ``eval_data_list_<year>.csv`` is published (2026: no evaluation test set yet)
-EVAL_LIST_YEARS: tuple[int, ...] = (2020, 2021, 2022, 2023, 2024, 2025)
 
 
 def shipped_eval_list(year: int) -> Path | None:
     """The official eval list of ``year`` shipped with asdlib; None where none is published."""
-    if year not in EVAL_LIST_YEARS:
+    if year not in YEARS or not YEARS[year].eval_list:
         return None
     return BASELINE_DATASETS / f"eval_data_list_{year}.csv"
 
@@ -31,8 +31,7 @@ def evaluator_dir(year: int) -> Path | None:
 
     2020 has no evaluator data (its evaluator reads the 2020 eval list); no 2025 evaluator files are shipped.
     """
-    path = DCASE_RESOURCES / f"evaluator{year}"
-    return path if year in (2021, 2022, 2023, 2024) else None
+    return DCASE_RESOURCES / f"evaluator{year}" if year in YEARS and YEARS[year].evaluator else None
 
 
 def read_evaluator_truth(year: int, machine: str) -> dict[str, tuple[str, str]]:
@@ -43,7 +42,7 @@ def read_evaluator_truth(year: int, machine: str) -> dict[str, tuple[str, str]]:
     FileNotFoundError when the machine has no files, ValueError on a malformed or inconsistent pair.
     """
     folder = evaluator_dir(year)
-    if folder is None or year == 2021:
+    if folder is None or not YEARS[year].evaluator_truth_files:
         raise ValueError(f"no per-section label/domain files of the official evaluator for DCASE {year}")
     paths = sorted((folder / "ground_truth_data").glob(f"ground_truth_{machine}_section_*_test.csv"))
     if not paths:

@@ -1,8 +1,9 @@
 """Where the official DCASE Task 2 corpora (2020-2026) are published: Zenodo archives per machine.
 
-The facts are those of the official baseline's ``datasets/download_path_*.yaml``
-(nttcslab/dcase2023_task2_baseline_ae); ``tests/test_download.py`` compares this table with their
-copies shipped in ``asdlib/resources/dcase`` (:mod:`asdlib.data.resources`). Each year publishes
+The record ids, URL path words and file-name patterns are each year's ``zenodo`` entries in
+:mod:`asdlib.years`, those of the official baseline's ``datasets/download_path_*.yaml``
+(nttcslab/dcase2023_task2_baseline_ae); ``tests/test_download.py`` compares them with the copies
+shipped in ``asdlib/resources/dcase`` (:mod:`asdlib.data.resources`). Each year publishes
 three Zenodo records: the development set, the evaluation set's training clips ("additional
 training data") and its test clips (2026: no evaluation test set yet). Archives unpack to
 ``<machine>/...``; they are extracted into ``<root>/dev_data/`` or ``<root>/eval_data/``, the
@@ -19,58 +20,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from asdlib.data.dcase import YEAR_INFO
+from asdlib.years import ARCHIVE_KINDS as KINDS
+from asdlib.years import YEARS, get_year
 
 ZENODO = "https://zenodo.org"
-KINDS = ("dev", "eval_train", "eval_test")
 PART_OF_KIND = MappingProxyType({"dev": "dev_data", "eval_train": "eval_data", "eval_test": "eval_data"})
 #: official ground truth of the blinded evaluation test clips (docs/dcase.md), one file per year
 EVAL_LIST_URL = "https://raw.githubusercontent.com/nttcslab/dcase2023_task2_baseline_ae/main/datasets/eval_data_list_{year}.csv"
-
-YEARS = (2020, 2021, 2022, 2023, 2024, 2025, 2026)
-_EVAL_LIST_YEARS = (2020, 2021, 2022, 2023, 2024, 2025)  # 2026: no evaluation test set released yet
-
-
-@dataclass(frozen=True)
-class _Record:
-    """One Zenodo record of a year: its URL path style (``record``/``records``) and file-name pattern."""
-
-    path: str
-    record_id: int
-    pattern: str  # file name with ``{m}`` for the machine type
-
-
-# year -> kind -> record. The URL path word differs between years exactly as in the official yaml
-# files ("record" and "records" both resolve on Zenodo).
-_RECORDS: Mapping[int, Mapping[str, _Record]] = MappingProxyType({
-    2020: {"dev": _Record("record", 3678171, "dev_data_{m}.zip"),
-           "eval_train": _Record("record", 3727685, "eval_data_train_{m}.zip"),
-           "eval_test": _Record("record", 3841772, "eval_data_test_{m}.zip")},
-    2021: {"dev": _Record("record", 4562016, "dev_data_{m}.zip"),
-           "eval_train": _Record("record", 4660992, "eval_data_{m}_train.zip"),
-           "eval_test": _Record("record", 4884786, "eval_data_{m}_test.zip")},
-    2022: {"dev": _Record("record", 6355122, "dev_{m}.zip"),
-           "eval_train": _Record("record", 6462969, "eval_data_{m}_train.zip"),
-           "eval_test": _Record("record", 6586456, "eval_data_{m}_test.zip")},
-    2023: {"dev": _Record("record", 7882613, "dev_{m}.zip"),
-           "eval_train": _Record("record", 7830345, "eval_data_{m}_train.zip"),
-           "eval_test": _Record("record", 7860847, "eval_data_{m}_test.zip")},
-    2024: {"dev": _Record("record", 10902294, "dev_{m}.zip"),
-           "eval_train": _Record("records", 11259435, "eval_data_{m}_train.zip"),
-           "eval_test": _Record("records", 11363076, "eval_data_{m}_test.zip")},
-    2025: {"dev": _Record("records", 15097779, "dev_{m}.zip"),
-           "eval_train": _Record("records", 15392814, "eval_data_{m}_train.zip"),
-           "eval_test": _Record("records", 15519362, "eval_data_{m}_test.zip")},
-    2026: {"dev": _Record("records", 19336329, "dev_{m}.zip"),
-           "eval_train": _Record("records", 20151556, "eval_data_{m}_train.zip")},
-})
-
-# Re-released archives ("_r2"): (year, kind, machine) -> file name
-_RENAMED: Mapping[tuple[int, str, str], str] = MappingProxyType({
-    (2024, "eval_train", "3DPrinter"): "eval_data_3DPrinter_train_r2.zip",
-    (2024, "eval_train", "RoboticArm"): "eval_data_RoboticArm_train_r2.zip",
-    (2026, "dev", "ToyCar"): "dev_ToyCar_r2.zip",
-})
 
 #: (file name, record id) -> md5 hex digest, for archives whose checksum was confirmed by hand
 KNOWN_MD5: Mapping[tuple[str, int], str] = MappingProxyType({})
@@ -102,15 +58,15 @@ class Archive:
 def machines(year: int, kind: str) -> tuple[str, ...]:
     """Official machine types of ``year`` whose data come in archives of ``kind``."""
     _check(year, kind)
-    info = YEAR_INFO[year]
+    info = get_year(year)
     return tuple(info.dev if kind == "dev" else info.eval)
 
 
 def kinds(year: int) -> tuple[str, ...]:
     """The archive kinds published for ``year`` (2026 has no evaluation test set yet)."""
-    if year not in _RECORDS:
+    if year not in YEARS:
         raise ValueError(f"no download table for DCASE {year}; known years: {', '.join(map(str, YEARS))}")
-    return tuple(k for k in KINDS if k in _RECORDS[year])
+    return tuple(k for k in KINDS if k in YEARS[year].zenodo)
 
 
 def archive(year: int, kind: str, machine: str) -> Archive:
@@ -118,8 +74,9 @@ def archive(year: int, kind: str, machine: str) -> Archive:
     official = machines(year, kind)
     if machine not in official:
         raise ValueError(f"DCASE {year} has no {kind} archive for machine '{machine}'; its machines: {', '.join(official)}")
-    rec = _RECORDS[year][kind]
-    name = _RENAMED.get((year, kind, machine), rec.pattern.format(m=machine))
+    info = get_year(year)
+    rec = info.zenodo[kind]
+    name = info.zenodo_renamed.get((kind, machine), rec.pattern.format(m=machine))
     return Archive(year, kind, machine, rec.record_id, name, f"{ZENODO}/{rec.path}/{rec.record_id}/files/{name}",
                    KNOWN_MD5.get((name, rec.record_id)))
 
@@ -139,7 +96,7 @@ def archives(year: int, kinds_: tuple[str, ...] | None = None, machines_: tuple[
 
 def eval_list_url(year: int) -> str | None:
     """URL of the official ``eval_data_list_<year>.csv`` (None where none is published)."""
-    return EVAL_LIST_URL.format(year=year) if year in _EVAL_LIST_YEARS else None
+    return EVAL_LIST_URL.format(year=year) if get_year(year).eval_list else None
 
 
 def _check(year: int, kind: str) -> None:

@@ -1,5 +1,8 @@
 """Official DCASE Task 2 scores (2020-2025), computed exactly as the challenge evaluators compute them.
 
+Which rule below scores a year is that year's ``metric`` in :mod:`asdlib.years` (its ``rule`` and
+``max_fpr``); a year without one (2026) has no official score yet.
+
 Building blocks, identical in every official evaluator (see docs/dcase.md):
 
 * AUC  = ``sklearn.metrics.roc_auc_score(y_true, y_score)`` with 0 = normal, 1 = anomaly.
@@ -34,16 +37,12 @@ import scipy.stats
 from sklearn.metrics import roc_auc_score
 
 from asdlib.metrics.records import ScoredUtt
+from asdlib.years import DEFAULT_MAX_FPR as MAX_FPR
+from asdlib.years import YEARS, Metric, get_year, metric_years
 
 logger = logging.getLogger(__name__)
 
-MAX_FPR = 0.1
 EPS = sys.float_info.epsilon
-YEARS = (2020, 2021, 2022, 2023, 2024, 2025)
-
-METRIC_2020 = "dcase2020: (a-mean AUC + a-mean pAUC) / 2 over machine types; per-type means over machine IDs"
-METRIC_2021 = "dcase2021: h-mean of AUC and pAUC over (machine, section, domain), each on that domain's clips"
-METRIC_2022 = "dcase2022-2025: h-mean of AUC(source), AUC(target), pAUC over (machine, section)"
 
 PerMachine = dict[str, dict[str, dict[str, float]]]
 
@@ -104,12 +103,7 @@ def amean(values: Iterable[float]) -> float:
 
 def metric_name(year: int) -> str:
     """The human-readable rule name stored as ``metric`` in results.json."""
-    _check_year(year)
-    if year == 2020:
-        return METRIC_2020
-    if year == 2021:
-        return METRIC_2021
-    return METRIC_2022
+    return metric_of(year).name
 
 
 def domain_mask(year: int, labels: np.ndarray, domains: np.ndarray, domain: str) -> np.ndarray:
@@ -118,10 +112,10 @@ def domain_mask(year: int, labels: np.ndarray, domains: np.ndarray, domain: str)
     2020 has no domains (all clips); 2021 uses the domain's own clips; 2022+ uses the domain's normals
     plus every anomaly of the section.
     """
-    _check_year(year)
-    if year == 2020:
+    rule = metric_of(year).rule
+    if rule == "amean_per_type":
         return np.ones(len(labels), dtype=bool)
-    if year == 2021:
+    if rule == "hmean_per_domain":
         return domains == domain
     return (domains == domain) | (labels == 1)
 
@@ -134,7 +128,7 @@ def official_score(year: int, records: Sequence[ScoredUtt], *, skip_unknown: boo
     ``skip_unknown`` every (machine, section) holding such clips is left out (logged, listed in
     ``Evaluation.skipped``), and the error is raised only if nothing is left.
     """
-    _check_year(year)
+    metric = metric_of(year)
     if not records:
         raise ValueError("no scored utterances to evaluate")
     groups = _group(records)
@@ -148,10 +142,10 @@ def official_score(year: int, records: Sequence[ScoredUtt], *, skip_unknown: boo
             del groups[key]
     per_machine: PerMachine = {}
     for (machine, section), utts in groups.items():
-        per_machine.setdefault(machine, {})[section] = _section_metrics(year, machine, section, utts)
+        per_machine.setdefault(machine, {})[section] = _section_metrics(year, metric, machine, section, utts)
     return Evaluation(
         year=year,
-        metric=metric_name(year),
+        metric=metric.name,
         official_score=official_from_per_machine(year, per_machine),
         per_machine=per_machine,
         machine_means=machine_means(per_machine),
@@ -166,11 +160,11 @@ def official_from_per_machine(year: int, per_machine: Mapping[str, Mapping[str, 
     Values are pooled in the evaluators' order (machines and sections in the mapping's order), so the
     result matches their output to the last bit.
     """
-    _check_year(year)
-    if year == 2020:
+    rule = metric_of(year).rule
+    if rule == "amean_per_type":
         means = machine_means(per_machine)
         return (amean(m["auc"] for m in means.values()) + amean(m["pauc"] for m in means.values())) / 2
-    if year == 2021:
+    if rule == "hmean_per_domain":
         pooled = []
         for sections in per_machine.values():
             for metrics in sections.values():
@@ -191,12 +185,12 @@ def summary_from_per_machine(year: int,
     2022+: h-mean and a-mean of each of AUC(source), AUC(target), pAUC, and ``amean_total`` (the papers'
     a-mean "TOTAL score" over the pooled list).
     """
-    _check_year(year)
-    if year == 2020:
+    rule = metric_of(year).rule
+    if rule == "amean_per_type":
         means = machine_means(per_machine)
         return {"amean_auc": amean(m["auc"] for m in means.values()),
                 "amean_pauc": amean(m["pauc"] for m in means.values())}
-    if year == 2021:
+    if rule == "hmean_per_domain":
         src_auc, tgt_auc = _column(per_machine, "auc_source"), _column(per_machine, "auc_target")
         src_pauc, tgt_pauc = _column(per_machine, "pauc_source"), _column(per_machine, "pauc_target")
         out = {"hmean_auc": hmean_eps(src_auc + tgt_auc), "hmean_pauc": hmean_eps(src_pauc + tgt_pauc),
@@ -236,9 +230,12 @@ def unlabelled_message(year: int, groups: Sequence[str]) -> str:
     )
 
 
-def _check_year(year: int) -> None:
-    if year not in YEARS:
-        raise ValueError(f"no official DCASE Task 2 metric for year {year}; known years: {', '.join(map(str, YEARS))}")
+def metric_of(year: int) -> Metric:
+    """The official rule of ``year`` (asdlib.years); a clear error for years without one."""
+    metric = YEARS[year].metric if year in YEARS else None
+    if metric is None:
+        raise ValueError(f"no official DCASE Task 2 metric for year {year}; known years: {', '.join(map(str, metric_years()))}")
+    return metric
 
 
 def _group(records: Sequence[ScoredUtt]) -> dict[tuple[str, str], list[ScoredUtt]]:
@@ -250,14 +247,14 @@ def _group(records: Sequence[ScoredUtt]) -> dict[tuple[str, str], list[ScoredUtt
 
 def _lacks_truth(year: int, utt: ScoredUtt) -> bool:
     """A clip whose label (or, from 2021 on, domain) is unknown cannot enter the year's metric."""
-    return utt.label == "unknown" or (year != 2020 and utt.domain == "unknown")
+    return utt.label == "unknown" or (get_year(year).has_domains and utt.domain == "unknown")
 
 
 def _column(per_machine: Mapping[str, Mapping[str, Mapping[str, float]]], key: str) -> list[float]:
     return [m[key] for sections in per_machine.values() for m in sections.values() if key in m]
 
 
-def _section_metrics(year: int, machine: str, section: str, utts: Sequence[ScoredUtt]) -> dict[str, float]:
+def _section_metrics(year: int, metric: Metric, machine: str, section: str, utts: Sequence[ScoredUtt]) -> dict[str, float]:
     y = np.array([1 if u.label == "anomaly" else 0 for u in utts])
     s = np.array([u.score for u in utts], dtype=float)
     d = np.array([u.domain for u in utts])
@@ -265,18 +262,18 @@ def _section_metrics(year: int, machine: str, section: str, utts: Sequence[Score
     if not np.isfinite(s).all():
         raise ValueError(f"{where}: non-finite anomaly scores (NaN/inf); check the scoring stage output")
     _require_both_labels(y, where)
-    if year == 2020:
+    if metric.rule == "amean_per_type":
         value = auc(y, s)
-        return {"auc": value, "auc_source": value, "pauc": pauc(y, s)}
-    if year == 2021:
+        return {"auc": value, "auc_source": value, "pauc": pauc(y, s, metric.max_fpr)}
+    if metric.rule == "hmean_per_domain":
         out: dict[str, float] = {}
         for domain in ("source", "target"):
             mask = domain_mask(year, y, d, domain)
             if mask.any():
                 _require_both_labels(y[mask], f"{where} domain {domain}")
                 out[f"auc_{domain}"] = auc(y[mask], s[mask])
-                out[f"pauc_{domain}"] = pauc(y[mask], s[mask])
-        out["pauc"] = pauc(y, s)
+                out[f"pauc_{domain}"] = pauc(y[mask], s[mask], metric.max_fpr)
+        out["pauc"] = pauc(y, s, metric.max_fpr)
         return out
     out = {}
     for domain in ("source", "target"):
@@ -285,7 +282,7 @@ def _section_metrics(year: int, machine: str, section: str, utts: Sequence[Score
                              f"{year} rule needs normal clips of both domains in every section")
         mask = domain_mask(year, y, d, domain)
         out[f"auc_{domain}"] = auc(y[mask], s[mask])
-    out["pauc"] = pauc(y, s)
+    out["pauc"] = pauc(y, s, metric.max_fpr)
     out["auc_all"] = auc(y, s)
     return out
 

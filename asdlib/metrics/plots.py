@@ -16,8 +16,9 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from asdlib.io.atomic import atomic_write
-from asdlib.metrics.official import MAX_FPR, auc, domain_mask
+from asdlib.metrics.official import auc, domain_mask, metric_of
 from asdlib.metrics.records import ScoredUtt
+from asdlib.years import get_year
 
 HIST_BINS = 30
 
@@ -38,16 +39,18 @@ def plot_roc(year: int, machine: str, section: str, records: Sequence[ScoredUtt]
     fig = Figure(figsize=(4.5, 4.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    domains = ("source",) if year == 2020 else ("source", "target")
+    by_domain = get_year(year).has_domains
+    domains = ("source", "target") if by_domain else ("source",)
     for domain in domains:
         mask = domain_mask(year, y, d, domain)
         if not ((y[mask] == 0).any() and (y[mask] == 1).any()):
             continue
         fpr, tpr, _ = roc_curve(y[mask], s[mask])
-        label = "all clips" if year == 2020 else domain
+        label = domain if by_domain else "all clips"
         ax.plot(fpr, tpr, label=f"{label} (AUC {auc(y[mask], s[mask]):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.axvline(MAX_FPR, color="grey", linestyle="--", linewidth=1, label=f"pAUC limit (FPR {MAX_FPR})")
+    max_fpr = metric_of(year).max_fpr
+    ax.axvline(max_fpr, color="grey", linestyle="--", linewidth=1, label=f"pAUC limit (FPR {max_fpr})")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
            title=f"{machine} section {section}")
     ax.legend(loc="lower right", fontsize="small")

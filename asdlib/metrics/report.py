@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from asdlib.io.atomic import atomic_write
-from asdlib.metrics.official import Evaluation
+from asdlib.metrics.official import Evaluation, metric_of
 
 COLUMNS_2021 = (("auc_source", "AUC (source)"), ("auc_target", "AUC (target)"),
                 ("pauc_source", "pAUC (source)"), ("pauc_target", "pAUC (target)"))
@@ -51,10 +51,11 @@ def render_results_md(ev: Evaluation, title: str) -> str:
     if ev.skipped:
         lines.append(f"- not evaluated (no ground truth): {', '.join(ev.skipped)}")
     lines.append("")
-    if ev.year == 2020:
+    rule = metric_of(ev.year).rule
+    if rule == "amean_per_type":
         lines += _table_2020(ev)
     else:
-        columns = COLUMNS_2021 if ev.year == 2021 else COLUMNS_2022
+        columns = COLUMNS_2021 if rule == "hmean_per_domain" else COLUMNS_2022
         lines += _table_sections(ev, columns)
     return "\n".join(lines) + "\n"
 
@@ -65,8 +66,9 @@ def write_results_md(ev: Evaluation, path: Path, title: str) -> None:
 
 
 def _table_sections(ev: Evaluation, columns: tuple[tuple[str, str], ...]) -> list[str]:
+    per_domain = metric_of(ev.year).rule == "hmean_per_domain"
     lines = ["Values in %. "
-             + ("AUC and pAUC per domain on that domain's clips." if ev.year == 2021 else
+             + ("AUC and pAUC per domain on that domain's clips." if per_domain else
                 "AUC(domain): that domain's normals vs all anomalies of the section; pAUC on the whole section."),
              "",
              "| machine | section | " + " | ".join(label for _, label in columns) + " |",
@@ -79,7 +81,7 @@ def _table_sections(ev: Evaluation, columns: tuple[tuple[str, str], ...]) -> lis
         cells = [_pct(ev.summary[f"{stat}_{key}"]) if f"{stat}_{key}" in ev.summary else "-" for key, _ in columns]
         lines.append(f"| **{stat[0]}-mean** | | " + " | ".join(cells) + " |")
     lines.append("")
-    if ev.year == 2021:
+    if per_domain:
         lines.append(f"h-mean over both domains: AUC {_pct(ev.summary['hmean_auc'])}, "
                      f"pAUC {_pct(ev.summary['hmean_pauc'])}; official score (h-mean of all AUC and pAUC): "
                      f"**{_pct(ev.official_score)}**")

@@ -13,6 +13,9 @@ Decision results (1 = anomaly) follow the official baselines: a gamma distributi
 anomaly scores of the normal training clips (``scipy.stats.gamma.fit``) and a test clip is anomalous
 when its score is strictly above the fit's 0.9 quantile. asdlib fits one threshold per machine and
 section because the KNN back end scores each section against its own training clips.
+
+A year's format follows its ``naming`` in :mod:`asdlib.years` (``id``: 2020, ``section_domain``:
+2021, ``section``: 2022 on); only years with an official metric have one.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import numpy as np
 import scipy.stats
 
 from asdlib.io.atomic import atomic_write
-from asdlib.metrics.official import YEARS
 from asdlib.metrics.records import ScoredUtt
+from asdlib.years import Year, get_year, metric_years
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ def score_file_name(year: int, machine: str, section: str, domain: str | None = 
 
 def decision_file_name(year: int, machine: str, section: str, domain: str | None = None) -> str:
     """Name of the decision-result CSV; 2020 had no decision files."""
-    if year == 2020:
+    if _format(year).naming == "id":
         raise ValueError("DCASE 2020 submissions have no decision_result files")
     return f"decision_result_{_stem(year, machine, section, domain)}.csv"
 
@@ -91,14 +94,14 @@ def write_submission(year: int, records: Sequence[ScoredUtt], out_dir: Path,
     Rows are sorted by file name, scores written with full float precision (``repr``). Without
     ``thresholds`` no decision files are written (2020 never has them). Every file is written atomically.
     """
-    _check_year(year)
+    naming = _format(year).naming
     groups: dict[tuple[str, str, str | None], list[ScoredUtt]] = {}
     for r in records:
-        domain = r.domain if year == 2021 else None
+        domain = r.domain if naming == "section_domain" else None
         groups.setdefault((r.machine, r.section, domain), []).append(r)
     if not groups:
         raise ValueError("no scored utterances to write")
-    want_decisions = thresholds is not None and year != 2020
+    want_decisions = thresholds is not None and naming != "id"
     if want_decisions:
         missing = sorted({(m, s) for m, s, _ in groups} - set(thresholds))
         if missing:
@@ -136,19 +139,21 @@ def read_submission_csv(path: Path) -> list[tuple[str, float]]:
 
 
 def _stem(year: int, machine: str, section: str, domain: str | None) -> str:
-    _check_year(year)
-    if year == 2020:
+    naming = _format(year).naming
+    if naming == "id":
         return f"{machine}_id_{section}"
-    if year == 2021:
+    if naming == "section_domain":
         if domain not in ("source", "target"):
             raise ValueError(f"2021 submission files are per domain; got domain {domain!r}")
         return f"{machine}_section_{section}_{domain}_test"
     return f"{machine}_section_{section}_test"
 
 
-def _check_year(year: int) -> None:
-    if year not in YEARS:
-        raise ValueError(f"no DCASE Task 2 submission format for year {year}; known years: {YEARS}")
+def _format(year: int) -> Year:
+    """The year's row, whose naming sets the file names; an error for years without an official format."""
+    if year not in metric_years():
+        raise ValueError(f"no DCASE Task 2 submission format for year {year}; known years: {metric_years()}")
+    return get_year(year)
 
 
 def _check_unique_names(rows: Sequence[ScoredUtt], machine: str, section: str) -> None:

@@ -47,6 +47,10 @@ ANOMALY_KINDS = ("harmonic_shift", "clicks", "modulation", "whine", "dropout")
 NO_ATTRIBUTE = "noAttribute"
 
 
+#: the DCASE years whose layout this module writes (asdlib.synth.years writes the others)
+LAYOUT_YEARS = (2023, 2024)
+
+
 class SynthError(ValueError):
     """A synthetic-corpus request that cannot be fulfilled (bad option or unusable root)."""
 
@@ -69,8 +73,8 @@ class SynthConfig:
 
     def validate(self) -> None:
         """Reject options that would give an unusable or ambiguous corpus."""
-        if self.year not in (2023, 2024):
-            raise SynthError(f"year must be 2023 or 2024, got {self.year}")
+        if self.year not in LAYOUT_YEARS:
+            raise SynthError(f"year must be {' or '.join(map(str, LAYOUT_YEARS))}, got {self.year}")
         machines = self.dev_machines + self.eval_machines
         if not self.dev_machines or not self.eval_machines:
             raise SynthError("need at least one dev and one eval machine (--dev_machines, --eval_machines)")

@@ -19,6 +19,8 @@ as machine IDs do); this module only decides which clips exist and how they are 
 
 Machines and sections default to the year's official ones (the first two machine types), so the
 recipes' data preparation sees official names; the same ``.done`` marker rule as ``synth`` applies.
+The per-year facts (naming, sections, attribute CSVs, supplemental clips, channels, noise attribute,
+eval-list line endings) are the year's row in :mod:`asdlib.years`.
 """
 
 from __future__ import annotations
@@ -33,14 +35,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asdlib.data.dcase import NO_ATTRIBUTE, YEAR_INFO
+from asdlib.data.dcase import NO_ATTRIBUTE
 from asdlib.io.atomic import atomic_write_text
 from asdlib.synth import corpus as synth
+from asdlib.years import YEARS, get_year
 
-YEARS = (2020, 2021, 2022, 2023, 2024, 2025, 2026)
-_DEFAULT_SECTIONS = {2020: (("00", "02", "04", "06"), ("01", "03", "05")), 2021: (("00", "01", "02"), ("03", "04", "05")),
-                     2022: (("00", "01", "02"), ("03", "04", "05"))}
-_CRLF_LISTS = (2021, 2023, 2024, 2025, 2026)  # official eval lists of these years use CRLF line endings
 _FAR_MIC_DELAY = 12  # samples between near (left) and far (right) microphone in 2026 stereo
 
 
@@ -65,17 +64,17 @@ class YearSynthConfig:
     def resolved(self) -> "YearSynthConfig":
         """Defaults filled in from the year's official machine lists; checked."""
         if self.year not in YEARS:
-            raise synth.SynthError(f"year must be one of {YEARS}, got {self.year}")
+            raise synth.SynthError(f"year must be one of {tuple(YEARS)}, got {self.year}")
         dev, eval_ = official_machines(self.year)
         cfg = dataclasses.replace(self, dev_machines=self.dev_machines or dev[:2], eval_machines=self.eval_machines or eval_[:2])
         if cfg.sections < 1 or cfg.n_train_source < 1 or cfg.n_test < 1 or cfg.n_train_target < 0 or cfg.n_supplemental < 0:
             raise synth.SynthError("sections, n_train_source, n_test >= 1 and n_train_target, n_supplemental >= 0 required")
-        if cfg.year >= 2021 and cfg.n_train_target < 1:
+        if get_year(cfg.year).has_domains and cfg.n_train_target < 1:
             raise synth.SynthError(f"DCASE {cfg.year} has target-domain training clips: n_train_target must be >= 1")
         unknown = sorted(set(cfg.no_attribute) - set(cfg.dev_machines + cfg.eval_machines))
         if unknown:
             raise synth.SynthError(f"no_attribute names machines that are not generated: {unknown}")
-        if cfg.year <= 2021 and cfg.no_attribute:
+        if not get_year(cfg.year).attributes_csv and cfg.no_attribute:
             raise synth.SynthError(f"DCASE {cfg.year} names never carry 'noAttribute'; leave no_attribute empty")
         if not 0.5 <= cfg.seconds <= 60.0 or cfg.sample_rate < 8000 or not 0.0 <= cfg.anomaly_strength <= 20.0:
             raise synth.SynthError("seconds in [0.5, 60], sample_rate >= 8000 and anomaly_strength in [0, 20] required")
@@ -83,7 +82,7 @@ class YearSynthConfig:
 
     def synth_config(self) -> synth.SynthConfig:
         """The sound options in :mod:`asdlib.synth.corpus`'s form (its year field only names the layout)."""
-        return synth.SynthConfig(year=2024 if self.year not in (2023, 2024) else self.year,
+        return synth.SynthConfig(year=self.year if self.year in synth.LAYOUT_YEARS else 2024,
                                  dev_machines=self.dev_machines, eval_machines=self.eval_machines,
                                  no_attribute=self.no_attribute, n_train_source=self.n_train_source,
                                  n_train_target=max(1, self.n_train_target), n_test=self.n_test, seconds=self.seconds,
@@ -98,16 +97,15 @@ class YearSynthConfig:
 
 def official_machines(year: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(dev, eval) official machine types of ``year``."""
-    info = YEAR_INFO[year]
+    info = get_year(year)
     return tuple(info.dev), tuple(info.eval)
 
 
 def sections_of(year: int, part: str, machine: str, count: int) -> tuple[str, ...]:
     """The first ``count`` official sections (2020: IDs) of a machine; the year's usual ones for other names."""
-    if year >= 2023:
-        return ("00",)
-    table = YEAR_INFO[year].dev if part == "dev" else YEAR_INFO[year].eval
-    default = _DEFAULT_SECTIONS[year][0 if part == "dev" else 1]
+    info = get_year(year)
+    table = info.dev if part == "dev" else info.eval
+    default = info.default_sections[0 if part == "dev" else 1]
     return tuple(table.get(machine, default))[:count]
 
 
@@ -144,56 +142,61 @@ def _attr(cfg: YearSynthConfig, machine: str, spec: synth.ClipSpec) -> str:
     if machine in cfg.no_attribute:
         return NO_ATTRIBUTE
     attr = synth.attribute_string(spec.combo)
-    return f"{attr}_noise_{1 + spec.index % 2}" if cfg.year == 2026 else attr
+    return f"{attr}_noise_{1 + spec.index % 2}" if get_year(cfg.year).noise_attribute else attr
 
 
 def _labelled_name(cfg: YearSynthConfig, machine: str, section: str, spec: synth.ClipSpec) -> str:
     """The year's labelled file name of a clip."""
-    if cfg.year == 2020:
+    naming = get_year(cfg.year).naming
+    if naming == "id":
         return f"{spec.label}_id_{section}_{spec.index:08d}.wav"
     stem = f"section_{section}_{spec.domain}_{spec.split}_{spec.label}_{spec.index:04d}"
-    if cfg.year == 2021 and spec.split == "test":
+    if naming == "section_domain" and spec.split == "test":
         return f"{stem}.wav"  # 2021 test names carry no attributes
     return f"{stem}_{_attr(cfg, machine, spec)}.wav"
 
 
 def _machine_clips(cfg: YearSynthConfig, dataset: str, machine: str) -> tuple[list[_Clip], list[tuple[str, ...]]]:
     """All clips of one machine (every section) and its eval-list rows (blinded, labelled[, 0|1])."""
+    info = get_year(cfg.year)
+    per_domain = info.naming == "section_domain"  # 2021: test clips blinded per domain folder
     clips: list[_Clip] = []
     rows: list[tuple[str, ...]] = []
-    domains = ("source",) if cfg.year == 2020 else synth.DOMAINS
+    domains = synth.DOMAINS if info.has_domains else ("source",)
     for section in sections_of(cfg.year, dataset, machine, cfg.sections):
         voice = f"{machine}-{section}"  # one acoustic identity per section, like a machine ID
         for domain in domains:
             n = cfg.n_train_source if domain == "source" else cfg.n_train_target
             clips += [_Clip(s, "train", _labelled_name(cfg, machine, section, s))
                       for s in _specs(cfg, dataset, voice, "train", domain, "normal", n)]
-        if cfg.year == 2025 and cfg.n_supplemental:
+        if info.supplemental and cfg.n_supplemental:
             clips += [_Clip(s, "supplemental", f"section_{section}_machine_{s.index:04d}_.wav")
                       for s in _specs(cfg, dataset, voice, "supplemental", "source", "normal", cfg.n_supplemental)]
         test = [s for d in domains for lab in synth.LABELS for s in _specs(cfg, dataset, voice, "test", d, lab, cfg.n_test)]
         if dataset == "dev":
             clips += [_Clip(s, _test_dir(cfg.year, s.domain), _labelled_name(cfg, machine, section, s)) for s in test]
             continue
-        for domain_group in ([test] if cfg.year != 2021 else [[s for s in test if s.domain == d] for d in domains]):
-            order = _rng(cfg.seed, "blind", voice, domain_group[0].domain if cfg.year == 2021 else "").permutation(len(domain_group))
+        for domain_group in ([[s for s in test if s.domain == d] for d in domains] if per_domain else [test]):
+            order = _rng(cfg.seed, "blind", voice, domain_group[0].domain if per_domain else "").permutation(len(domain_group))
             blinded = sorted(zip(order.tolist(), domain_group), key=lambda t: t[0])
             for j, spec in blinded:
                 name = _blinded_name(cfg.year, section, spec.domain, j)
                 labelled = _labelled_name(cfg, machine, section, spec)
                 clips.append(_Clip(spec, _test_dir(cfg.year, spec.domain), name, labelled))
-                rows.append((name, labelled, "1" if spec.label == "anomaly" else "0") if cfg.year == 2020 else (name, labelled))
+                rows.append((name, labelled, "1" if spec.label == "anomaly" else "0") if info.eval_list_columns == 3
+                            else (name, labelled))
     return clips, rows
 
 
 def _test_dir(year: int, domain: str) -> str:
-    return f"{domain}_test" if year == 2021 else "test"
+    return f"{domain}_test" if get_year(year).naming == "section_domain" else "test"
 
 
 def _blinded_name(year: int, section: str, domain: str, index: int) -> str:
-    if year == 2020:
+    naming = get_year(year).naming
+    if naming == "id":
         return f"id_{section}_{index:08d}.wav"
-    if year == 2021:
+    if naming == "section_domain":
         return f"section_{section}_{domain}_test_{index:04d}.wav"
     return f"section_{section}_{index:04d}.wav"
 
@@ -201,7 +204,7 @@ def _blinded_name(year: int, section: str, domain: str, index: int) -> str:
 def _render(clip: _Clip, cfg: YearSynthConfig, scfg: synth.SynthConfig) -> np.ndarray:
     """Samples of a clip: mono, or (n, 2) near/far microphone stereo for 2026."""
     x = synth.synthesize_clip(clip.spec, scfg)
-    if cfg.year != 2026:
+    if get_year(cfg.year).channels == 1:
         return x
     noise = _rng(cfg.seed, "far", clip.spec.machine, clip.subdir, clip.name).standard_normal(x.size) * 0.3 * float(np.std(x))
     far = 0.5 * np.concatenate([np.zeros(_FAR_MIC_DELAY), x[:-_FAR_MIC_DELAY]]) + noise
@@ -211,6 +214,7 @@ def _render(clip: _Clip, cfg: YearSynthConfig, scfg: synth.SynthConfig) -> np.nd
 def _attributes_csv(cfg: YearSynthConfig, machine: str, section: str, clips: list[_Clip]) -> str:
     """``attributes_XX.csv`` (2022+): ``file_name,d1p,d1v,...`` for the labelled (non-blinded) clips."""
     rows = []
+    noise = get_year(cfg.year).noise_attribute
     npairs = len(synth.machine_profile(f"{machine}-{section}").params)
     for c in clips:
         if c.labelled is not None or c.subdir == "supplemental" or not c.name.startswith(f"section_{section}_"):
@@ -219,10 +223,10 @@ def _attributes_csv(cfg: YearSynthConfig, machine: str, section: str, clips: lis
             values = [NO_ATTRIBUTE, ""] + [""] * (2 * npairs - 2)
         else:
             values = [v for pair in c.spec.combo for v in pair]
-            if cfg.year == 2026:
+            if noise:
                 values += ["noise", str(1 + c.spec.index % 2)]
         rows.append(",".join([f"{machine}/{c.subdir}/{c.name}", *values]))
-    width = max(npairs + (1 if cfg.year == 2026 else 0), 1)
+    width = max(npairs + (1 if noise else 0), 1)
     header = "file_name," + ",".join(f"d{i}p,d{i}v" for i in range(1, width + 1))
     return "\n".join([header] + rows) + "\n"
 
@@ -256,7 +260,7 @@ def generate_year_corpus(root: str | Path, cfg: YearSynthConfig) -> YearSynthCon
     """
     cfg = cfg.resolved()
     root = Path(root)
-    if cfg.year in (2023, 2024):
+    if cfg.year in synth.LAYOUT_YEARS:
         synth.generate_corpus(root, cfg.synth_config())
         return cfg
     if _check_root(root, cfg):
@@ -270,12 +274,12 @@ def generate_year_corpus(root: str | Path, cfg: YearSynthConfig) -> YearSynthCon
             for clip in clips:
                 (mdir / clip.subdir).mkdir(parents=True, exist_ok=True)
                 _write_wav(mdir / clip.subdir / clip.name, _render(clip, cfg, scfg), cfg.sample_rate)
-            if cfg.year >= 2022:
+            if get_year(cfg.year).attributes_csv:
                 for section in sections_of(cfg.year, dataset, machine, cfg.sections):
                     atomic_write_text(mdir / f"attributes_{section}.csv", _attributes_csv(cfg, machine, section, clips))
             if rows:
                 lines += [machine] + [",".join(r) for r in rows]
-    eol = "\r\n" if cfg.year in _CRLF_LISTS else "\n"
+    eol = "\r\n" if get_year(cfg.year).eval_list_crlf else "\n"
     atomic_write_text(root / f"eval_data_list_{cfg.year}.csv", "".join(line + eol for line in lines))
     atomic_write_text(root / synth.DONE_MARKER, json.dumps(cfg.to_json_dict(), sort_keys=True) + "\n")
     return cfg

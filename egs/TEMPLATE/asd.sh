@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared ASD recipe: every egs/<recipe>/run.sh calls this with its year and configs.
+# Shared ASD recipe: every egs/<recipe>/run.sh calls this with its scoring year and configs.
 # Stages (docs/design.md §3): 1 data prep, 2 labels, 3 training, 4 embeddings, 5 scoring (the back end) + CSVs,
 # 6 official metric, 7 packing. Options are shell variables below, set with --name value.
 set -euo pipefail
@@ -17,7 +17,7 @@ nj=4                  # parallel jobs for extraction and scoring
 ngpu=0                # GPUs per training job (>1 launches torchrun DDP)
 nproc=1               # processes per node for DDP on CPU (gloo); ignored when ngpu > 0
 num_nodes=1           # nodes for multi-node training (Slurm: srun + torchrun rendezvous)
-year=2024             # challenge year: selects file naming and the official metric
+year=2024             # scoring year: submission file names and official metric (the corpus year is local/data.sh's --corpus_year)
 datadir=data          # where data/<set> dirs are written
 expdir=exp            # experiment root
 train_sets="dev_train eval_train"   # sets whose embeddings the back end is fitted on
@@ -41,7 +41,7 @@ Usage: ./run.sh [options]   (egs/<recipe>/run.sh passes them to asd.sh, the shar
   --nj ${nj}                    parallel jobs for stages 4 and 5 (via \$extract_cmd / \$score_cmd from cmd.sh)
   --ngpu ${ngpu}                  GPUs for training (>1: torchrun DDP); --nproc N: DDP processes on CPU
   --num_nodes ${num_nodes}             nodes for multi-node training under Slurm
-  --year ${year}               challenge year (naming, official metric)
+  --year ${year}               scoring year: submission file names and official metric (corpus year: local/data.sh)
   --train_config ${train_config}
   --download_upstream ${download_upstream}   fetch the config's official upstream checkpoint when absent (--upstream_mirror URL)
   --tag NAME                    experiment name (default: config file name, plus _<train_args> when given)

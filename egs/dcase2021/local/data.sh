@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stage 1 of the DCASE 2021 recipe: the shared egs/TEMPLATE/local_common/data.sh with --year 2021
-# (options: local/data.sh --help).
+# Stage 1 of the DCASE 2021 recipe: the shared egs/TEMPLATE/local_common/data.sh with --corpus_year 2021
+# (options: local/data.sh --help), found through the recipe's utils link (run from the recipe directory).
 set -euo pipefail
-exec "$(dirname "$(readlink -f "$0")")/../../TEMPLATE/local_common/data.sh" --year 2021 "$@"
+exec "$(readlink -f utils)/../local_common/data.sh" --corpus_year 2021 "$@"
