@@ -3,9 +3,9 @@
 Why: a new challenge year used to touch a year tuple or an ``if year == ...`` chain in every module
 (file names, downloads, eval lists, the official metric, synthetic corpora, recipes, tests). They
 all read one :class:`Year` row from :data:`YEARS` now, so a new year is one row here or one
-:func:`register_year` call from a plugin module named in ``$ASDLIB_YEAR_PLUGINS`` (comma-separated
-module names, imported when this module is). This module imports nothing from asdlib: it sits at
-the bottom of the package graph, below data, metrics, synth and bin.
+:func:`register_year` call from a plug-in module (``$ASDLIB_PLUGINS`` or the ``asdlib.plugins``
+entry points, as for every registry: asdlib.registry.load_plugins, run when this module is
+imported). It sits at the bottom of the package graph, below data, metrics, synth and bin.
 
 Machine and section lists are those of the official baseline's ``datasets/machine_type_*.yaml``
 and the Zenodo records those of its ``datasets/download_path_*.yaml``
@@ -15,11 +15,11 @@ and the Zenodo records those of its ``datasets/download_path_*.yaml``
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from asdlib.registry import PLUGINS_ENV, load_plugins
 
 #: file-name styles: ``id`` (2020: ``{normal|anomaly}_id_XX_N.wav``, no domains), ``section_domain``
 #: (2021: blinded eval names keep the domain, test names carry no attribute), ``section`` (2022+:
@@ -29,8 +29,6 @@ NAMINGS = ("id", "section_domain", "section")
 METRIC_RULES = ("amean_per_type", "hmean_per_domain", "hmean_source_target")
 #: Zenodo archive kinds of a year: development set, evaluation training clips, evaluation test clips
 ARCHIVE_KINDS = ("dev", "eval_train", "eval_test")
-#: environment variable naming plugin modules that call :func:`register_year`
-PLUGINS_ENV = "ASDLIB_YEAR_PLUGINS"
 #: the pAUC false-positive-rate limit of every official rule so far
 DEFAULT_MAX_FPR = 0.1
 
@@ -145,7 +143,7 @@ def get_year(year: int) -> Year:
     except KeyError:
         raise UnknownYearError(
             f"unsupported DCASE year {year}; known years: {', '.join(map(str, _REGISTRY))} "
-            f"(add one with asdlib.years.register_year, from a module named in ${PLUGINS_ENV})") from None
+            f"(add one with asdlib.years.register_year, from a plug-in module named in ${PLUGINS_ENV})") from None
 
 
 def metric_years() -> tuple[int, ...]:
@@ -239,14 +237,4 @@ for _info in (
     register_year(_info)
 
 
-def _load_plugins() -> None:
-    """Import the modules named in $ASDLIB_YEAR_PLUGINS (they call register_year)."""
-    for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(","))):
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise ImportError(f"${PLUGINS_ENV} names module {name!r}, which cannot be imported ({e}); "
-                              f"fix the name or its PYTHONPATH") from e
-
-
-_load_plugins()
+load_plugins()  # plug-in modules may call register_year

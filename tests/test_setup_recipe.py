@@ -44,7 +44,7 @@ register_year(dataclasses.replace(get_year(2026), year=2027, description="a year
 def test_new_year_recipe_runs(tmp_path: Path) -> None:
     """A year registered by a plugin gets a recipe whose run.sh and local/data.sh answer --help."""
     (tmp_path / "my_years.py").write_text(PLUGIN)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "ASDLIB_YEAR_PLUGINS": "my_years"}
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "ASDLIB_PLUGINS": "my_years"}
     recipe = tmp_path / "egs" / "dcase2027"
     proc = setup(str(recipe), "--year", "2027", env=env)
     assert proc.returncode == 0, proc.stderr

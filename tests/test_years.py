@@ -55,12 +55,12 @@ get_parser().parse_args(["--year", "2027", "--root", "x"])
 
 
 def test_a_plugin_module_adds_a_year(tmp_path):
-    """One register_year call in a module named by $ASDLIB_YEAR_PLUGINS reaches naming, downloads and CLIs."""
+    """One register_year call in a plug-in module named by $ASDLIB_PLUGINS reaches naming, downloads and CLIs."""
     (tmp_path / "my_years.py").write_text(PLUGIN)
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}", "ASDLIB_YEAR_PLUGINS": "my_years"}
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}", "ASDLIB_PLUGINS": "my_years"}
     proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["00", "https://zenodo.org/records/15097779/files/dev_fan.zip"]
-    env["ASDLIB_YEAR_PLUGINS"] = "no_such_module"
+    env["ASDLIB_PLUGINS"] = "no_such_module"
     proc = subprocess.run([sys.executable, "-c", "import asdlib.years"], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode != 0 and "ASDLIB_YEAR_PLUGINS names module 'no_such_module'" in proc.stderr
+    assert proc.returncode != 0 and "asdlib plug-in 'no_such_module'" in proc.stderr

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from asdlib.io.atomic import atomic_write_text
-from asdlib.utils import run_main
+from asdlib.utils import run_main, setup_logging
 from asdlib.years import YEARS, Year, get_year
 
 _USAGE = """\
@@ -88,11 +88,13 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--year", type=int, required=True, help=f"a year of the table ({', '.join(map(str, YEARS))})")
     p.add_argument("--dir", type=Path, required=True, help="the new recipe directory (must not exist)")
+    p.add_argument("--verbose", type=int, default=1)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    setup_logging(args.verbose)
     write_recipe_files(args.year, args.dir)
     return 0
 

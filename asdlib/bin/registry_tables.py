@@ -15,7 +15,7 @@ from pathlib import Path
 
 from asdlib.io.atomic import atomic_write_text
 from asdlib.registry import BACKENDS, UPSTREAMS, Registry
-from asdlib.utils import run_main
+from asdlib.utils import run_main, setup_logging
 
 REGISTRIES: dict[str, Registry] = {"upstream": UPSTREAMS, "backend": BACKENDS}
 BLOCK = re.compile(r"(<!-- registry: (\w+) -->\n)(.*?)(<!-- /registry -->)", re.S)
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pages", nargs="+", type=Path, help="Markdown pages with registry tables")
     p.add_argument("--check", action="store_true", help="report stale tables instead of rewriting them")
+    p.add_argument("--verbose", type=int, default=1)
     args = p.parse_args(argv)
+    setup_logging(args.verbose)
     stale = []
     for page in args.pages:
         old = page.read_text(encoding="utf-8")
