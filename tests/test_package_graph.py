@@ -85,6 +85,7 @@ def test_layers_point_down(graph: dict[str, set[str]]) -> None:
     assert graph["io"] <= {"utils"}
     assert graph["config"] <= {"io", "utils"}
     assert graph["utils"] == set()
+    assert graph["registry"] == set()
     assert graph["data"] <= {"io", "config", "utils"}
     for lower in ("models", "losses", "backends", "data", "io", "metrics", "config"):
         assert not graph[lower] & {"train", "bin", "synth"}, f"asdlib.{lower} imports {graph[lower] & {'train', 'bin', 'synth'}}"
