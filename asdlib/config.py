@@ -170,7 +170,11 @@ class ModelConfig:
 
 @dataclass
 class HeadConfig:
-    kind: Literal["arcface", "adacos", "subcluster_adacos"] = "arcface"
+    """The ``head:`` section: the margin head of training. ``kind`` is a name registered in
+    ``asdlib.models.heads.HEADS`` (arcface, adacos, subcluster_adacos); the trainer checks it before
+    it builds anything, since the registry lives above the configs."""
+
+    kind: str = "arcface"
     scale: float = 30.0
     margin: float = 0.2
     sub_centers: int = 4  # sub-cluster AdaCos only

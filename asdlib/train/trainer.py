@@ -147,8 +147,7 @@ class Trainer:
             log.info("VQ clustering: %d codebooks of %d codes for clips without attributes; %d head classes",
                      len(set(k for k in keys if k >= 0)), cfg.vq.num_codes, num_classes)
         self.num_classes = num_classes
-        self.head = build_head(cfg.head.kind, cfg.model.embed_dim, num_classes, cfg.head.scale,
-                               cfg.head.margin, cfg.head.sub_centers).to(self.device)
+        self.head = build_head(cfg.head, cfg.model.embed_dim, num_classes).to(self.device)
         self.dataset = ClipDataset(self.data.utts, cfg.data.sample_rate, self.data.labels,
                                    [machine_index[u.machine] for u in self.data.utts],
                                    crop_samples=int(cfg.data.crop_seconds * cfg.data.sample_rate), seed=cfg.seed,
