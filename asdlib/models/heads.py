@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -28,6 +29,19 @@ def gather_ranks(t: torch.Tensor) -> torch.Tensor:
     out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(out, t.contiguous())
     return torch.cat(out)
+
+
+def weighted_labels_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], emb: torch.Tensor,
+                         targets: Sequence[tuple[float, torch.Tensor]]) -> torch.Tensor:
+    """``Σ w·loss_fn(emb, y)`` over weighted hard-label sets, in order: how a hard-label margin head
+    takes soft targets (mixup's two sets, ``asdlib.models.mixup.Mixed.label_sets``)."""
+    total: torch.Tensor | None = None
+    for weight, labels in targets:
+        term = weight * loss_fn(emb, labels)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("weighted_labels_loss needs at least one label set")
+    return total
 
 
 class _CosineHead(nn.Module):
