@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from asdlib.io.config import ConfigError, load_config
-from asdlib.registry import BACKENDS, UPSTREAMS
+from asdlib.registry import BACKENDS, HEADS, UPSTREAMS
 
 
 @dataclass
@@ -176,10 +176,16 @@ class ModelConfig:
 
 @dataclass
 class HeadConfig:
-    kind: Literal["arcface", "adacos", "subcluster_adacos"] = "arcface"
+    """The ``head:`` section: the margin head of training; ``kind`` is a registered head
+    (asdlib.registry.HEADS: arcface, adacos, subcluster_adacos)."""
+
+    kind: str = "arcface"
     scale: float = 30.0
     margin: float = 0.2
     sub_centers: int = 4  # sub-cluster AdaCos only
+
+    def __post_init__(self) -> None:
+        HEADS.get(self.kind)
 
 
 @dataclass

@@ -50,9 +50,9 @@ class Entry:
 class Registry(Generic[T]):
     """Components of one kind (``what``: "upstream", "backend", ...) by name, in registration order."""
 
-    def __init__(self, what: str, modules: dict[str, str]) -> None:
+    def __init__(self, what: str, modules: dict[str, str] | None = None) -> None:
         self.what = what
-        self.modules = modules  # built-in name -> the module that registers it
+        self.modules = modules or {}  # built-in name -> the module that registers it
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, settings: type | None = None) -> Callable[[T], T]:
@@ -139,6 +139,11 @@ UPSTREAMS: Registry[Any] = Registry("upstream", {
 #: upstream name -> writer ``f(path, seed, size)`` of a small random-init checkpoint in its official format
 #: (tests, benchmarks and egs/mini; python -m asdlib.bin.make_random_upstream); settings: the size
 RANDOM_UPSTREAMS: Registry[Any] = Registry("random-init upstream writer", dict.fromkeys(UPSTREAMS.modules, "asdlib.synth.checkpoints"))
+#: margin head (``head.kind``) -> class with ``from_config(HeadConfig, emb_dim, num_classes)``
+HEADS: Registry[Any] = Registry("head", dict.fromkeys(("arcface", "adacos", "subcluster_adacos"), "asdlib.models.heads"))
+#: training objective -> :class:`asdlib.train.objectives.Objective` subclass; each selects itself from the
+#: config; the trainer runs their hooks and sums their loss terms in this order
+OBJECTIVES: Registry[Any] = Registry("objective", dict.fromkeys(("margin", "vq", "mixup"), "asdlib.train.objectives"))
 #: back-end kind -> class (asdlib.backends.base); settings: ``backend.conf``
 BACKENDS: Registry[Any] = Registry("backend", {
     "knn": "asdlib.backends.knn",

@@ -113,8 +113,7 @@ def child(args: argparse.Namespace) -> dict:
                             {"upstream.path": str(args.beats), "vq.enabled": False, "mixup.enabled": False, **overrides})
     rss_start = common.rss_mib()
     model = build_model(cfg, num_machines)
-    head = build_head(cfg.head.kind, cfg.model.embed_dim, NUM_CLASSES, cfg.head.scale, cfg.head.margin,
-                      cfg.head.sub_centers)
+    head = build_head(cfg.head, cfg.model.embed_dim, NUM_CLASSES)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": params, "lr": cfg.optim.lr},
                                    {"params": list(head.parameters()), "lr": cfg.optim.lr_head}],

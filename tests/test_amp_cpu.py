@@ -47,17 +47,18 @@ def train_one_epoch_bf16(work: Path, name: str, config: str) -> Trainer:
     linears = [m for m in trainer.model.modules() if isinstance(m, nn.Linear)]
     hooks = [m.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype)) for m in linears]
     before = {k: v.clone() for k, v in trainable_state(trainer.model).items()}
-    head_before = {k: v.clone() for k, v in trainer.head.state_dict().items()}
-    loss = trainer.train_epoch()
+    head = trainer.objectives["margin"].state_dict()["head"]
+    head_before = {k: v.clone() for k, v in head.items()}
+    loss, terms = trainer.train_epoch()
     for h in hooks:
         h.remove()
     assert torch.bfloat16 in seen, f"no Linear ran in bfloat16 (saw {seen})"
-    assert torch.isfinite(torch.tensor(loss)), loss
+    assert torch.isfinite(torch.tensor([loss, *terms.values()])).all(), (loss, terms)
     after = trainable_state(trainer.model)
     assert all(torch.isfinite(v.float()).all() for v in after.values())
     assert all(v.dtype == before[k].dtype for k, v in after.items())  # weights stay float32
     assert any(not torch.equal(before[k], after[k]) for k in before), "no trainable weight changed"
-    assert any(not torch.equal(head_before[k], v) for k, v in trainer.head.state_dict().items())
+    assert any(not torch.equal(head_before[k], v) for k, v in trainer.objectives["margin"].state_dict()["head"].items())
     return trainer
 
 
@@ -65,12 +66,12 @@ def test_bf16_autocast_training_with_mga_and_vq(work: Path) -> None:
     trainer = train_one_epoch_bf16(work, "mga_vq", MGA_VQ)
     state = trainable_state(trainer.model)
     assert any("down_weight" in k for k in state)  # MGA is trained
-    assert trainer.vq is not None and trainer.vq.num_classes > 0
+    assert list(trainer.objectives) == ["margin", "vq"]
 
 
 def test_bf16_autocast_training_with_mixup_and_subcluster_adacos(work: Path) -> None:
     trainer = train_one_epoch_bf16(work, "mixup_sub", MIXUP_SUBCLUSTER)
-    assert trainer.cfg.mixup.enabled and trainer.cfg.head.kind == "subcluster_adacos"
+    assert list(trainer.objectives) == ["margin", "mixup"] and trainer.cfg.head.kind == "subcluster_adacos"
 
 
 @pytest.mark.parametrize("amp, dtype, device, expected", [

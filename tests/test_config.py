@@ -172,6 +172,7 @@ def test_train_config_dump_load_round_trip(tmp_path):
     ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "kmeans", "conf": {"clusters": 0}}, {}]}}},
      "clusters must be >= 1"),
     ({"upstream": {"eat_target_frames": 64}}, "moved to upstream.conf.target_frames"),
+    ({"head": {"kind": "cosface"}}, "unknown head 'cosface'; known: arcface, adacos, subcluster_adacos"),
     ({"upstream": {"name": "beats", "conf": {"target_frames": 64}}}, "upstream 'beats' takes no settings"),
     ({"upstream": {"name": "eat", "conf": {"frames": 64}}}, "unknown key 'frames' for EatSettings"),
     ({"upstream": {"name": "hubert_base"}}, "unknown upstream 'hubert_base'; known: beats, eat, hubert"),

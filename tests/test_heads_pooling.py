@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from asdlib.config import LogMelConfig, SpecAugConfig
-from asdlib.models.heads import AdaCos, ArcFace, build_head
+from asdlib.config import HeadConfig, LogMelConfig, SpecAugConfig
+from asdlib.models.heads import HEADS, AdaCos, ArcFace, build_head
 from asdlib.models.logmel import LogMelMean
 from asdlib.models.pooling import AttentiveStatsPooling, WeightedLayerSum
 from asdlib.models.specaug import SpecAugment
@@ -110,11 +110,12 @@ def test_subcluster_adacos_shapes_and_subcentre_choice():
 
 
 def test_build_head():
-    assert isinstance(build_head("arcface", 8, 3, 30.0, 0.2, 4), ArcFace)
-    assert build_head("adacos", 8, 3, 30.0, 0.2, 4).weight.shape == (3, 8)
-    assert build_head("subcluster_adacos", 8, 3, 30.0, 0.2, 4).weight.shape == (12, 8)
-    with pytest.raises(ValueError, match="unknown head 'cosface'"):
-        build_head("cosface", 8, 3, 30.0, 0.2, 4)
+    assert isinstance(build_head(HeadConfig("arcface"), 8, 3), ArcFace)
+    assert build_head(HeadConfig("adacos", sub_centers=4), 8, 3).weight.shape == (3, 8)
+    assert build_head(HeadConfig("subcluster_adacos", sub_centers=4), 8, 3).weight.shape == (12, 8)
+    assert HEADS.names() == ("arcface", "adacos", "subcluster_adacos")
+    with pytest.raises(ValueError, match="unknown head 'cosface'; known: arcface, adacos, subcluster_adacos"):
+        build_head(HeadConfig("cosface"), 8, 3)
 
 
 # -- pooling -------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from scipy import stats
 from torch.nn import functional as F
 
 from asdlib.config import MixupConfig
-from asdlib.models.heads import ArcFace
-from asdlib.models.mixup import mixed_loss, mixup
+from asdlib.models.heads import ArcFace, weighted_labels_loss
+from asdlib.models.mixup import mixup
 
 
 def _batch(b: int = 6, t: int = 100, c: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -55,9 +55,9 @@ def test_two_label_loss_equals_soft_cross_entropy_and_works_with_margin_heads():
     proj = torch.nn.Linear(wavs.size(1), onehot.size(1))
     emb = proj(m.wavs)
     soft = -(m.targets * F.log_softmax(emb, dim=1)).sum(1).mean()
-    torch.testing.assert_close(mixed_loss(F.cross_entropy, emb, labels, m), soft)
+    torch.testing.assert_close(weighted_labels_loss(F.cross_entropy, emb, m.label_sets(labels)), soft)
     head = ArcFace(onehot.size(1), onehot.size(1))
-    loss = mixed_loss(head, emb, labels, m)
+    loss = weighted_labels_loss(head, emb, m.label_sets(labels))
     loss.backward()
     la, lb = head(emb, labels).item(), head(emb, labels[m.perm]).item()
     assert min(la, lb) - 1e-5 <= loss.item() <= max(la, lb) + 1e-5

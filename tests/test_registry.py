@@ -16,7 +16,7 @@ from asdlib.backends.bank import make_backend
 from asdlib.bin import registry_tables
 from asdlib.config import BackendConfig, UpstreamConfig
 from asdlib.io.config import ConfigError, from_dict
-from asdlib.registry import BACKENDS, UPSTREAMS, Registry, RegistryError
+from asdlib.registry import BACKENDS, HEADS, OBJECTIVES, UPSTREAMS, Entry, Registry, RegistryError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,11 +25,35 @@ def test_builtin_names_in_table_order():
     assert BACKENDS.names() == ("knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis", "fusion")
     assert UPSTREAMS.names()[:2] == ("beats", "eat")
     assert "hubert" in UPSTREAMS and "hubert_base" not in UPSTREAMS
+    assert HEADS.names() == ("arcface", "adacos", "subcluster_adacos")
+    assert OBJECTIVES.names() == ("margin", "vq", "mixup")  # the order the trainer sums their terms
 
 
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(RegistryError, match=r"unknown backend 'lof'; known: knn, knn_smote, .*ASDLIB_PLUGINS"):
         BACKENDS.get("lof")
+
+
+def test_register_get_names_and_contains():
+    reg: Registry = Registry("widget")
+
+    @dataclass
+    class Settings:
+        size: int = 1
+
+    @reg.register("b", Settings)
+    class B:
+        pass
+
+    @reg.register("a")
+    class A:
+        pass
+
+    assert reg.names() == ("b", "a")  # registration order after the (here empty) built-in table
+    assert reg.get("b") == Entry("b", B, Settings) and reg.get("a").settings is None
+    assert "a" in reg and "c" not in reg
+    with pytest.raises(RegistryError, match=r"^unknown widget 'c'; known: b, a \(a plug-in"):
+        reg.get("c")
 
 
 def test_twice_registered_name_is_an_error():

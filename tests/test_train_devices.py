@@ -134,15 +134,15 @@ def test_lr_schedule_waits_for_a_step_that_amp_skipped(work: Path, tmp_path: Pat
     """GradScaler skips the optimiser step on inf/NaN gradients (and lowers its scale): the LR
     schedule must not advance then, or warm-up and decay shift against the real updates."""
     trainer = make_trainer(work, tmp_path / "exp", amp=True)
-    batch_loss = trainer.batch_loss
+    batch_terms = trainer.batch_terms
     calls = []
 
     def first_overflows(batch):  # type: ignore[no-untyped-def]
         calls.append(1)
-        loss = batch_loss(batch)
-        return loss * float("inf") if len(calls) == 1 else loss
+        terms = batch_terms(batch)
+        return {k: v * float("inf") for k, v in terms.items()} if len(calls) == 1 else terms
 
-    trainer.batch_loss = first_overflows  # type: ignore[method-assign]
+    trainer.batch_terms = first_overflows  # type: ignore[method-assign]
     trainer.train_epoch()
     assert trainer.steps_per_epoch > 1 and trainer.scaler.get_scale() == 2.0**15
     assert trainer.scheduler.last_epoch == trainer.steps_per_epoch - 1

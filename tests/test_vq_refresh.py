@@ -9,6 +9,7 @@ import torch
 
 from asdlib.config import load_train_config
 from asdlib.data.dataset import ClipDataset, collate
+from asdlib.train.objectives import VQObjective
 from asdlib.train.trainer import Trainer
 
 CONFIG = """\
@@ -32,25 +33,26 @@ def trainer(tiny_work: Path) -> Trainer:
 
 
 def test_refresh_uses_a_clean_eval_mode_pass(trainer: Trainer, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert trainer.vq is not None
+    vq = trainer.objectives["vq"]
+    assert isinstance(vq, VQObjective)
     trainer.train_epoch()
     trainer.epoch = 1
     trainer.model.train()  # as after an epoch: dropout and SpecAugment would act in this mode
     seen: dict[str, torch.Tensor] = {}
-    init_from = trainer.vq.init_from
+    init_from = vq.clusterer.init_from
 
     def spy(emb: torch.Tensor, keys: torch.Tensor, generator: torch.Generator | None = None) -> None:
         seen["emb"], seen["keys"] = emb.clone(), keys.clone()
         init_from(emb, keys, generator=generator)
 
-    monkeypatch.setattr(trainer.vq, "init_from", spy)
-    trainer.refresh_codebooks()
+    monkeypatch.setattr(vq.clusterer, "init_from", spy)
+    vq.on_epoch_end(trainer)
     assert trainer.model.training  # the pass restores the mode
-    assert trainer.vq.initialized
+    assert vq.clusterer.initialized
 
     # every clip with a codebook exactly once, in index order, whole (1 s, not the 0.5 s crop)
-    clips = torch.nonzero(trainer.vq_keys.cpu() >= 0).flatten()
-    assert len(clips) > 0 and torch.equal(seen["keys"], trainer.vq_keys.cpu()[clips])
+    clips = torch.nonzero(vq.keys.cpu() >= 0).flatten()
+    assert len(clips) > 0 and torch.equal(seen["keys"], vq.keys.cpu()[clips])
     data = trainer.dataset
     clean = ClipDataset(data.utts, data.sample_rate, data.labels, data.machines, min_samples=data.min_samples)
     batch = collate([clean[int(i)] for i in clips])

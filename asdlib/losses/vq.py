@@ -15,7 +15,7 @@ training clip's key.
 
 Life cycle: after ``warmup_epochs`` epochs, :meth:`VQClusterer.init_from` runs seeded spherical
 k-means on embeddings of the training clips from a clean eval-mode pass (the trainer's
-``refresh_embeddings``: no dropout, SpecAugment or random crops, so the codes describe the
+``clean_embeddings``, called by the VQ objective of ``asdlib.train.objectives``: no dropout, SpecAugment or random crops, so the codes describe the
 embeddings the model gives, not one epoch's augmented and ever-changing ones); during training
 :meth:`VQClusterer.update` moves codes by EMA (VQ-VAE style: decayed cluster sizes and embedding
 sums, Laplace-smoothed) and restarts dead codes from random batch embeddings; at each later epoch

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from asdlib.config import HeadConfig
+from asdlib.registry import HEADS
 
 def gather_ranks(t: torch.Tensor) -> torch.Tensor:
     """``t`` of every DDP rank, concatenated in rank order (``t`` itself without DDP).
@@ -22,6 +25,19 @@ def gather_ranks(t: torch.Tensor) -> torch.Tensor:
     out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(out, t.contiguous())
     return torch.cat(out)
+
+
+def weighted_labels_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], emb: torch.Tensor,
+                         targets: Sequence[tuple[float, torch.Tensor]]) -> torch.Tensor:
+    """``Σ w·loss_fn(emb, y)`` over weighted hard-label sets, in order: how a hard-label margin head
+    takes soft targets (mixup's two sets, ``asdlib.models.mixup.Mixed.label_sets``)."""
+    total: torch.Tensor | None = None
+    for weight, labels in targets:
+        term = weight * loss_fn(emb, labels)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("weighted_labels_loss needs at least one label set")
+    return total
 
 
 class _CosineHead(nn.Module):
@@ -42,12 +58,17 @@ class _CosineHead(nn.Module):
         return cos.view(-1, self.num_classes, self.sub_centers)
 
 
+@HEADS.register("arcface", HeadConfig)
 class ArcFace(_CosineHead):
     """Additive angular margin (Deng et al. 2019): logit s*cos(theta + m) for the true class."""
 
     def __init__(self, emb_dim: int, num_classes: int, scale: float = 30.0, margin: float = 0.2) -> None:
         super().__init__(emb_dim, num_classes)
         self.scale, self.margin = scale, margin
+
+    @classmethod
+    def from_config(cls, cfg: HeadConfig, emb_dim: int, num_classes: int) -> ArcFace:
+        return cls(emb_dim, num_classes, cfg.scale, cfg.margin)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = self.cosine(emb).squeeze(-1).clamp(-1 + 1e-7, 1 - 1e-7)
@@ -56,6 +77,7 @@ class ArcFace(_CosineHead):
         return F.cross_entropy(self.scale * (onehot * target + (1 - onehot) * cos), labels)
 
 
+@HEADS.register("adacos", HeadConfig)
 class AdaCos(_CosineHead):
     """AdaCos (Zhang et al. 2019): no margin, the scale adapts to the batch; with sub-centres
     and a soft-max over them it is sub-cluster AdaCos (Wilkinghoff 2021)."""
@@ -63,6 +85,10 @@ class AdaCos(_CosineHead):
     def __init__(self, emb_dim: int, num_classes: int, sub_centers: int = 1) -> None:
         super().__init__(emb_dim, num_classes, sub_centers)
         self.register_buffer("scale", torch.tensor(math.sqrt(2) * math.log(max(num_classes * sub_centers - 1, 2))))
+
+    @classmethod
+    def from_config(cls, cfg: HeadConfig, emb_dim: int, num_classes: int) -> AdaCos:
+        return cls(emb_dim, num_classes, 1)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = self.cosine(emb).clamp(-1 + 1e-7, 1 - 1e-7)
@@ -78,12 +104,15 @@ class AdaCos(_CosineHead):
         return F.cross_entropy(logits, labels)
 
 
-def build_head(kind: str, emb_dim: int, num_classes: int, scale: float, margin: float, sub_centers: int) -> nn.Module:
-    """Factory for the configured margin head."""
-    if kind == "arcface":
-        return ArcFace(emb_dim, num_classes, scale, margin)
-    if kind == "adacos":
-        return AdaCos(emb_dim, num_classes, 1)
-    if kind == "subcluster_adacos":
-        return AdaCos(emb_dim, num_classes, sub_centers)
-    raise ValueError(f"unknown head '{kind}': use arcface, adacos or subcluster_adacos")
+@HEADS.register("subcluster_adacos", HeadConfig)
+class SubclusterAdaCos(AdaCos):
+    """Sub-cluster AdaCos: AdaCos with ``head.sub_centers`` centres per class (same parameters and buffers)."""
+
+    @classmethod
+    def from_config(cls, cfg: HeadConfig, emb_dim: int, num_classes: int) -> SubclusterAdaCos:
+        return cls(emb_dim, num_classes, cfg.sub_centers)
+
+
+def build_head(cfg: HeadConfig, emb_dim: int, num_classes: int) -> nn.Module:
+    """The margin head named by ``cfg.kind`` (a name in :data:`HEADS`)."""
+    return HEADS.get(cfg.kind).obj.from_config(cfg, emb_dim, num_classes)

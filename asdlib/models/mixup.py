@@ -1,15 +1,15 @@
 """Waveform mixup (docs/method.md §1.8, an option): convex mixes of clip pairs with soft labels.
 
 Margin heads (ArcFace, AdaCos) take hard labels, so the loss of a mixed batch is the two-label
-interpolation ``lam·L(y_a) + (1-lam)·L(y_b)`` (:func:`mixed_loss`), which equals the soft-label
-cross entropy for the plain softmax and works with any head. ``groups`` (e.g. the machine index)
+interpolation ``lam·L(y_a) + (1-lam)·L(y_b)`` (:meth:`Mixed.label_sets` for
+:func:`asdlib.models.heads.weighted_labels_loss`), which equals the soft-label cross entropy for the
+plain softmax and works with any head. ``groups`` (e.g. the machine index)
 restricts partners to the same group, so a mixed clip still has one machine type for the
 Machine-aware Group Adapter. Randomness comes from a ``torch.Generator`` for reproducibility.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,10 @@ class Mixed:
     lengths: Tensor | None  # max of the two clips' lengths
     lam: float
     perm: Tensor  # (B,) partner of each clip
+
+    def label_sets(self, labels: Tensor) -> list[tuple[float, Tensor]]:
+        """The two weighted hard-label sets of the mix: ``[(lam, labels), (1-lam, labels[perm])]``."""
+        return [(self.lam, labels), (1 - self.lam, labels[self.perm.to(labels.device)])]
 
 
 def _partners(groups: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -60,9 +64,3 @@ def mixup(wavs: Tensor, labels_onehot: Tensor, alpha: float, generator: torch.Ge
     mixed_lengths = None if lengths is None else torch.maximum(lengths, lengths[perm.to(lengths.device)])
     return Mixed(lam * wavs + (1 - lam) * wavs[perm], lam * labels_onehot + (1 - lam) * labels_onehot[perm],
                  mixed_lengths, lam, perm)
-
-
-def mixed_loss(loss_fn: Callable[[Tensor, Tensor], Tensor], emb: Tensor, labels: Tensor, mixed: Mixed) -> Tensor:
-    """``lam·loss_fn(emb, labels) + (1-lam)·loss_fn(emb, labels[perm])`` for a hard-label head."""
-    perm = mixed.perm.to(labels.device)
-    return mixed.lam * loss_fn(emb, labels) + (1 - mixed.lam) * loss_fn(emb, labels[perm])

@@ -1,7 +1,9 @@
-"""Training loop: margin loss on machine/section/attribute classes, AdamW, warm-up + cosine,
-gradient accumulation, AMP (float16 on CUDA, bfloat16 on CUDA or CPU), a checkpoint per epoch,
-exact resume and torchrun DDP.
-Rank 0 also keeps ``exp/<tag>/train_losses.json``: per epoch, the loss averaged over all ranks and the lr.
+"""Training loop: the loss terms of the configured objectives (asdlib.train.objectives: the margin
+loss on machine/section/attribute classes and its options), AdamW, warm-up + cosine, gradient
+accumulation, AMP (float16 on CUDA, bfloat16 on CUDA or CPU), a checkpoint per epoch, exact resume
+and torchrun DDP. The loop knows no method: objectives add loss terms, hooks and checkpoint entries.
+Rank 0 also keeps ``exp/<tag>/train_losses.json``: per epoch, the loss and each term averaged over
+all ranks, and the lr.
 
 Resume is exact because every random choice of an epoch (sampling order, crops, SpecAugment,
 dropout) is re-seeded from (seed, epoch, rank) at the epoch's start: an interrupted run continued
@@ -10,11 +12,13 @@ from its last checkpoint produces the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
 import logging
 import math
+import operator
 import os
 import sys
 import time
@@ -24,7 +28,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -34,16 +37,14 @@ from asdlib.data.dataset import BalancedSampler, Batch, ClipDataset, collate
 from asdlib.data.labels import read_labels
 from asdlib.io.atomic import atomic_write, atomic_write_text
 from asdlib.io.config import dump_config
-from asdlib.losses import DualLevelLoss, VQClusterer, codebook_keys
 from asdlib.models.asd_model import (
     CheckpointError,
     build_model,
     load_trainable_state,
     trainable_state,
 )
-from asdlib.models.heads import build_head
-from asdlib.models.mixup import mixed_loss, mixup
 from asdlib.models.upstream_files import upstream_record
+from asdlib.train.objectives import OBJECTIVES, Objective, Step, TrainSetup
 from asdlib.utils import seed_everything
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,11 @@ class TrainData:
     labels: list[int]
     classes: list[str]
     machines: list[str]
+
+    def machine_ids(self) -> list[int]:
+        """Each clip's machine index (its position in ``machines``)."""
+        index = {m: i for i, m in enumerate(self.machines)}
+        return [index[u.machine] for u in self.utts]
 
 
 def load_train_data(cfg: TrainConfig, data_root: Path) -> TrainData:
@@ -115,7 +121,7 @@ def autocast_dtype(optim: OptimConfig, device: torch.device) -> torch.dtype | No
 
 
 class Trainer:
-    """Owns model, head, optimiser and the experiment directory (only rank 0 writes to it)."""
+    """Owns model, objectives, optimiser and the experiment directory (only rank 0 writes to it)."""
 
     def __init__(self, cfg: TrainConfig, exp_dir: Path, data_root: Path, device: str = "cpu") -> None:
         self.cfg, self.exp_dir = cfg, exp_dir
@@ -130,27 +136,15 @@ class Trainer:
             raise ValueError(f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of processes {self.world_size}")
         seed_everything(cfg.seed, str(self.device))
         self.data = load_train_data(cfg, data_root)
+        entries = [OBJECTIVES.get(name) for name in OBJECTIVES.names()]
+        kinds = {e.name: e.obj for e in entries if e.obj.select(cfg)}  # config errors before anything is built
         self.model = build_model(cfg, len(self.data.machines)).to(self.device)
-        machine_index = {m: i for i, m in enumerate(self.data.machines)}
-        num_classes = len(self.data.classes)
-        self.vq: VQClusterer | None = None
-        if cfg.vq.enabled:
-            # Clips without attributes get codebooks; their pseudo-classes extend the head's class set.
-            keys = codebook_keys([u.attr for u in self.data.utts], [machine_index[u.machine] for u in self.data.utts],
-                                 self.data.labels, cfg.vq.codebook_per)
-            spk = sorted({u.spk for u in self.data.utts})
-            self.vq_keys = torch.tensor(keys, device=self.device)
-            self.vq_groups = torch.tensor([spk.index(u.spk) for u in self.data.utts], device=self.device)
-            self.vq = VQClusterer([k for k in keys if k >= 0], cfg.model.embed_dim, cfg.vq, num_classes).to(self.device)
-            self.dual_loss = DualLevelLoss(cfg.vq)
-            num_classes = self.vq.num_classes
-            log.info("VQ clustering: %d codebooks of %d codes for clips without attributes; %d head classes",
-                     len(set(k for k in keys if k >= 0)), cfg.vq.num_codes, num_classes)
-        self.num_classes = num_classes
-        self.head = build_head(cfg.head.kind, cfg.model.embed_dim, num_classes, cfg.head.scale,
-                               cfg.head.margin, cfg.head.sub_centers).to(self.device)
-        self.dataset = ClipDataset(self.data.utts, cfg.data.sample_rate, self.data.labels,
-                                   [machine_index[u.machine] for u in self.data.utts],
+        setup = TrainSetup(cfg, self.data, self.device, len(self.data.classes) +
+                           sum(kind.extra_classes(cfg, self.data) for kind in kinds.values()))
+        # in registration order; the objectives built after the model draw from the global RNG after it
+        self.objectives: dict[str, Objective] = {name: kind(setup) for name, kind in kinds.items()}
+        self.objective_modules = [m for o in self.objectives.values() for m in o.modules()]
+        self.dataset = ClipDataset(self.data.utts, cfg.data.sample_rate, self.data.labels, self.data.machine_ids(),
                                    crop_samples=int(cfg.data.crop_seconds * cfg.data.sample_rate), seed=cfg.seed,
                                    min_samples=int(cfg.data.min_seconds * cfg.data.sample_rate), channel=cfg.data.channel,
                                    resample=cfg.data.resample)
@@ -165,7 +159,8 @@ class Trainer:
                              f"({cfg.optim.batch_size} x grad_accum {cfg.optim.grad_accum}); lower optim.batch_size")
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW([{"params": params, "lr": cfg.optim.lr},
-                                            {"params": list(self.head.parameters()), "lr": cfg.optim.lr_head}],
+                                            {"params": [p for m in self.objective_modules for p in m.parameters()],
+                                             "lr": cfg.optim.lr_head}],
                                            weight_decay=cfg.optim.weight_decay)
         total = self.steps_per_epoch * cfg.optim.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -202,10 +197,11 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.rank:
             return
-        state = {"epoch": self.epoch, "model": trainable_state(self.model), "head": self.head.state_dict(),
+        state = {"epoch": self.epoch, "model": trainable_state(self.model),
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict(), "classes": self.data.classes, "machines": self.data.machines,
-                 "vq": self.vq.state_dict() if self.vq is not None else {}}
+                 "scaler": self.scaler.state_dict(), "classes": self.data.classes, "machines": self.data.machines}
+        for objective in self.objectives.values():
+            state.update(objective.state_dict())
         path = self.ckpt_dir / f"epoch_{self.epoch}.pt"
         with atomic_write(path, "wb") as f:
             torch.save(state, f)
@@ -227,12 +223,11 @@ class Trainer:
         if state["classes"] != self.data.classes or state["machines"] != self.data.machines:
             raise CheckpointError(f"{path}: the training classes/machines changed since this checkpoint; use a new --tag")
         load_trainable_state(self.model, state["model"], str(path))
-        self.head.load_state_dict(state["head"])
+        for objective in self.objectives.values():
+            objective.load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self._load_scaler_state(state["scaler"], path)
-        if self.vq is not None:
-            self.vq.load_state_dict(state["vq"])
         self.epoch = int(state["epoch"])
         record = self.exp_dir / "train_losses.json"
         if record.is_file():
@@ -266,20 +261,25 @@ class Trainer:
             f.write(buf.getvalue())
 
     # -- training ------------------------------------------------------------------------
-    def train_epoch(self) -> float:
+    def train_epoch(self) -> tuple[float, dict[str, float]]:
+        """One epoch; returns the mean loss and the mean of each named term, over all ranks' batches."""
         cfg = self.cfg.optim
         # Global RNG per rank (one seed gave every rank's shard the same dropout/SpecAugment masks);
-        # the generator (mixup, VQ code restarts) is shared: VQ updates must agree on all ranks.
+        # the generator (the objectives' draws) is shared: their state updates must agree on all ranks.
         torch.manual_seed(self.cfg.seed * 100003 + self.epoch + 7919 * self.rank)
         self.generator = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch)
         layerdrop = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch + 50021)  # shared too
         for m in self.layerdrop_modules:
             m.layerdrop_generator = layerdrop
+        for objective in self.objectives.values():
+            objective.on_epoch_start(self)
         self.sampler.set_epoch(self.epoch)
         self.dataset.set_epoch(self.epoch)
         self.model.train()
-        self.head.train()
+        for m in self.objective_modules:
+            m.train()
         total, count = 0.0, 0
+        term_totals: dict[str, float] = {}
         # Only whole accumulation groups: a trailing partial group's gradient would leak into the next
         # epoch's first step, and a resumed run (gradients are not checkpointed) would lose it.
         batches = self.steps_per_epoch * cfg.grad_accum
@@ -289,12 +289,15 @@ class Trainer:
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-                loss = self.batch_loss(batch)
+                terms = self.batch_terms(batch)
+                loss = functools.reduce(operator.add, terms.values())  # in objective order
             self.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.item()
             count += 1
+            for name, term in terms.items():
+                term_totals[name] = term_totals.get(name, 0.0) + term.item()
             if (i + 1) % cfg.grad_accum == 0:
-                self._average_head_grads()
+                self._average_objective_grads()
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
                 scale = self.scaler.get_scale()
@@ -304,56 +307,53 @@ class Trainer:
                 if self.scaler.get_scale() >= scale:  # a lowered scale: inf/NaN gradients, the step was skipped
                     self.scheduler.step()
             bar.set_postfix(loss=f"{total / count:.4f}")
+        names = list(term_totals)
         if self.world_size > 1:  # the epoch loss over all ranks' clips, as one process would report it
-            sums = torch.tensor([total, count], dtype=torch.float64, device=self.device)
+            sums = torch.tensor([total, count, *term_totals.values()], dtype=torch.float64, device=self.device)
             dist.all_reduce(sums)
-            total, count = sums.tolist()
-        return total / max(count, 1)
+            total, count, *term_sums = sums.tolist()
+            term_totals = dict(zip(names, term_sums, strict=True))
+        return total / max(count, 1), {name: value / max(count, 1) for name, value in term_totals.items()}
 
-    def _average_head_grads(self) -> None:
-        """The head is called outside the DDP-wrapped model (twice under mixup), so DDP does not
-        average its gradients: do it here, else every rank trains its own head on its shard."""
+    def _average_objective_grads(self) -> None:
+        """The objectives' modules (the margin head) run outside the DDP-wrapped model, so DDP does
+        not average their gradients: do it here, else every rank trains its own head on its shard."""
         if self.world_size == 1:
             return
-        for p in self.head.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad.div_(self.world_size)
+        for m in self.objective_modules:
+            for p in m.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad.div_(self.world_size)
 
-    def batch_loss(self, batch: Batch) -> torch.Tensor:
-        """Margin loss (two-label under mixup) plus, with VQ, the dual-level contrastive loss."""
-        if self.cfg.mixup.enabled:
-            mixed = mixup(batch.wavs, F.one_hot(batch.labels, self.num_classes).float(), self.cfg.mixup.alpha,
-                          self.generator, lengths=batch.lengths, groups=batch.machines)
-            emb = self.ddp_model(mixed.wavs, mixed.lengths, batch.machines)
-            return mixed_loss(self.head, emb.float(), batch.labels, mixed)
-        emb = self.ddp_model(batch.wavs, batch.lengths, batch.machines)
-        if self.vq is None:
-            return self.head(emb.float(), batch.labels)
-        keys, groups = self.vq_keys[batch.indices], self.vq_groups[batch.indices]
-        codes, assigned = self.vq.lookup(emb.detach().float(), keys)
-        labels = self.vq.pseudo_labels(batch.labels, keys, assigned)
-        loss = self.head(emb.float(), labels) + self.dual_loss(emb.float(), groups, codes, assigned).total
-        # EMA codebook update on the (all-gathered) batch, identical on every rank.
-        emb_all, keys_all = self._gather(emb.detach().float()), self._gather(keys)
-        self.vq.update(emb_all, keys_all, generator=self.generator)
-        return loss
-
-    def _gather(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world_size == 1:
-            return t
-        out = [torch.empty_like(t) for _ in range(self.world_size)]
-        dist.all_gather(out, t.contiguous())
-        return torch.cat(out)
+    def batch_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The named loss terms of one batch: the objectives' hooks around the forward pass (see
+        :mod:`asdlib.train.objectives`), each stage in objective order."""
+        step = Step(batch, self.generator, [(1.0, batch.labels)])
+        objectives = list(self.objectives.values())
+        for objective in objectives:
+            objective.before_forward(step)
+        emb = self.ddp_model(step.batch.wavs, step.batch.lengths, step.batch.machines)
+        for objective in objectives:
+            objective.after_forward(step, emb)
+        terms: dict[str, torch.Tensor] = {}
+        for name, objective in self.objectives.items():
+            for term, value in objective.loss(step, emb).items():
+                if term in terms:
+                    raise ValueError(f"objective {name}: loss term '{term}' is already given by another objective")
+                terms[term] = value
+        for objective in objectives:
+            objective.after_loss(step, emb)
+        return terms
 
     @torch.no_grad()
-    def refresh_embeddings(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(embeddings, codebook keys, clip indices) of every training clip with a codebook, from a
-        clean pass: eval mode (no dropout, layer drop or SpecAugment), no gradients, whole clips in
-        index order (no random crop), so the k-means sees the model's embeddings, not an epoch's
-        augmented ones taken from weights that moved during the epoch. Under DDP each rank embeds
-        a strided share; the gathered result is sorted by clip index, identical on every rank."""
-        mine = torch.nonzero(self.vq_keys.cpu() >= 0).flatten()[self.rank::self.world_size].tolist()
+    def clean_embeddings(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings, clip indices) of the training clips ``clips`` from a clean pass: eval mode (no
+        dropout, layer drop or SpecAugment), no gradients, whole clips in index order (no random
+        crop), so an objective that fits something at an epoch end sees the model's embeddings, not
+        the epoch's augmented ones taken from weights that moved during it. Under DDP each rank
+        embeds a strided share; the gathered result is sorted by clip index, identical on every rank."""
+        mine = clips[self.rank::self.world_size].tolist()
         clean = ClipDataset(self.dataset.utts, self.dataset.sample_rate, self.dataset.labels, self.dataset.machines,
                             crop_samples=0, min_samples=self.dataset.min_samples, channel=self.dataset.channel,
                             resample=self.dataset.resample)
@@ -374,17 +374,7 @@ class Trainer:
             dist.all_gather_object(shares, (emb, index))
             emb, index = torch.cat([s[0] for s in shares]), torch.cat([s[1] for s in shares])  # type: ignore[index]
         order = torch.argsort(index)
-        return emb[order], self.vq_keys.cpu()[index[order]], index[order]
-
-    def refresh_codebooks(self) -> None:
-        """After the warm-up epoch(s): k-means (re)initialisation of the codebooks on a clean
-        eval-mode pass over the clips that have a codebook (:meth:`refresh_embeddings`)."""
-        if self.vq is None or not self.vq.keys or self.epoch < self.cfg.vq.warmup_epochs:
-            return
-        if self.cfg.vq.refresh or not self.vq.initialized:
-            emb, keys, _ = self.refresh_embeddings()
-            self.vq.init_from(emb, keys, generator=self.generator)
-            log.info("VQ codebooks (re)initialised by k-means on %d clean eval-mode embeddings", len(emb))
+        return emb[order], index[order]
 
     def run(self, resume: bool) -> None:
         if self.rank == 0:
@@ -397,12 +387,14 @@ class Trainer:
                  self.cfg.optim.epochs, self.world_size)
         while self.epoch < self.cfg.optim.epochs:
             start = time.time()
-            loss = self.train_epoch()
+            loss, terms = self.train_epoch()
             self.epoch += 1
-            self.refresh_codebooks()
-            log.info("epoch %d/%d: loss %.4f, lr %.2e, %.1f s", self.epoch, self.cfg.optim.epochs, loss,
+            for objective in self.objectives.values():
+                objective.on_epoch_end(self)
+            log.info("epoch %d/%d: loss %.4f (%s), lr %.2e, %.1f s", self.epoch, self.cfg.optim.epochs, loss,
+                     ", ".join(f"{name} {value:.4f}" for name, value in terms.items()),
                      self.scheduler.get_last_lr()[0], time.time() - start)
-            self.losses.append({"epoch": self.epoch, "loss": loss, "lr": self.scheduler.get_last_lr()[0]})
+            self.losses.append({"epoch": self.epoch, "loss": loss, "terms": terms, "lr": self.scheduler.get_last_lr()[0]})
             if self.rank == 0:
                 atomic_write_text(self.exp_dir / "train_losses.json", json.dumps(self.losses, indent=1) + "\n")
             self.save_checkpoint()
