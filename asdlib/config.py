@@ -35,6 +35,7 @@ class UpstreamConfig:
     conf: Any = None  # the settings of ``name``; written out resolved
 
     moved_keys: ClassVar[dict[str, str]] = {"eat_target_frames": "upstream.conf.target_frames (name eat)"}
+    kind_key: ClassVar[str] = "name"  # a base's conf is not merged under another name (io.config.merge_over)
 
     def __post_init__(self) -> None:
         self.conf = UPSTREAMS.settings(self.name, self.conf, "conf")
@@ -252,6 +253,7 @@ class BackendConfig:
 
     kind: str = "knn"
     conf: Any = None  # the settings of ``kind`` (e.g. knn: {k, domain_wise}); written out resolved
+    kind_key: ClassVar[str] = "kind"  # a base's conf is not merged under another kind (io.config.merge_over)
 
     #: keys of the flat section before per-kind settings, and where they went
     moved_keys: ClassVar[dict[str, str]] = {
