@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from asdlib.io.config import ConfigError, load_config
+from asdlib.io.config import ConfigError, load_config, parse_overrides, resolve_yaml
 from asdlib.registry import BACKENDS, UPSTREAMS
 
 
@@ -294,10 +294,23 @@ class TrainConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
 
 
-def load_train_config(path: str | Path, overrides: dict[str, Any] | Sequence[str] | None = None) -> TrainConfig:
+def load_train_config(path: str | Path, overrides: dict[str, Any] | Sequence[str] | None = None,
+                      train_sets: Sequence[str] | None = None) -> TrainConfig:
     """Load and check a training config (relative paths are relative to the recipe dir).
 
-    ``overrides``: dotted keys to values, or ``KEY=VALUE`` strings as given to ``asd.sh --train_args``."""
+    ``overrides``: dotted keys to values, or ``KEY=VALUE`` strings as given to ``asd.sh --train_args``.
+    ``train_sets``: ``asd.sh --train_sets``, the only source of ``data.train_sets`` in a recipe: then
+    neither the YAML (nor its base) nor ``overrides`` may set it, so no value is silently replaced.
+    """
+    if train_sets is not None:
+        overrides = parse_overrides(TrainConfig, overrides or []) if not isinstance(overrides, dict) else dict(overrides)
+        if "data.train_sets" in overrides:
+            raise ConfigError("override data.train_sets: set the training sets with asd.sh --train_sets, not --train_args")
+        data = resolve_yaml(path, TrainConfig).get("data")
+        if isinstance(data, dict) and "train_sets" in data:
+            raise ConfigError(f"{path}: data.train_sets is given by asd.sh --train_sets (its only source); "
+                              "delete it from the YAML (or its base)")
+        overrides["data.train_sets"] = list(train_sets)
     cfg = load_config(path, TrainConfig, overrides)
     if cfg.embedder == "ssl" and not cfg.upstream.path:
         raise ConfigError(f"{path}: upstream.path is empty; point it at a local checkpoint file")

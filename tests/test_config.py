@@ -178,6 +178,29 @@ def test_train_config_overrides(tmp_path):
     assert cfg.optim.epochs == TrainConfig().optim.epochs
 
 
+def test_train_sets_come_only_from_asd_sh(tmp_path):
+    """With ``train_sets`` (asd.sh --train_sets) a data.train_sets in the YAML, its base or the
+    overrides is an error instead of being silently replaced."""
+    path = _yaml(tmp_path, {"upstream": {"path": "m.pt"}, "data": {"crop_seconds": 1.0}}, "train.yaml")
+    cfg = load_train_config(path, ["optim.lr=0.5"], train_sets=["train"])
+    assert (cfg.data.train_sets, cfg.data.crop_seconds, cfg.optim.lr) == (["train"], 1.0, 0.5)
+    _yaml(tmp_path, {"upstream": {"path": "m.pt"}, "data": {"train_sets": ["dev_train"]}}, "sets.yaml")
+    child = _yaml(tmp_path, {"base": "sets.yaml"}, "child.yaml")
+    with pytest.raises(ConfigError, match=r"child.yaml: data.train_sets is given by asd.sh --train_sets .*delete it"):
+        load_train_config(child, train_sets=["dev_train"])
+    assert load_train_config(child).data.train_sets == ["dev_train"]  # exp/<tag>/config.yaml records them
+    with pytest.raises(ConfigError, match="override data.train_sets: set the training sets with asd.sh --train_sets"):
+        load_train_config(path, ["data.train_sets=[a]"], train_sets=["train"])
+
+
+def test_train_cli_rejects_train_sets_in_the_yaml(tmp_path):
+    from asdlib.bin import train
+
+    path = _yaml(tmp_path, {"embedder": "logmel", "data": {"train_sets": ["dev_train"]}}, "t.yaml")
+    with pytest.raises(ConfigError, match="t.yaml: data.train_sets is given by asd.sh --train_sets"):
+        train.main(["--config", str(path), "--exp_dir", str(tmp_path / "exp"), "--train_sets", "dev_train"])
+
+
 def test_train_config_dump_load_round_trip(tmp_path):
     cfg = TrainConfig()
     cfg.upstream.path = "/models/hubert base.pt"
