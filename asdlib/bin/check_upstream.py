@@ -27,7 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training config (or exp/<tag>/config.yaml)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override as in asd.sh --train_args (repeatable)")
-    p.add_argument("--train_sets", nargs="+", metavar="SET", help="asd.sh --train_sets: the training sets, given as data.train_sets (the YAML must not set them)")
+    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
+                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
     p.add_argument("--download", type=str2bool, default=False,
                    help="fetch the official release file upstream.path names when absent or not verified")
     p.add_argument("--mirror", default=None, help="base URL of a mirror laid out as <mirror>/<host>/<path>")

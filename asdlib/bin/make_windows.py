@@ -26,7 +26,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training YAML: data.window_* settings")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override as in --train_args (repeatable)")
-    p.add_argument("--train_sets", nargs="+", metavar="SET", help="asd.sh --train_sets: the training sets, given as data.train_sets (the YAML must not set them)")
+    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
+                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
     p.add_argument("--verbose", type=int, default=1)
     return p
 

@@ -26,7 +26,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp_dir", type=Path, required=True, help="experiment directory exp/<tag>")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="config change, e.g. optim.lr=1e-4 (repeatable; asd.sh --train_args); recorded in exp_dir/config.yaml")
-    p.add_argument("--train_sets", nargs="+", metavar="SET", help="asd.sh --train_sets: the training sets, given as data.train_sets (the YAML must not set them)")
+    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
+                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
     p.add_argument("--resume", type=str2bool, default=True, help="continue from the last checkpoint if any")
     p.add_argument("--device", default="cpu",
                    help="cpu (default), cuda, cuda:N, or auto (cuda when a GPU is visible); the recipe passes it from --ngpu")

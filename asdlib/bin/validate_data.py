@@ -34,7 +34,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="channel of multi-channel files, or mean (default: config; none = mono required)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override as in asd.sh --train_args (repeatable)")
-    p.add_argument("--train_sets", nargs="+", metavar="SET", help="asd.sh --train_sets: the training sets, given as data.train_sets (the YAML must not set them)")
+    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
+                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
     p.add_argument("--skip_bad", type=str2bool, default=False,
                    help="remove bad files from the data dir and list them in <data_dir>/bad.list instead of failing")
     p.add_argument("--nj", type=int, default=4, help="files read concurrently")

@@ -74,8 +74,7 @@ fi
 # One source of truth for the training sets: --train_sets (the kNN banks) goes to every stage that
 # reads the config, which sets it as data.train_sets (recorded in exp/<tag>/config.yaml) and rejects
 # a data.train_sets in the YAML or in --train_args (docs/design.md §3).
-# shellcheck disable=SC2206  # train_sets is a list of set names
-config_overrides=(--train_sets ${train_sets})
+config_overrides=(--train_sets "${train_sets}")
 for a in ${train_args}; do config_overrides+=(--override "${a}"); done
 exp="${expdir}/${tag}"
 mkdir -p "${exp}"
