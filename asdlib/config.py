@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from asdlib.io.config import ConfigError, load_config
+from asdlib.io.config import ConfigError, load_config, parse_overrides, resolve_yaml
 from asdlib.registry import BACKENDS, HEADS, UPSTREAMS
 
 
@@ -35,6 +35,7 @@ class UpstreamConfig:
     conf: Any = None  # the settings of ``name``; written out resolved
 
     moved_keys: ClassVar[dict[str, str]] = {"eat_target_frames": "upstream.conf.target_frames (name eat)"}
+    kind_key: ClassVar[str] = "name"  # a base's conf is not merged under another name (io.config.merge_over)
 
     def __post_init__(self) -> None:
         self.conf = UPSTREAMS.settings(self.name, self.conf, "conf")
@@ -258,6 +259,7 @@ class BackendConfig:
 
     kind: str = "knn"
     conf: Any = None  # the settings of ``kind`` (e.g. knn: {k, domain_wise}); written out resolved
+    kind_key: ClassVar[str] = "kind"  # a base's conf is not merged under another kind (io.config.merge_over)
 
     #: keys of the flat section before per-kind settings, and where they went
     moved_keys: ClassVar[dict[str, str]] = {
@@ -298,10 +300,23 @@ class TrainConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
 
 
-def load_train_config(path: str | Path, overrides: dict[str, Any] | Sequence[str] | None = None) -> TrainConfig:
+def load_train_config(path: str | Path, overrides: dict[str, Any] | Sequence[str] | None = None,
+                      train_sets: Sequence[str] | None = None) -> TrainConfig:
     """Load and check a training config (relative paths are relative to the recipe dir).
 
-    ``overrides``: dotted keys to values, or ``KEY=VALUE`` strings as given to ``asd.sh --train_args``."""
+    ``overrides``: dotted keys to values, or ``KEY=VALUE`` strings as given to ``asd.sh --train_args``.
+    ``train_sets``: ``asd.sh --train_sets``, the only source of ``data.train_sets`` in a recipe: then
+    neither the YAML (nor its base) nor ``overrides`` may set it, so no value is silently replaced.
+    """
+    if train_sets is not None:
+        overrides = parse_overrides(TrainConfig, overrides or []) if not isinstance(overrides, dict) else dict(overrides)
+        if "data.train_sets" in overrides:
+            raise ConfigError("override data.train_sets: set the training sets with asd.sh --train_sets, not --train_args")
+        data = resolve_yaml(path, TrainConfig).get("data")
+        if isinstance(data, dict) and "train_sets" in data:
+            raise ConfigError(f"{path}: data.train_sets is given by asd.sh --train_sets (its only source); "
+                              "delete it from the YAML (or its base)")
+        overrides["data.train_sets"] = list(train_sets)
     cfg = load_config(path, TrainConfig, overrides)
     if cfg.embedder == "ssl" and not cfg.upstream.path:
         raise ConfigError(f"{path}: upstream.path is empty; point it at a local checkpoint file")

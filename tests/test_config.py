@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from asdlib.config import TrainConfig, load_train_config
-from asdlib.io.config import ConfigError, dump_config, from_dict, load_config
+from asdlib.io.config import ConfigError, dump_config, from_dict, load_config, to_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,8 +115,60 @@ def test_overrides_with_dotted_keys(tmp_path):
     assert cfg == Outer("o", False, Inner(2, 0.25, ["z"]))
     with pytest.raises(ConfigError, match="unknown key 'nope'"):
         load_config(path, Outer, {"inner.nope": 1})
-    with pytest.raises(ConfigError, match="override inner.n.x: 'n' is not a mapping"):
+    with pytest.raises(ConfigError, match="inner:n: expected an integer, got dict"):
         load_config(path, Outer, {"inner.n.x": 1})
+
+
+def test_base_merges_mappings_and_replaces_the_rest(tmp_path):
+    """``base:`` is relative to the file naming it; a chain resolves; overrides come after the merge."""
+    _yaml(tmp_path, {"name": "root", "inner": {"n": 2, "x": 0.25, "names": ["a", "b"], "opt": 3, "table": {"k": 1}}},
+          "train.yaml")
+    (tmp_path / "tuning").mkdir()
+    _yaml(tmp_path, "base: ../train.yaml\ninner: {names: [c], opt: null, table: {j: 2}}\n", "tuning/mid.yaml")
+    child = _yaml(tmp_path, "base: mid.yaml\nflag: true\ninner: {n: 5}\n", "tuning/child.yaml")
+    assert load_config(child, Outer) == Outer("root", True, Inner(5, 0.25, ["c"], "a", None, {"k": 1, "j": 2}))
+    assert load_config(child, Outer, ["inner.n=7"]).inner.n == 7
+
+
+def test_base_errors_name_the_files(tmp_path):
+    _yaml(tmp_path, "base: b.yaml\n", "a.yaml")
+    _yaml(tmp_path, "base: a.yaml\n", "b.yaml")
+    with pytest.raises(ConfigError, match=r"a.yaml: base cycle .*a.yaml -> .*b.yaml -> .*a.yaml"):
+        load_config(tmp_path / "a.yaml", Outer)
+    with pytest.raises(ConfigError, match=r"c.yaml:base: .*nope.yaml not found"):
+        load_config(_yaml(tmp_path, "base: nope.yaml\n", "c.yaml"), Outer)
+    with pytest.raises(ConfigError, match=r"d.yaml:base: expected the path of a YAML file"):
+        load_config(_yaml(tmp_path, "base: [a.yaml]\n", "d.yaml"), Outer)
+    _yaml(tmp_path, "inner: {nn: 1}\n", "typo.yaml")
+    with pytest.raises(ConfigError, match=r"e.yaml:inner: unknown key 'nn'"):
+        load_config(_yaml(tmp_path, "base: typo.yaml\n", "e.yaml"), Outer)
+
+
+@pytest.mark.parametrize("child, backend, upstream", [
+    # same kind (named or by default): the settings merge key by key
+    ({"backend": {"conf": {"domain_wise": False}}}, {"k": 3, "domain_wise": False}, {"target_frames": 512}),
+    ({"backend": {"kind": "knn", "conf": {"k": 2}}}, {"k": 2, "domain_wise": True}, {"target_frames": 512}),
+    # another kind: the base's conf belongs to the old kind and is dropped
+    ({"backend": {"kind": "mahalanobis"}}, {"domain_wise": True}, {"target_frames": 512}),
+    ({"backend": {"kind": "mahalanobis", "conf": {"domain_wise": False}}}, {"domain_wise": False}, {"target_frames": 512}),
+    ({"upstream": {"name": "beats", "path": "b.pt"}}, {"k": 3, "domain_wise": True}, None),
+])
+def test_base_conf_belongs_to_its_kind(tmp_path, child, backend, upstream):
+    _yaml(tmp_path, {"upstream": {"name": "eat", "path": "e.pt", "conf": {"target_frames": 512}},
+                     "backend": {"conf": {"k": 3, "domain_wise": True}}}, "train.yaml")
+    cfg = load_train_config(_yaml(tmp_path, {"base": "train.yaml", **child}, "child.yaml"))
+    assert to_dict(cfg.backend.conf) == backend
+    assert to_dict(cfg.upstream.conf) == upstream
+
+
+def test_a_diff_config_is_written_resolved(tmp_path):
+    """Stage 3 dumps the loaded config: exp/<tag>/config.yaml is the merged config, no base left."""
+    _yaml(tmp_path, {"upstream": {"path": "m.pt"}, "optim": {"epochs": 3, "lr": 0.5}}, "train.yaml")
+    cfg = load_train_config(_yaml(tmp_path, {"base": "train.yaml", "optim": {"epochs": 4}}, "child.yaml"))
+    dump_config(cfg, tmp_path / "exp" / "config.yaml")
+    written = yaml.safe_load((tmp_path / "exp" / "config.yaml").read_text())
+    assert "base" not in written and written["optim"]["epochs"] == 4 and written["optim"]["lr"] == 0.5
+    assert load_train_config(tmp_path / "exp" / "config.yaml") == cfg
 
 
 def test_train_config_overrides(tmp_path):
@@ -124,6 +176,29 @@ def test_train_config_overrides(tmp_path):
     cfg = load_train_config(path, {"optim.lr": 0.5, "data.channel": 1, "head.kind": "adacos"})
     assert (cfg.optim.lr, cfg.data.channel, cfg.head.kind) == (0.5, 1, "adacos")
     assert cfg.optim.epochs == TrainConfig().optim.epochs
+
+
+def test_train_sets_come_only_from_asd_sh(tmp_path):
+    """With ``train_sets`` (asd.sh --train_sets) a data.train_sets in the YAML, its base or the
+    overrides is an error instead of being silently replaced."""
+    path = _yaml(tmp_path, {"upstream": {"path": "m.pt"}, "data": {"crop_seconds": 1.0}}, "train.yaml")
+    cfg = load_train_config(path, ["optim.lr=0.5"], train_sets=["train"])
+    assert (cfg.data.train_sets, cfg.data.crop_seconds, cfg.optim.lr) == (["train"], 1.0, 0.5)
+    _yaml(tmp_path, {"upstream": {"path": "m.pt"}, "data": {"train_sets": ["dev_train"]}}, "sets.yaml")
+    child = _yaml(tmp_path, {"base": "sets.yaml"}, "child.yaml")
+    with pytest.raises(ConfigError, match=r"child.yaml: data.train_sets is given by asd.sh --train_sets .*delete it"):
+        load_train_config(child, train_sets=["dev_train"])
+    assert load_train_config(child).data.train_sets == ["dev_train"]  # exp/<tag>/config.yaml records them
+    with pytest.raises(ConfigError, match="override data.train_sets: set the training sets with asd.sh --train_sets"):
+        load_train_config(path, ["data.train_sets=[a]"], train_sets=["train"])
+
+
+def test_train_cli_rejects_train_sets_in_the_yaml(tmp_path):
+    from asdlib.bin import train
+
+    path = _yaml(tmp_path, {"embedder": "logmel", "data": {"train_sets": ["dev_train"]}}, "t.yaml")
+    with pytest.raises(ConfigError, match="t.yaml: data.train_sets is given by asd.sh --train_sets"):
+        train.main(["--config", str(path), "--exp_dir", str(tmp_path / "exp"), "--train_sets", "dev_train"])
 
 
 def test_train_config_dump_load_round_trip(tmp_path):
@@ -202,3 +277,14 @@ def test_recipe_configs_load():
     assert paths, "no recipe configs found under egs/*/conf"
     for path in paths:
         load_train_config(path)
+
+
+def test_overrides_follow_the_kind_rule(tmp_path):
+    """``--train_args "backend.kind=X"`` over a config with another kind's settings runs X with its own
+    defaults (a new back end needs no tuning YAML), and later overrides set X's settings."""
+    path = tmp_path / "c.yaml"
+    path.write_text("embedder: logmel\nbackend: {kind: fusion, conf: {members: [{kind: knn}, {kind: mahalanobis}]}}\n")
+    cfg = load_train_config(path, ["backend.kind=kmeans", "backend.conf.clusters=3"])
+    assert cfg.backend.kind == "kmeans" and (cfg.backend.conf.k, cfg.backend.conf.clusters) == (1, 3)
+    with pytest.raises(ConfigError, match="unknown key 'clusters' for KnnSettings"):
+        load_train_config(path, ["backend.kind=knn", "backend.conf.clusters=3"])

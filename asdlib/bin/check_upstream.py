@@ -27,6 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training config (or exp/<tag>/config.yaml)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override as in asd.sh --train_args (repeatable)")
+    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
+                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
     p.add_argument("--download", type=str2bool, default=False,
                    help="fetch the official release file upstream.path names when absent or not verified")
     p.add_argument("--mirror", default=None, help="base URL of a mirror laid out as <mirror>/<host>/<path>")
@@ -39,7 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    cfg = load_train_config(args.config, args.override)
+    cfg = load_train_config(args.config, args.override, args.train_sets)
     path = cfg.upstream.path if cfg.embedder == "ssl" else ""
     line = "none"  # embedder logmel: no upstream file
     if path:

@@ -26,6 +26,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training YAML: data.window_* settings")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override as in --train_args (repeatable)")
+    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
+                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -33,7 +35,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    data = load_train_config(args.config, args.override).data
+    data = load_train_config(args.config, args.override, args.train_sets).data
     if not data.window_seconds:
         return 0
     for set_dir in args.data_dirs:

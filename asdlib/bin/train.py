@@ -26,6 +26,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp_dir", type=Path, required=True, help="experiment directory exp/<tag>")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="config change, e.g. optim.lr=1e-4 (repeatable; asd.sh --train_args); recorded in exp_dir/config.yaml")
+    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
+                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
     p.add_argument("--resume", type=str2bool, default=True, help="continue from the last checkpoint if any")
     p.add_argument("--device", default="cpu",
                    help="cpu (default), cuda, cuda:N, or auto (cuda when a GPU is visible); the recipe passes it from --ngpu")
@@ -36,7 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose, int(os.environ.get("RANK", "0")))
-    cfg = load_train_config(args.config, args.override)
+    cfg = load_train_config(args.config, args.override, args.train_sets)
     if cfg.upstream.path:
         cfg.upstream.path = str(Path(cfg.upstream.path).resolve())
     if cfg.embedder == "logmel":

@@ -34,6 +34,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="channel of multi-channel files, or mean (default: config; none = mono required)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="config override as in asd.sh --train_args (repeatable)")
+    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
+                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
     p.add_argument("--skip_bad", type=str2bool, default=False,
                    help="remove bad files from the data dir and list them in <data_dir>/bad.list instead of failing")
     p.add_argument("--nj", type=int, default=4, help="files read concurrently")
@@ -44,7 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
 def audio_spec(args: argparse.Namespace) -> AudioSpec:
     """The settings from ``--config`` (else the training defaults), overridden by the flags; the
     minimum length is at least what the config's upstream accepts (``upstream_min_samples``)."""
-    cfg = load_train_config(args.config, args.override) if args.config else None
+    cfg = load_train_config(args.config, args.override, args.train_sets) if args.config else None
     data = cfg.data if cfg else DataConfig()
     sample_rate = args.sample_rate if args.sample_rate is not None else data.sample_rate
     min_seconds = args.min_seconds if args.min_seconds is not None else data.min_seconds

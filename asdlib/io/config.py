@@ -2,11 +2,14 @@
 
 Configs are read with ``yaml.safe_load`` only and never evaluated. Every error names the file
 and the dotted key, so a typo in a 200-line config is found at once instead of being ignored.
+A config may be a diff of another (``base: ../train.yaml``, :func:`resolve_yaml`), so one change
+to a recipe's default config is made in one place and reaches every variant built on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Sequence
@@ -37,18 +40,69 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def load_config(path: str | Path, cls: type[T], overrides: dict[str, Any] | Sequence[str] | None = None) -> T:
-    """Load ``path`` into dataclass ``cls``; ``overrides`` maps dotted keys to values, or is a list
-    of ``KEY=VALUE`` strings (:func:`parse_overrides`)."""
+    """Load ``path`` into dataclass ``cls``: the file merged over its ``base:`` chain
+    (:func:`resolve_yaml`), then ``overrides`` (dotted keys to values, or ``KEY=VALUE`` strings,
+    :func:`parse_overrides`) merged over the result one by one (so ``backend.kind=kmeans`` drops the
+    base's settings of another kind, as a diff would), then every key and type checked."""
     if overrides is not None and not isinstance(overrides, dict):
         overrides = parse_overrides(cls, overrides)
+    data = resolve_yaml(path, cls)
+    for dotted, value in (overrides or {}).items():  # in order, each merged like a diff (its kind rule too)
+        for key in reversed(dotted.split(".")):
+            value = {key: value}
+        data = merge_over(data, value, cls)
+    return from_dict(cls, data, where=str(path))
+
+
+def resolve_yaml(path: str | Path, cls: Any = Any, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of ``path``, merged over its base when it names one.
+
+    A top-level ``base: ../train.yaml`` (a path relative to the file that says it) makes the file a
+    diff: the base is resolved the same way (a chain; a cycle is an error naming the files) and the
+    file is merged over it with :func:`merge_over`, typed by ``cls`` for its kind rule. ``base`` is
+    reserved at the top level and never reaches ``cls``.
+    """
+    path = Path(path)
+    if path.resolve() in _chain:
+        names = " -> ".join(os.path.relpath(p) for p in (*_chain, path.resolve()))
+        raise ConfigError(f"{path}: base cycle {names}; one of these files must not name a base")
     data = load_yaml(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
-    return from_dict(cls, data, where=str(path))
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}:base: expected the path of a YAML file relative to this one, got {base!r}")
+    base_path = Path(os.path.normpath(path.parent / base))
+    if not base_path.is_file():
+        raise ConfigError(f"{path}:base: {base_path} not found (base is relative to the folder of {path.name})")
+    return merge_over(resolve_yaml(base_path, cls, (*_chain, path.resolve())), data, cls)
+
+
+def merge_over(base: dict[str, Any], child: dict[str, Any], cls: Any = Any) -> dict[str, Any]:
+    """``child`` merged over ``base``: mappings merge key by key; lists, scalars and ``null`` replace.
+
+    Kind rule: a section whose dataclass declares ``kind_key`` (the field naming its kind, e.g.
+    ``backend.kind``, ``upstream.name``) keeps that kind's own settings in ``conf``. When the child
+    names another kind than the base (the base's value or the field's default), the base's ``conf``
+    belongs to the old kind and is dropped: the child's ``conf``, or the new kind's defaults, apply.
+    """
+    out = dict(base)
+    kind_key = getattr(cls, "kind_key", None)
+    if kind_key and kind_key in child:
+        default = next(f.default for f in dataclasses.fields(cls) if f.name == kind_key)
+        if child[kind_key] != base.get(kind_key, default):
+            out.pop("conf", None)
+    hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_over(out[key], value, hints.get(key, Any))
+        else:
+            out[key] = value
+    return out
 
 
 def parse_overrides(cls: type, items: Sequence[str]) -> dict[str, Any]:
@@ -144,16 +198,6 @@ def to_dict(obj: Any) -> Any:
 def dump_config(obj: Any, path: str | Path) -> None:
     """Write the fully resolved config atomically (reloadable with :func:`load_config`)."""
     atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False, allow_unicode=True))
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: '{key}' is not a mapping")
-    node[keys[-1]] = value
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

@@ -71,15 +71,10 @@ if [ -z "${tag}" ]; then
     # ESPnet style: the overrides name the experiment, e.g. train_optim.lr1e-4_finetune.rank16
     [ -z "${train_args}" ] || tag="${tag}_$(echo "${train_args}" | sed -e 's/=//g' -e 's/[^A-Za-z0-9._,+-]\{1,\}/_/g' -e 's/^_//' -e 's/_$//')"
 fi
-# One source of truth for the training sets: asd.sh's --train_sets (the back end's training clips) is passed to every
-# stage that reads the config as data.train_sets, so exp/<tag>/config.yaml always records it; setting
-# data.train_sets in --train_args as well is an error (docs/design.md §3).
-case " ${train_args} " in
-    *" data.train_sets="*) log "ERROR: set the training sets with --train_sets, not data.train_sets in --train_args"; exit 1 ;;
-esac
-_sets_list=""
-for s in ${train_sets}; do _sets_list+="${_sets_list:+,}${s}"; done
-config_overrides=(--override "data.train_sets=[${_sets_list}]")
+# One source of truth for the training sets: --train_sets (the back end's training clips) goes to every
+# stage that reads the config, which sets it as data.train_sets (recorded in exp/<tag>/config.yaml)
+# and rejects a data.train_sets in the YAML or in --train_args (docs/design.md §3).
+config_overrides=(--train_sets "${train_sets}")
 for a in ${train_args}; do config_overrides+=(--override "${a}"); done
 exp="${expdir}/${tag}"
 mkdir -p "${exp}"
