@@ -178,15 +178,19 @@ class ModelConfig:
 @dataclass
 class HeadConfig:
     """The ``head:`` section: the margin head of training; ``kind`` is a registered head
-    (asdlib.registry.HEADS: arcface, adacos, subcluster_adacos)."""
+    (asdlib.registry.HEADS: arcface, adacos, subcluster_adacos) and ``conf`` its own settings."""
 
     kind: str = "arcface"
-    scale: float = 30.0
-    margin: float = 0.2
-    sub_centers: int = 4  # sub-cluster AdaCos only
+    conf: Any = None  # the settings of ``kind`` (arcface: {scale, margin}); written out resolved
+
+    kind_key: ClassVar[str] = "kind"  # a base's conf is not merged under another kind (io.config.merge_over)
+    moved_keys: ClassVar[dict[str, str]] = {
+        "scale": "head.conf.scale (kind arcface)", "margin": "head.conf.margin (kind arcface)",
+        "sub_centers": "head.conf.sub_centers (kind subcluster_adacos)",
+    }
 
     def __post_init__(self) -> None:
-        HEADS.get(self.kind)
+        self.conf = HEADS.settings(self.kind, self.conf, "conf")
 
 
 @dataclass

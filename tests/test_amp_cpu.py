@@ -29,7 +29,7 @@ optim: {epochs: 1, batch_size: 4, warmup_steps: 1, amp_dtype: bfloat16}
 """
 MIXUP_SUBCLUSTER = BASE + """\
 mixup: {enabled: true}
-head: {kind: subcluster_adacos, sub_centers: 2}
+head: {kind: subcluster_adacos, conf: {sub_centers: 2}}
 optim: {epochs: 1, batch_size: 4, warmup_steps: 1, amp_dtype: bfloat16}
 """
 

@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from asdlib.config import TrainConfig, load_train_config
+from asdlib.config import HeadConfig, TrainConfig, load_train_config
 from asdlib.io.config import ConfigError, dump_config, from_dict, load_config, to_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,7 +207,7 @@ def test_train_config_dump_load_round_trip(tmp_path):
     cfg.finetune.alpha = None
     cfg.finetune.target_modules = ["q_proj", "v_proj"]
     cfg.model.layers = [0, 3, -1]
-    cfg.head.kind = "subcluster_adacos"
+    cfg.head = HeadConfig("subcluster_adacos", {"sub_centers": 2})
     cfg.optim.lr = 3.0e-5
     cfg.optim.amp = False
     cfg.data.train_sets = ["dev_train"]
@@ -247,6 +247,8 @@ def test_train_config_dump_load_round_trip(tmp_path):
     ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "kmeans", "conf": {"clusters": 0}}, {}]}}},
      "clusters must be >= 1"),
     ({"upstream": {"eat_target_frames": 64}}, "moved to upstream.conf.target_frames"),
+    ({"head": {"sub_centers": 2}}, "moved to head.conf.sub_centers \\(kind subcluster_adacos\\)"),
+    ({"head": {"kind": "adacos", "conf": {"scale": 2.0}}}, "head 'adacos' takes no settings"),
     ({"head": {"kind": "cosface"}}, "unknown head 'cosface'; known: arcface, adacos, subcluster_adacos"),
     ({"upstream": {"name": "beats", "conf": {"target_frames": 64}}}, "upstream 'beats' takes no settings"),
     ({"upstream": {"name": "eat", "conf": {"frames": 64}}}, "unknown key 'frames' for EatSettings"),

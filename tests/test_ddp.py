@@ -239,7 +239,7 @@ def assert_same_run(full: Path, cut: Path) -> None:
 def test_resume_under_ddp_is_exact_with_adacos(work: Path) -> None:
     """The adaptive scale is a buffer that only rank 0 checkpoints: unless every rank computes it
     from the global batch, rank 1 resumes with rank 0's scale and the runs part."""
-    config = RESUME_CONFIG.replace("UPSTREAM", str(work / "hubert.pt")) + "head: {kind: subcluster_adacos, sub_centers: 2}\n"
+    config = RESUME_CONFIG.replace("UPSTREAM", str(work / "hubert.pt")) + "head: {kind: subcluster_adacos, conf: {sub_centers: 2}}\n"
     (work / "adacos.yaml").write_text(config)
     assert_same_run(*resume_cut(work, "adacos.yaml", "adacos_full", "adacos_cut"))
 

@@ -111,8 +111,8 @@ def test_subcluster_adacos_shapes_and_subcentre_choice():
 
 def test_build_head():
     assert isinstance(build_head(HeadConfig("arcface"), 8, 3), ArcFace)
-    assert build_head(HeadConfig("adacos", sub_centers=4), 8, 3).weight.shape == (3, 8)
-    assert build_head(HeadConfig("subcluster_adacos", sub_centers=4), 8, 3).weight.shape == (12, 8)
+    assert build_head(HeadConfig("adacos"), 8, 3).weight.shape == (3, 8)
+    assert build_head(HeadConfig("subcluster_adacos", {"sub_centers": 4}), 8, 3).weight.shape == (12, 8)
     assert HEADS.names() == ("arcface", "adacos", "subcluster_adacos")
     with pytest.raises(ValueError, match="unknown head 'cosface'; known: arcface, adacos, subcluster_adacos"):
         build_head(HeadConfig("cosface"), 8, 3)

@@ -1,7 +1,7 @@
 """Write the tables of registered components into the docs, so that they cannot drift from the code.
 
 A docs page marks each table with ``<!-- registry: NAME -->`` ... ``<!-- /registry -->`` (NAME: upstream
-or backend); this rewrites what lies between the markers from asdlib.registry: every name, the module
+backend, head or objective); this rewrites what lies between the markers from asdlib.registry: every name, the module
 that registers it and its settings with their defaults. ``--check`` only reports stale tables (exit 1).
 """
 
@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from asdlib.io.atomic import atomic_write_text
-from asdlib.registry import BACKENDS, UPSTREAMS, Registry
+from asdlib.registry import BACKENDS, HEADS, OBJECTIVES, UPSTREAMS, Registry
 from asdlib.utils import run_main, setup_logging
 
-REGISTRIES: dict[str, Registry] = {"upstream": UPSTREAMS, "backend": BACKENDS}
+REGISTRIES: dict[str, Registry] = {"upstream": UPSTREAMS, "backend": BACKENDS, "head": HEADS, "objective": OBJECTIVES}
 BLOCK = re.compile(r"(<!-- registry: (\w+) -->\n)(.*?)(<!-- /registry -->)", re.S)
 
 
@@ -29,7 +29,7 @@ def _default(f: dataclasses.Field) -> str:
 
 def table(registry: Registry) -> str:
     """The Markdown table of one registry: name, module, settings (``conf``) with defaults."""
-    rows = [f"| name | module | `conf` (defaults) |", "|---|---|---|"]
+    rows = ["| name | module | settings (defaults) |", "|---|---|---|"]
     for name in registry.names():
         entry = registry.get(name)
         conf = ", ".join(f"`{f.name}: {_default(f)}`" for f in dataclasses.fields(entry.settings)) if entry.settings else "none"

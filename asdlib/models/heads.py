@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
 import torch
@@ -58,7 +59,15 @@ class _CosineHead(nn.Module):
         return cos.view(-1, self.num_classes, self.sub_centers)
 
 
-@HEADS.register("arcface", HeadConfig)
+@dataclass
+class ArcFaceSettings:
+    """``head.conf`` of ``arcface``: the logit scale s and the additive angular margin m."""
+
+    scale: float = 30.0
+    margin: float = 0.2
+
+
+@HEADS.register("arcface", ArcFaceSettings)
 class ArcFace(_CosineHead):
     """Additive angular margin (Deng et al. 2019): logit s*cos(theta + m) for the true class."""
 
@@ -68,7 +77,7 @@ class ArcFace(_CosineHead):
 
     @classmethod
     def from_config(cls, cfg: HeadConfig, emb_dim: int, num_classes: int) -> ArcFace:
-        return cls(emb_dim, num_classes, cfg.scale, cfg.margin)
+        return cls(emb_dim, num_classes, cfg.conf.scale, cfg.conf.margin)
 
     def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cos = self.cosine(emb).squeeze(-1).clamp(-1 + 1e-7, 1 - 1e-7)
@@ -77,7 +86,7 @@ class ArcFace(_CosineHead):
         return F.cross_entropy(self.scale * (onehot * target + (1 - onehot) * cos), labels)
 
 
-@HEADS.register("adacos", HeadConfig)
+@HEADS.register("adacos")
 class AdaCos(_CosineHead):
     """AdaCos (Zhang et al. 2019): no margin, the scale adapts to the batch; with sub-centres
     and a soft-max over them it is sub-cluster AdaCos (Wilkinghoff 2021)."""
@@ -104,13 +113,24 @@ class AdaCos(_CosineHead):
         return F.cross_entropy(logits, labels)
 
 
-@HEADS.register("subcluster_adacos", HeadConfig)
+@dataclass
+class SubclusterAdaCosSettings:
+    """``head.conf`` of ``subcluster_adacos``: centres per class."""
+
+    sub_centers: int = 4
+
+    def __post_init__(self) -> None:
+        if self.sub_centers < 1:
+            raise ValueError(f"sub_centers must be >= 1, got {self.sub_centers}")
+
+
+@HEADS.register("subcluster_adacos", SubclusterAdaCosSettings)
 class SubclusterAdaCos(AdaCos):
-    """Sub-cluster AdaCos: AdaCos with ``head.sub_centers`` centres per class (same parameters and buffers)."""
+    """Sub-cluster AdaCos: AdaCos with ``head.conf.sub_centers`` centres per class (same parameters and buffers)."""
 
     @classmethod
     def from_config(cls, cfg: HeadConfig, emb_dim: int, num_classes: int) -> SubclusterAdaCos:
-        return cls(emb_dim, num_classes, cfg.sub_centers)
+        return cls(emb_dim, num_classes, cfg.conf.sub_centers)
 
 
 def build_head(cfg: HeadConfig, emb_dim: int, num_classes: int) -> nn.Module:
