@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -134,3 +136,42 @@ def tiny_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
                   "--other_sets", "data/dev_test", "data/eval_test"]):
         subprocess.run([sys.executable, "-m", *args], cwd=work, check=True, capture_output=True)
     return work
+
+
+class RangeServer:
+    """A local HTTP server with Range support; ``drop_first`` cuts the first response short."""
+
+    def __init__(self, data: bytes, drop_first: bool = False):
+        self.data, self.requests = data, []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server API)
+                rng = self.headers.get("Range")
+                outer.requests.append(rng)
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                self.send_response(206 if rng else 200)
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(outer.data) - 1}/{len(outer.data)}")
+                body = outer.data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if drop_first and len(outer.requests) == 1:
+                    self.wfile.write(body[: len(body) // 3])
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/record/1/files/x.zip"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+SERVED_DATA = bytes(range(256)) * 4000  # ~1 MB: what a RangeServer serves in the download tests

@@ -81,7 +81,7 @@ def collect(args: argparse.Namespace) -> list[tuple[Path, str | None, str | None
             items.append((p, args.machine, args.section))
     if args.list:
         with open(args.list, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
+            for line in f:
                 line = line.strip()
                 if not line or line.startswith("#"):
                     continue
@@ -184,15 +184,16 @@ def rows(packed: Packed, recs: list[Recording]) -> list[dict]:
     out = []
     for rec in recs:
         thr = packed.threshold(rec.machine, rec.section)
-
-        def row(kind: str, start: float, end: float, s: float) -> dict:
-            return {"file": str(rec.path), "kind": kind, "machine": rec.machine, "section": rec.section,
-                    "start": round(start, 3), "end": round(end, 3), "score": s, "threshold": thr,
-                    "decision": "anomaly" if s > thr else "normal"}
-        out.append(row("file", rec.windows[0][0], rec.windows[-1][1], aggregate(rec.scores, how)))
+        out.append(_row(rec, thr, "file", rec.windows[0][0], rec.windows[-1][1], aggregate(rec.scores, how)))
         if len(rec.windows) > 1:
-            out += [row("window", s, e, v) for (s, e), v in zip(rec.windows, rec.scores)]
+            out += [_row(rec, thr, "window", s, e, v) for (s, e), v in zip(rec.windows, rec.scores)]
     return out
+
+
+def _row(rec: Recording, thr: float, kind: str, start: float, end: float, s: float) -> dict:
+    return {"file": str(rec.path), "kind": kind, "machine": rec.machine, "section": rec.section,
+            "start": round(start, 3), "end": round(end, 3), "score": s, "threshold": thr,
+            "decision": "anomaly" if s > thr else "normal"}
 
 
 def render(table: list[dict], fmt: str, packed: Packed) -> str:

@@ -2,7 +2,7 @@
 
 Why: the egs/dcase20XX recipes differ only in what the table knows (year, headline, whether the
 evaluation test set, its eval list and the year's own official rule are out), so these files are
-generated (egs/TEMPLATE/setup.sh calls this) and tests/test_setup_recipe.py checks that the
+generated (egs/TEMPLATE/setup.sh calls this) and tests/egs/test_setup_recipe.py checks that the
 committed ones are exactly what this writes.
 """
 

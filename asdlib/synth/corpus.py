@@ -317,7 +317,7 @@ def _pulse_train(n: int, sr: int, times: np.ndarray, amps: np.ndarray, kernel: n
 
 # Calibration constants. With the defaults, a mean-log-mel cosine 1-NN detector reaches an AUC of
 # about 0.69 (0.57-0.80 per machine) at anomaly_strength 1, 0.81 at 3, and 0.83 at 1 without the
-# background events; tests/test_synth.py::test_calibration checks these bounds.
+# background events; tests/synth/test_synth.py::test_calibration checks these bounds.
 # Normal variation within one attribute combination (small: the machine itself is consistent).
 F0_JITTER = 0.002  # relative spread of the fundamental
 HARM_JITTER_DB = 0.3  # random level of each harmonic

@@ -37,7 +37,7 @@ DEV_MACHINES = ("bearing", "slider", "ToyCar")
 EVAL_MACHINES = ("AirCompressor", "BrushlessMotor", "HoveringDrone")
 NO_ATTRIBUTE = ("slider", "BrushlessMotor")
 
-# Calibration (see tests/test_synth_family_b.py): per-clip spread and anomaly magnitudes.
+# Calibration (see tests/synth/test_synth_family_b.py): per-clip spread and anomaly magnitudes.
 RPM_JITTER = 0.003  # relative spread of the rotation speed
 LEVEL_JITTER_DB = 0.7  # per-clip spread of each component's level
 SNR_DB = (14.0, 22.0)  # machine-to-background ratio

@@ -39,7 +39,7 @@ DEV_MACHINES = ("ToyTrain",)
 EVAL_MACHINES = ("3DPrinter", "RoboticArm", "ToyCircuit")
 NO_ATTRIBUTE = ("ToyCircuit",)
 
-# Calibration (see tests/test_synth_family_c.py).
+# Calibration (see tests/synth/test_synth_family_c.py).
 RATE_JITTER = 0.004  # relative spread of the stroke rate
 TIMING_JITTER = 0.002  # s, per impact
 LEVEL_JITTER_DB = 0.8  # per-impact level spread

@@ -2,7 +2,7 @@
 # Make a new recipe directory, as ESPnet's egs2/TEMPLATE/asr1/setup.sh does: links to the shared
 # scripts here (asd.sh, cmd.sh, path.sh, utils), conf/ (slurm.conf and a train.yaml to start from),
 # and run.sh, db.sh, local/data.sh. With --year those come from the year's row in asdlib.years
-# (python -m asdlib.bin.make_recipe; every egs/dcase20XX holds exactly these, tests/test_setup_recipe.py
+# (python -m asdlib.bin.make_recipe; every egs/dcase20XX holds exactly these, tests/egs/test_setup_recipe.py
 # checks it); without it they are copies of egs/custom's, a recipe for your own recordings.
 set -euo pipefail
 

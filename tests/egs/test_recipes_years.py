@@ -31,7 +31,7 @@ from asdlib.synth.years import YearSynthConfig, generate_year_corpus
 from asdlib.years import get_year
 from asdlib.years import YEARS as TABLE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ALL_YEARS = tuple(TABLE)
 YEARS = tuple(y for y in ALL_YEARS if TABLE[y].eval_test)  # 2026: no released eval test set (dev_test only)
 TINY = """\

@@ -19,7 +19,7 @@ from conftest import make_utt
 from asdlib.bin import score
 from asdlib.data.datadir import DataDirError, write_data_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODULES = sorted(p.stem for p in (REPO / "asdlib" / "bin").glob("*.py") if p.stem != "__init__")
 
 

@@ -23,7 +23,7 @@ from asdlib.metrics.report import (
     write_results_json,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make_set(tmp_path: Path, labelled: bool = True, seed: int = 0) -> tuple[Path, Path, dict[str, float]]:

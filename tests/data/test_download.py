@@ -4,16 +4,15 @@ and the whole path from a local mirror of fake archives to prepared data dirs. A
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import subprocess
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SERVED_DATA, RangeServer
 
 from asdlib.bin import download_dcase
 from asdlib.bin.prepare_dcase import prepare
@@ -25,11 +24,11 @@ from asdlib.data.download import (
     UnsafeArchiveError,
     safe_extract,
 )
-from asdlib.data.resources import BASELINE_DATASETS as DATASETS
+from asdlib.data.resources import BASELINE_DATASETS as SERVED_DATASETS
 from asdlib.synth.years import YearSynthConfig, generate_year_corpus
 from asdlib.years import YEARS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -38,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def official_urls(year: int) -> dict[tuple[str, str], str]:
     """(kind, machine) -> URL from the baseline's download_path_*.yaml."""
-    path = DATASETS / ("download_path_legacy.yaml" if year <= 2022 else f"download_path_{year}.yaml")
+    path = SERVED_DATASETS / ("download_path_legacy.yaml" if year <= 2022 else f"download_path_{year}.yaml")
     block = yaml.safe_load(path.read_text())[f"DCASE{year}T2"]
     out = {}
     for machine, parts in block.items():
@@ -121,54 +120,17 @@ def test_member_mapper_normalises_layouts(tmp_path):
 # Downloads: resume and verification
 
 
-class _Server:
-    """A local HTTP server with Range support; ``drop_first`` cuts the first response short."""
-
-    def __init__(self, data: bytes, drop_first: bool = False):
-        self.data, self.requests = data, []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server API)
-                rng = self.headers.get("Range")
-                outer.requests.append(rng)
-                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-                self.send_response(206 if rng else 200)
-                if rng:
-                    self.send_header("Content-Range", f"bytes {start}-{len(outer.data) - 1}/{len(outer.data)}")
-                body = outer.data[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if drop_first and len(outer.requests) == 1:
-                    self.wfile.write(body[: len(body) // 3])
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/record/1/files/x.zip"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-DATA = bytes(range(256)) * 4000  # ~1 MB
 
 
 def test_http_download_resumes_a_part_file(tmp_path):
-    server = _Server(DATA)
+    server = RangeServer(SERVED_DATA)
     try:
         dest = tmp_path / "x.zip"
-        (tmp_path / "x.zip.part").write_bytes(DATA[:300_000])
-        dl.download(server.url, dest, Expected(size=len(DATA), md5=hashlib.md5(DATA).hexdigest()))
-        assert dest.read_bytes() == DATA and not (tmp_path / "x.zip.part").exists()
+        (tmp_path / "x.zip.part").write_bytes(SERVED_DATA[:300_000])
+        dl.download(server.url, dest, Expected(size=len(SERVED_DATA), md5=hashlib.md5(SERVED_DATA).hexdigest()))
+        assert dest.read_bytes() == SERVED_DATA and not (tmp_path / "x.zip.part").exists()
         assert server.requests == ["bytes=300000-"]
-        dl.download(server.url, dest, Expected(size=len(DATA)))  # already there: no request
+        dl.download(server.url, dest, Expected(size=len(SERVED_DATA)))  # already there: no request
         assert len(server.requests) == 1
     finally:
         server.close()
@@ -176,18 +138,18 @@ def test_http_download_resumes_a_part_file(tmp_path):
 
 def test_http_download_resumes_after_a_dropped_connection(tmp_path, monkeypatch):
     monkeypatch.setattr(dl.time, "sleep", lambda s: None)
-    server = _Server(DATA, drop_first=True)
+    server = RangeServer(SERVED_DATA, drop_first=True)
     try:
-        dest = dl.download(server.url, tmp_path / "x.zip", Expected(sha256=hashlib.sha256(DATA).hexdigest()))
-        assert dest.read_bytes() == DATA
-        assert server.requests[0] is None and server.requests[1] == f"bytes={len(DATA) // 3}-"
+        dest = dl.download(server.url, tmp_path / "x.zip", Expected(sha256=hashlib.sha256(SERVED_DATA).hexdigest()))
+        assert dest.read_bytes() == SERVED_DATA
+        assert server.requests[0] is None and server.requests[1] == f"bytes={len(SERVED_DATA) // 3}-"
     finally:
         server.close()
 
 
 def test_checksum_mismatch_fails_and_leaves_no_file(tmp_path):
     src = tmp_path / "src.bin"
-    src.write_bytes(DATA)
+    src.write_bytes(SERVED_DATA)
     dest = tmp_path / "out" / "x.zip"
     with pytest.raises(DownloadError, match="md5"):
         dl.download(src.as_uri(), dest, Expected(md5="0" * 32))
@@ -196,17 +158,17 @@ def test_checksum_mismatch_fails_and_leaves_no_file(tmp_path):
         dl.download(src.as_uri(), dest, Expected(size=5))
     # a corrupt existing file is moved aside and fetched again
     dest.write_bytes(b"corrupt")
-    dl.download(src.as_uri(), dest, Expected(md5=hashlib.md5(DATA).hexdigest()))
-    assert dest.read_bytes() == DATA and dest.with_name("x.zip.bad").read_bytes() == b"corrupt"
+    dl.download(src.as_uri(), dest, Expected(md5=hashlib.md5(SERVED_DATA).hexdigest()))
+    assert dest.read_bytes() == SERVED_DATA and dest.with_name("x.zip.bad").read_bytes() == b"corrupt"
 
 
 def test_file_url_resume_and_missing_file(tmp_path):
     src = tmp_path / "src.bin"
-    src.write_bytes(DATA)
+    src.write_bytes(SERVED_DATA)
     dest = tmp_path / "x.zip"
     dest.with_name("x.zip.part").write_bytes(b"\xff" * 1000)  # resumed, not re-fetched: the prefix stays
     dl.download(src.as_uri(), dest)
-    assert dest.read_bytes() == b"\xff" * 1000 + DATA[1000:]
+    assert dest.read_bytes() == b"\xff" * 1000 + SERVED_DATA[1000:]
     with pytest.raises(DownloadError, match="not found"):
         dl.download((tmp_path / "missing.zip").as_uri(), tmp_path / "m.zip", retries=0)
 

@@ -4,7 +4,7 @@ tests/fixtures/resolved_configs.json holds, per YAML under egs/*/conf (train.yam
 tuning/*.yaml), the fully resolved config (``to_dict(load_train_config(path))``) as the loader gave
 it when every tuning YAML was still a full copy of its recipe's train.yaml. A change to a recipe
 YAML that changes what it resolves to must change the fixture too, on purpose: rewrite the entries
-of the YAMLs you changed or added with ``python tests/test_resolved_configs.py egs/<recipe>/conf/...yaml``
+of the YAMLs you changed or added with ``python tests/egs/test_resolved_configs.py egs/<recipe>/conf/...yaml``
 and review the diff. ``data.train_sets`` is not compared: recipe YAMLs no longer set it (asd.sh
 --train_sets is its only source, docs/design.md §3), so each now resolves to the default there.
 """
@@ -21,7 +21,7 @@ import pytest
 from asdlib.config import load_train_config
 from asdlib.io.config import to_dict
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "resolved_configs.json"
 NOT_COMPARED = {"data.train_sets"}  # given by asd.sh --train_sets, not by the YAML
 
@@ -49,7 +49,7 @@ def test_the_fixture_covers_every_recipe_yaml() -> None:
     missing = sorted(set(recipe_yamls()) - set(FIXED))
     stale = sorted(set(FIXED) - set(recipe_yamls()))
     assert not missing, (f"{missing[0]} has no entry in {FIXTURE.name}; add it deliberately: "
-                         f"python tests/test_resolved_configs.py {missing[0]}")
+                         f"python tests/egs/test_resolved_configs.py {missing[0]}")
     assert not stale, f"{FIXTURE.name} has an entry for {stale[0]}, which no longer exists; delete the entry"
 
 

@@ -37,7 +37,7 @@ import torch
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOSS_RTOL = 1e-4
 WEIGHT_RTOL = 1e-4
 ZERO_GRAD_BY_CONSTRUCTION = ("pooling.attention.2.bias",)

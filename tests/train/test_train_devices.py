@@ -102,7 +102,7 @@ def test_recipe_passes_the_device_from_ngpu(tmp_path: Path, opts: list[str], dev
                                          extract_gpu: int) -> None:
     """Stages 3 and 4 through a launcher that only records its calls: ``--device`` follows
     ``--ngpu``, and the extraction jobs ask the launcher for a GPU when there is one."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     recipe = tmp_path / "recipe"
     recipe.mkdir()
     for name in ("asd.sh", "utils"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PARSE_OPTIONS = Path(__file__).resolve().parents[1] / "egs" / "TEMPLATE" / "utils" / "parse_options.sh"
+PARSE_OPTIONS = Path(__file__).resolve().parents[2] / "egs" / "TEMPLATE" / "utils" / "parse_options.sh"
 
 SCRIPT = """\
 #!/usr/bin/env bash

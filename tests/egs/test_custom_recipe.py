@@ -23,7 +23,7 @@ from asdlib.io.ark import read_scores
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CUSTOM = REPO / "egs" / "custom"
 TINY = """\
 embedder: ssl

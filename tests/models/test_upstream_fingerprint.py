@@ -21,7 +21,7 @@ from asdlib.synth.corpus import SynthConfig, generate_corpus
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINI = REPO / "egs" / "mini"
 TINY = """\
 upstream: {name: hubert, path: downloads/hubert_tiny.pt}

@@ -59,7 +59,7 @@ from asdlib.models.upstream import build_upstream
 from asdlib.synth.corpus import SynthConfig, generate_corpus
 from asdlib.utils import EXPECTED_ERRORS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SETS = ("dev_train", "dev_test", "eval_train", "eval_test")
 CONFIG = """\
 embedder: ssl

@@ -32,7 +32,7 @@ from asdlib.synth.corpus import SynthConfig, generate_corpus
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINI = REPO / "egs" / "mini"
 TINY = """\
 embedder: ssl

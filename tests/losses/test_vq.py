@@ -157,7 +157,7 @@ def test_dead_codes_are_restarted_on_batch_embeddings():
     starved = int(book.assign(centres[3:]))
     live = emb[hidden != 3]  # cluster 3 disappears: its code starves and dies
     g = torch.Generator().manual_seed(0)
-    for step in range(60):
+    for _ in range(60):
         book.update(live[torch.randint(0, live.size(0), (8,), generator=g)], generator=g)
         if int(book.restarts):
             break
@@ -225,7 +225,7 @@ def test_default_config_keys_codebooks_by_machine():
     keys = codebook_keys(["noAttribute", "noAttribute", "a", "noAttribute"], [1, 1, 0, 2], [3, 4, 0, 5],
                          VQConfig().codebook_per)
     assert keys == [1, 1, -1, 2]
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     for config in sorted(repo.glob("egs/*/conf/train.yaml")):
         cfg = load_train_config(config, {"upstream.path": "x.pt"})
         assert cfg.vq.codebook_per == "machine", config

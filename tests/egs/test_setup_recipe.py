@@ -11,7 +11,7 @@ import pytest
 
 from asdlib.years import YEARS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SETUP = REPO / "egs" / "TEMPLATE" / "setup.sh"
 GENERATED = ("run.sh", "db.sh", "local/data.sh", "conf/slurm.conf", "conf/train.yaml")
 LINKS = ("asd.sh", "cmd.sh", "path.sh", "utils")

@@ -13,7 +13,7 @@ from conftest import make_utt
 from asdlib.data.datadir import write_data_dir
 from asdlib.io.ark import write_scores
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p.parent.name for p in (REPO / "egs").glob("*/run.sh"))
 
 

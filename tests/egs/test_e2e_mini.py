@@ -28,7 +28,7 @@ from asdlib.models.logmel import LogMelMean
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINI = REPO / "egs" / "mini"
 SETS = ("dev_train", "dev_test", "eval_train", "eval_test")
 TINY = """\

@@ -230,8 +230,10 @@ def test_both_layouts_give_the_same_sets(tmp_path):
     build_corpus(tmp_path / "baseline", 2023, raw=True, machines=machines)
     a = prepare(2023, tmp_path / "zenodo", tmp_path / "da")
     b = prepare(2023, tmp_path / "baseline", tmp_path / "db")
+    def strip(utts):
+        return [(u.utt_id, u.machine, u.section, u.domain, u.label, u.attr, Path(u.path).name) for u in utts]
+
     for set_name in a:
-        strip = lambda utts: [(u.utt_id, u.machine, u.section, u.domain, u.label, u.attr, Path(u.path).name) for u in utts]
         assert strip(a[set_name]) == strip(b[set_name])
     # both layouts at once is ambiguous
     shutil.copytree(tmp_path / "baseline" / "dev_data" / "raw", tmp_path / "zenodo" / "dev_data" / "raw")

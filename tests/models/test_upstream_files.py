@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import mirror_recipe
-from test_download import DATA, _Server
+from conftest import SERVED_DATA, RangeServer
 
 from asdlib.bin import check_upstream
 from asdlib.data.download import DownloadError
 from asdlib.models import upstream_files
 from asdlib.models.upstream_files import BEATS_PAGE, Release, ReleaseFile
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINI = REPO / "egs" / "mini"
 CMD_SH = 'export train_cmd="utils/local.sh" extract_cmd="utils/local.sh" score_cmd="utils/local.sh"\n'
 
 
-def mirror_of(server: _Server) -> str:
+def mirror_of(server: RangeServer) -> str:
     return server.url.split("/record/")[0]
 
 
@@ -49,7 +49,7 @@ def test_missing_checkpoint_stops_asd_sh_before_stage_1_and_download_fetches_it(
     assert "--download_upstream true" in errors[0]
     assert not (recipe / "data").exists()  # stage 1 never started
     # stages 1-2 alone do not need the checkpoint: the check is skipped (stage 1 then runs and is not tested here)
-    server = _Server(DATA)
+    server = RangeServer(SERVED_DATA)
     try:
         proc = asd(recipe, "--stage", "3", "--stop_stage", "2", "--download_upstream", "true",
                    "--upstream_mirror", mirror_of(server))
@@ -57,9 +57,9 @@ def test_missing_checkpoint_stops_asd_sh_before_stage_1_and_download_fetches_it(
     finally:
         server.close()
     ckpt = recipe / "downloads" / "BEATs_iter3_plus_AS2M.pt"
-    assert ckpt.read_bytes() == DATA
+    assert ckpt.read_bytes() == SERVED_DATA
     assert (recipe / "downloads" / "BEATs_iter3_plus_AS2M.pt.sha256").read_text() == \
-        f"{hashlib.sha256(DATA).hexdigest()}  BEATs_iter3_plus_AS2M.pt\n"
+        f"{hashlib.sha256(SERVED_DATA).hexdigest()}  BEATs_iter3_plus_AS2M.pt\n"
 
 
 def _config(tmp_path: Path, name: str = "BEATs_iter3.pt") -> tuple[Path, Path]:
@@ -71,19 +71,19 @@ def _config(tmp_path: Path, name: str = "BEATs_iter3.pt") -> tuple[Path, Path]:
 
 def test_first_download_records_the_sha256_and_later_runs_verify_it(tmp_path: Path) -> None:
     config, ckpt = _config(tmp_path)
-    server = _Server(DATA)
+    server = RangeServer(SERVED_DATA)
     try:
         argv = ["--config", str(config), "--download", "true", "--mirror", mirror_of(server)]
         assert check_upstream.main(argv) == 0
-        assert ckpt.read_bytes() == DATA and len(server.requests) == 1
+        assert ckpt.read_bytes() == SERVED_DATA and len(server.requests) == 1
         sidecar = ckpt.with_name(ckpt.name + ".sha256")
-        assert sidecar.read_text().split()[0] == hashlib.sha256(DATA).hexdigest()
+        assert sidecar.read_text().split()[0] == hashlib.sha256(SERVED_DATA).hexdigest()
         assert check_upstream.main(argv) == 0 and len(server.requests) == 1  # verified against the record
         ckpt.write_bytes(b"damaged")  # a damaged file is set aside and fetched again
-        assert check_upstream.main(argv) == 0 and ckpt.read_bytes() == DATA and len(server.requests) == 2
-        server.data = DATA[::-1]  # the host now serves other bytes than the recorded ones: refused
+        assert check_upstream.main(argv) == 0 and ckpt.read_bytes() == SERVED_DATA and len(server.requests) == 2
+        server.data = SERVED_DATA[::-1]  # the host now serves other bytes than the recorded ones: refused
         ckpt.unlink()
-        with pytest.raises(DownloadError, match=f"sha256 .* expected {hashlib.sha256(DATA).hexdigest()}"):
+        with pytest.raises(DownloadError, match=f"sha256 .* expected {hashlib.sha256(SERVED_DATA).hexdigest()}"):
             check_upstream.main(argv)
         assert not ckpt.exists()
     finally:
@@ -94,8 +94,8 @@ def test_published_size_and_checksum_are_verified(tmp_path: Path, monkeypatch: p
     config, ckpt = _config(tmp_path, "fake_release.pt")
     test_url = "https://example.invalid/test-only/fake_release.pt"
     monkeypatch.setitem(upstream_files.RELEASES, "fake_release.pt", Release(
-        "fake_release.pt", "https://example.invalid/page", (ReleaseFile(test_url, size=len(DATA), sha256="0" * 64),)))
-    server = _Server(DATA)
+        "fake_release.pt", "https://example.invalid/page", (ReleaseFile(test_url, size=len(SERVED_DATA), sha256="0" * 64),)))
+    server = RangeServer(SERVED_DATA)
     try:
         argv = ["--config", str(config), "--download", "true", "--mirror", mirror_of(server)]
         with pytest.raises(DownloadError, match="sha256"):
@@ -103,8 +103,8 @@ def test_published_size_and_checksum_are_verified(tmp_path: Path, monkeypatch: p
         assert not ckpt.exists() and not ckpt.with_name(ckpt.name + ".sha256").exists()
         monkeypatch.setitem(upstream_files.RELEASES, "fake_release.pt", Release(
             "fake_release.pt", "https://example.invalid/page",
-            (ReleaseFile(test_url, size=len(DATA), sha256=hashlib.sha256(DATA).hexdigest()),)))
-        assert check_upstream.main(argv) == 0 and ckpt.read_bytes() == DATA
+            (ReleaseFile(test_url, size=len(SERVED_DATA), sha256=hashlib.sha256(SERVED_DATA).hexdigest()),)))
+        assert check_upstream.main(argv) == 0 and ckpt.read_bytes() == SERVED_DATA
         assert not ckpt.with_name(ckpt.name + ".sha256").exists()  # a published checksum needs no record
     finally:
         server.close()

@@ -22,7 +22,7 @@ from asdlib.launch.slurm import sbatch_argv
 from asdlib.launch.slurm_conf import SlurmConf
 from asdlib.launch.split_scp import split_even, split_scp
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UTILS = REPO / "egs" / "TEMPLATE" / "utils"
 TEMPLATE_CONF = REPO / "egs" / "TEMPLATE" / "conf" / "slurm.conf"
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

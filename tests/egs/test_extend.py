@@ -19,7 +19,7 @@ from asdlib.io.ark import read_scores
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TOY_BACKEND = '''
 """A back end that scores a clip by its cosine distance to its section's mean training embedding."""

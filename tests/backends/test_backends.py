@@ -253,7 +253,7 @@ def test_backend_tuning_configs_change_only_the_back_end():
     only that (a diff); a new kind needs none: ``--train_args "backend.kind=<kind>"`` runs it."""
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     recipes = [repo / "egs" / "mini", *sorted((repo / "egs").glob("dcase20*"))]
     for recipe in recipes:
         found = sorted((recipe / "conf" / "tuning").glob("backend_*.yaml"))
