@@ -1,4 +1,5 @@
 """asdlib: self-supervised machine anomalous sound detection recipes (DCASE Task 2)."""
+
 from setuptools import find_packages, setup
 
 install_requires = [

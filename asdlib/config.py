@@ -185,7 +185,8 @@ class HeadConfig:
 
     kind_key: ClassVar[str] = "kind"  # a base's conf is not merged under another kind (io.config.merge_over)
     moved_keys: ClassVar[dict[str, str]] = {
-        "scale": "head.conf.scale (kind arcface)", "margin": "head.conf.margin (kind arcface)",
+        "scale": "head.conf.scale (kind arcface)",
+        "margin": "head.conf.margin (kind arcface)",
         "sub_centers": "head.conf.sub_centers (kind subcluster_adacos)",
     }
 
@@ -248,7 +249,9 @@ class DataConfig:
         if self.window_seconds and self.window_hop_seconds > self.window_seconds:
             raise ValueError("data.window_hop_seconds must not exceed data.window_seconds (gaps would go unscored)")
         if self.window_seconds and self.window_min_seconds < self.min_seconds:
-            raise ValueError("data.window_min_seconds must be >= data.min_seconds (a shorter last window could not be read)")
+            raise ValueError(
+                "data.window_min_seconds must be >= data.min_seconds (a shorter last window could not be read)"
+            )
 
     @property
     def hop_seconds(self) -> float:
@@ -267,8 +270,11 @@ class BackendConfig:
 
     #: keys of the flat section before per-kind settings, and where they went
     moved_keys: ClassVar[dict[str, str]] = {
-        "k": "backend.conf.k", "domain_wise": "backend.conf.domain_wise", "seed": "backend.conf.seed",
-        "smote_k": "backend.conf.smote_k (kind knn_smote)", "kmeans_clusters": "backend.conf.clusters (kind kmeans)",
+        "k": "backend.conf.k",
+        "domain_wise": "backend.conf.domain_wise",
+        "seed": "backend.conf.seed",
+        "smote_k": "backend.conf.smote_k (kind knn_smote)",
+        "kmeans_clusters": "backend.conf.clusters (kind kmeans)",
         "fusion": "backend.conf (kind fusion: conf: {members: [...], combine: mean})",
     }
 
@@ -304,8 +310,9 @@ class TrainConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
 
 
-def load_train_config(path: str | Path, overrides: dict[str, Any] | Sequence[str] | None = None,
-                      train_sets: Sequence[str] | None = None) -> TrainConfig:
+def load_train_config(
+    path: str | Path, overrides: dict[str, Any] | Sequence[str] | None = None, train_sets: Sequence[str] | None = None
+) -> TrainConfig:
     """Load and check a training config (relative paths are relative to the recipe dir).
 
     ``overrides``: dotted keys to values, or ``KEY=VALUE`` strings as given to ``asd.sh --train_args``.
@@ -313,13 +320,19 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | Sequence[str
     neither the YAML (nor its base) nor ``overrides`` may set it, so no value is silently replaced.
     """
     if train_sets is not None:
-        overrides = parse_overrides(TrainConfig, overrides or []) if not isinstance(overrides, dict) else dict(overrides)
+        overrides = (
+            parse_overrides(TrainConfig, overrides or []) if not isinstance(overrides, dict) else dict(overrides)
+        )
         if "data.train_sets" in overrides:
-            raise ConfigError("override data.train_sets: set the training sets with asd.sh --train_sets, not --train_args")
+            raise ConfigError(
+                "override data.train_sets: set the training sets with asd.sh --train_sets, not --train_args"
+            )
         data = resolve_yaml(path, TrainConfig).get("data")
         if isinstance(data, dict) and "train_sets" in data:
-            raise ConfigError(f"{path}: data.train_sets is given by asd.sh --train_sets (its only source); "
-                              "delete it from the YAML (or its base)")
+            raise ConfigError(
+                f"{path}: data.train_sets is given by asd.sh --train_sets (its only source); "
+                "delete it from the YAML (or its base)"
+            )
         overrides["data.train_sets"] = list(train_sets)
     cfg = load_config(path, TrainConfig, overrides)
     if cfg.embedder == "ssl" and not cfg.upstream.path:

@@ -34,7 +34,9 @@ def check() -> dict[str, str]:
             f"({type(cause).__name__}: {str(cause).splitlines()[0]}); {FIX}"
         ) from e
     if not ext._IS_TORCHAUDIO_EXT_AVAILABLE:
-        raise EnvironmentCheckError(f"torchaudio {torchaudio.__version__} was installed without its compiled extension; {FIX}")
+        raise EnvironmentCheckError(
+            f"torchaudio {torchaudio.__version__} was installed without its compiled extension; {FIX}"
+        )
 
     wave = torch.zeros(1, 16000)
     torchaudio.compliance.kaldi.fbank(wave, num_mel_bins=8, sample_frequency=16000)

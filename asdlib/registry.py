@@ -63,8 +63,10 @@ class Registry(Generic[T]):
         def add(obj: T) -> T:
             old = self._entries.get(name)
             if old is not None and old.obj is not obj:
-                raise RegistryError(f"{self.what} {name!r} is registered twice ({_where(old.obj)} and {_where(obj)}); "
-                                    "rename one of them")
+                raise RegistryError(
+                    f"{self.what} {name!r} is registered twice ({_where(old.obj)} and {_where(obj)}); "
+                    "rename one of them"
+                )
             self._entries[name] = Entry(name, obj, settings)
             return obj
 
@@ -77,8 +79,10 @@ class Registry(Generic[T]):
         if name not in self._entries:
             load_plugins()
         if name not in self._entries:
-            raise RegistryError(f"unknown {self.what} {name!r}; known: {', '.join(self.names())} "
-                                f"(a plug-in registers more: set {PLUGINS_ENV}=your.module)")
+            raise RegistryError(
+                f"unknown {self.what} {name!r}; known: {', '.join(self.names())} "
+                f"(a plug-in registers more: set {PLUGINS_ENV}=your.module)"
+            )
         return self._entries[name]
 
     def names(self) -> tuple[str, ...]:
@@ -122,8 +126,10 @@ def load_plugins() -> None:
             else:
                 importlib.import_module(name)
         except ImportError as e:
-            raise RegistryError(f"asdlib plug-in {name!r} (from {PLUGINS_ENV} or the {ENTRY_POINT_GROUP} entry "
-                                f"points) does not import: {e}") from e
+            raise RegistryError(
+                f"asdlib plug-in {name!r} (from {PLUGINS_ENV} or the {ENTRY_POINT_GROUP} entry "
+                f"points) does not import: {e}"
+            ) from e
 
 
 def _where(obj: Any) -> str:
@@ -131,25 +137,35 @@ def _where(obj: Any) -> str:
 
 
 #: upstream name -> builder ``f(UpstreamConfig) -> Upstream`` (asdlib.models.upstream); settings: ``upstream.conf``
-UPSTREAMS: Registry[Any] = Registry("upstream", {
-    "beats": "asdlib.models.beats",
-    "eat": "asdlib.models.eat",
-    **dict.fromkeys(("hubert", "wavlm", "wav2vec2", "data2vec"), "asdlib.models.s3prl_upstream"),
-})
+UPSTREAMS: Registry[Any] = Registry(
+    "upstream",
+    {
+        "beats": "asdlib.models.beats",
+        "eat": "asdlib.models.eat",
+        **dict.fromkeys(("hubert", "wavlm", "wav2vec2", "data2vec"), "asdlib.models.s3prl_upstream"),
+    },
+)
 #: upstream name -> writer ``f(path, seed, size)`` of a small random-init checkpoint in its official format
 #: (tests, benchmarks and egs/mini; python -m asdlib.bin.make_random_upstream); settings: the size
-RANDOM_UPSTREAMS: Registry[Any] = Registry("random-init upstream writer", dict.fromkeys(UPSTREAMS.modules, "asdlib.synth.checkpoints"))
+RANDOM_UPSTREAMS: Registry[Any] = Registry(
+    "random-init upstream writer", dict.fromkeys(UPSTREAMS.modules, "asdlib.synth.checkpoints")
+)
 #: margin head (``head.kind``) -> class with ``from_config(HeadConfig, emb_dim, num_classes)``
-HEADS: Registry[Any] = Registry("head", dict.fromkeys(("arcface", "adacos", "subcluster_adacos"), "asdlib.models.heads"))
+HEADS: Registry[Any] = Registry(
+    "head", dict.fromkeys(("arcface", "adacos", "subcluster_adacos"), "asdlib.models.heads")
+)
 #: training objective -> :class:`asdlib.train.objectives.Objective` subclass; each selects itself from the
 #: config; the trainer runs their hooks and sums their loss terms in this order
 OBJECTIVES: Registry[Any] = Registry("objective", dict.fromkeys(("margin", "vq", "mixup"), "asdlib.train.objectives"))
 #: back-end kind -> class (asdlib.backends.base); settings: ``backend.conf``
-BACKENDS: Registry[Any] = Registry("backend", {
-    "knn": "asdlib.backends.knn",
-    "knn_smote": "asdlib.backends.knn_variants",
-    "kmeans": "asdlib.backends.knn_variants",
-    "knn_rescaled": "asdlib.backends.knn_variants",
-    "mahalanobis": "asdlib.backends.mahalanobis",
-    "fusion": "asdlib.backends.fusion",
-})
+BACKENDS: Registry[Any] = Registry(
+    "backend",
+    {
+        "knn": "asdlib.backends.knn",
+        "knn_smote": "asdlib.backends.knn_variants",
+        "kmeans": "asdlib.backends.knn_variants",
+        "knn_rescaled": "asdlib.backends.knn_variants",
+        "mahalanobis": "asdlib.backends.mahalanobis",
+        "fusion": "asdlib.backends.fusion",
+    },
+)

@@ -99,7 +99,8 @@ def resolve_device(requested: str) -> str:
         return "cpu"
     if requested == "cuda" or (requested.startswith("cuda:") and requested[5:].isdigit()):
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {requested}: no CUDA GPU is visible here "
-                             f"(use --device cpu; in a recipe, --ngpu 0)")
+            raise ValueError(
+                f"--device {requested}: no CUDA GPU is visible here (use --device cpu; in a recipe, --ngpu 0)"
+            )
         return requested
     raise ValueError(f"--device {requested}: expected cpu, cuda, cuda:N or auto")

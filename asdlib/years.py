@@ -125,8 +125,10 @@ def register_year(info: Year, *, replace: bool = False) -> Year:
         raise ValueError(f"{where}: metric rule {info.metric.rule!r} is not one of {', '.join(METRIC_RULES)}")
     scorer = info if info.scoring_year == info.year else _REGISTRY.get(info.scoring_year)
     if scorer is None or scorer.metric is None:
-        raise ValueError(f"{where}: scoring_year {info.scoring_year} has no official metric; "
-                         f"use a year with one ({', '.join(map(str, metric_years()))}) or give this year a metric")
+        raise ValueError(
+            f"{where}: scoring_year {info.scoring_year} has no official metric; "
+            f"use a year with one ({', '.join(map(str, metric_years()))}) or give this year a metric"
+        )
     unknown = sorted(set(info.zenodo) - set(ARCHIVE_KINDS))
     if unknown:
         raise ValueError(f"{where}: zenodo kinds {', '.join(unknown)} are not among {', '.join(ARCHIVE_KINDS)}")
@@ -143,7 +145,8 @@ def get_year(year: int) -> Year:
     except KeyError:
         raise UnknownYearError(
             f"unsupported DCASE year {year}; known years: {', '.join(map(str, _REGISTRY))} "
-            f"(add one with asdlib.years.register_year, from a plug-in module named in ${PLUGINS_ENV})") from None
+            f"(add one with asdlib.years.register_year, from a plug-in module named in ${PLUGINS_ENV})"
+        ) from None
 
 
 def metric_years() -> tuple[int, ...]:
@@ -161,78 +164,215 @@ _MIMII_20 = (("00", "02", "04", "06"), ("01", "03", "05"))
 _SECTIONS_21_22 = (("00", "01", "02"), ("03", "04", "05"))
 _DEV_23_25 = {m: _S00 for m in ("ToyCar", "ToyTrain", "bearing", "fan", "gearbox", "slider", "valve")}
 _AMEAN_PER_TYPE = Metric(
-    "amean_per_type", "dcase2020: (a-mean AUC + a-mean pAUC) / 2 over machine types; per-type means over machine IDs")
+    "amean_per_type", "dcase2020: (a-mean AUC + a-mean pAUC) / 2 over machine types; per-type means over machine IDs"
+)
 _HMEAN_PER_DOMAIN = Metric(
-    "hmean_per_domain", "dcase2021: h-mean of AUC and pAUC over (machine, section, domain), each on that domain's clips")
+    "hmean_per_domain", "dcase2021: h-mean of AUC and pAUC over (machine, section, domain), each on that domain's clips"
+)
 _HMEAN_SOURCE_TARGET = Metric(
-    "hmean_source_target", "dcase2022-2025: h-mean of AUC(source), AUC(target), pAUC over (machine, section)")
+    "hmean_source_target", "dcase2022-2025: h-mean of AUC(source), AUC(target), pAUC over (machine, section)"
+)
 
 
-def _records(path: tuple[str, str, str], ids: tuple[int, ...], dev: str, eval_train: str, eval_test: str = ""
-             ) -> dict[str, ZenodoRecord]:
+def _records(
+    path: tuple[str, str, str], ids: tuple[int, ...], dev: str, eval_train: str, eval_test: str = ""
+) -> dict[str, ZenodoRecord]:
     """A year's records in ARCHIVE_KINDS order (fewer ids: kinds not yet published)."""
     patterns = (dev, eval_train, eval_test)
-    return {k: ZenodoRecord(path[i], ids[i], patterns[i]) for i, k in enumerate(ARCHIVE_KINDS[:len(ids)])}
+    return {k: ZenodoRecord(path[i], ids[i], patterns[i]) for i, k in enumerate(ARCHIVE_KINDS[: len(ids)])}
 
 
 _R, _RS = "record", "records"
 for _info in (
-    Year(2020, "Unsupervised detection of anomalous sounds (ToyADMOS + MIMII; machine IDs, no domains).", "id",
-         {**{m: _MIMII_20[0] for m in ("fan", "pump", "slider", "valve")}, "ToyCar": ("01", "02", "03", "04"),
-          "ToyConveyor": ("01", "02", "03")},
-         {**{m: _MIMII_20[1] for m in ("fan", "pump", "slider", "valve")}, "ToyCar": ("05", "06", "07"),
-          "ToyConveyor": ("04", "05", "06")},
-         _MIMII_20, attributes_csv=False, metric=_AMEAN_PER_TYPE, scoring_year=2020, eval_list=True,
-         eval_list_crlf=False, evaluator=False, evaluator_truth_files=False,
-         zenodo=_records((_R, _R, _R), (3678171, 3727685, 3841772),
-                         "dev_data_{m}.zip", "eval_data_train_{m}.zip", "eval_data_test_{m}.zip")),
-    Year(2021, "ASD under domain-shifted conditions (ToyADMOS2 + MIMII DUE; sections 00-05, source/target).",
-         "section_domain",
-         {m: _SECTIONS_21_22[0] for m in ("ToyCar", "ToyTrain", "fan", "gearbox", "slider", "pump", "valve")},
-         {m: _SECTIONS_21_22[1] for m in ("ToyCar", "ToyTrain", "fan", "gearbox", "slider", "pump", "valve")},
-         _SECTIONS_21_22, attributes_csv=False, metric=_HMEAN_PER_DOMAIN, scoring_year=2021, eval_list=True,
-         eval_list_crlf=True, evaluator=True, evaluator_truth_files=False,
-         zenodo=_records((_R, _R, _R), (4562016, 4660992, 4884786),
-                         "dev_data_{m}.zip", "eval_data_{m}_train.zip", "eval_data_{m}_test.zip")),
-    Year(2022, "ASD applying domain generalisation (ToyADMOS2 + MIMII DG; domain hidden in eval test names).", "section",
-         {m: _SECTIONS_21_22[0] for m in ("ToyCar", "ToyTrain", "fan", "gearbox", "bearing", "slider", "valve")},
-         {m: _SECTIONS_21_22[1] for m in ("ToyCar", "ToyTrain", "fan", "gearbox", "bearing", "slider", "valve")},
-         _SECTIONS_21_22, attributes_csv=True, metric=_HMEAN_SOURCE_TARGET, scoring_year=2022, eval_list=True,
-         eval_list_crlf=False, evaluator=True, evaluator_truth_files=True,
-         zenodo=_records((_R, _R, _R), (6355122, 6462969, 6586456),
-                         "dev_{m}.zip", "eval_data_{m}_train.zip", "eval_data_{m}_test.zip")),
-    Year(2023, "First-shot ASD (one section per machine type, new machine types in the evaluation set).", "section",
-         _DEV_23_25, {m: _S00 for m in ("ToyDrone", "ToyNscale", "ToyTank", "Vacuum", "bandsaw", "grinder", "shaker")},
-         (_S00, _S00), attributes_csv=True, metric=_HMEAN_SOURCE_TARGET, scoring_year=2023, eval_list=True,
-         eval_list_crlf=True, evaluator=True, evaluator_truth_files=True,
-         zenodo=_records((_R, _R, _R), (7882613, 7830345, 7860847),
-                         "dev_{m}.zip", "eval_data_{m}_train.zip", "eval_data_{m}_test.zip")),
-    Year(2024, "First-shot ASD with hidden attributes for some machine types.", "section",
-         _DEV_23_25,
-         {m: _S00 for m in ("3DPrinter", "AirCompressor", "Scanner", "ToyCircuit", "HoveringDrone", "HairDryer",
-                            "ToothBrush", "RoboticArm", "BrushlessMotor")},
-         (_S00, _S00), attributes_csv=True, metric=_HMEAN_SOURCE_TARGET, scoring_year=2024, eval_list=True,
-         eval_list_crlf=True, evaluator=True, evaluator_truth_files=True,
-         zenodo=_records((_R, _RS, _RS), (10902294, 11259435, 11363076),
-                         "dev_{m}.zip", "eval_data_{m}_train.zip", "eval_data_{m}_test.zip"),
-         zenodo_renamed={("eval_train", "3DPrinter"): "eval_data_3DPrinter_train_r2.zip",
-                         ("eval_train", "RoboticArm"): "eval_data_RoboticArm_train_r2.zip"}),
-    Year(2025, "First-shot ASD with supplemental clean/noise clips for some machine types.", "section",
-         _DEV_23_25,
-         {m: _S00 for m in ("ToyRCCar", "ToyPet", "HomeCamera", "AutoTrash", "Polisher", "ScrewFeeder", "BandSealer",
-                            "CoffeeGrinder")},
-         (_S00, _S00), attributes_csv=True, metric=_HMEAN_SOURCE_TARGET, scoring_year=2025, eval_list=True,
-         eval_list_crlf=True, evaluator=False, evaluator_truth_files=False, supplemental=True,
-         zenodo=_records((_RS, _RS, _RS), (15097779, 15392814, 15519362),
-                         "dev_{m}.zip", "eval_data_{m}_train.zip", "eval_data_{m}_test.zip")),
-    Year(2026, "noise-aware first-shot ASD on stereo recordings (left: near microphone, right: far microphone).",
-         "section",
-         {m: _S00 for m in ("ToyCarEmu", "ToyCar", "bearingEmu", "fan", "gearboxEmu", "sliderEmu", "valveEmu")},
-         {m: _S00 for m in ("ToyDrone", "ToothBrush", "SewingMachine", "BlowerDustCollector", "Sander")},
-         (_S00, _S00), attributes_csv=True, metric=None, scoring_year=2025, eval_list=False,
-         eval_list_crlf=True, evaluator=False, evaluator_truth_files=False, channels=2, noise_attribute=True,
-         zenodo=_records((_RS, _RS, _RS), (19336329, 20151556), "dev_{m}.zip", "eval_data_{m}_train.zip"),
-         zenodo_renamed={("dev", "ToyCar"): "dev_ToyCar_r2.zip"}),
+    Year(
+        2020,
+        "Unsupervised detection of anomalous sounds (ToyADMOS + MIMII; machine IDs, no domains).",
+        "id",
+        {
+            **{m: _MIMII_20[0] for m in ("fan", "pump", "slider", "valve")},
+            "ToyCar": ("01", "02", "03", "04"),
+            "ToyConveyor": ("01", "02", "03"),
+        },
+        {
+            **{m: _MIMII_20[1] for m in ("fan", "pump", "slider", "valve")},
+            "ToyCar": ("05", "06", "07"),
+            "ToyConveyor": ("04", "05", "06"),
+        },
+        _MIMII_20,
+        attributes_csv=False,
+        metric=_AMEAN_PER_TYPE,
+        scoring_year=2020,
+        eval_list=True,
+        eval_list_crlf=False,
+        evaluator=False,
+        evaluator_truth_files=False,
+        zenodo=_records(
+            (_R, _R, _R),
+            (3678171, 3727685, 3841772),
+            "dev_data_{m}.zip",
+            "eval_data_train_{m}.zip",
+            "eval_data_test_{m}.zip",
+        ),
+    ),
+    Year(
+        2021,
+        "ASD under domain-shifted conditions (ToyADMOS2 + MIMII DUE; sections 00-05, source/target).",
+        "section_domain",
+        {m: _SECTIONS_21_22[0] for m in ("ToyCar", "ToyTrain", "fan", "gearbox", "slider", "pump", "valve")},
+        {m: _SECTIONS_21_22[1] for m in ("ToyCar", "ToyTrain", "fan", "gearbox", "slider", "pump", "valve")},
+        _SECTIONS_21_22,
+        attributes_csv=False,
+        metric=_HMEAN_PER_DOMAIN,
+        scoring_year=2021,
+        eval_list=True,
+        eval_list_crlf=True,
+        evaluator=True,
+        evaluator_truth_files=False,
+        zenodo=_records(
+            (_R, _R, _R),
+            (4562016, 4660992, 4884786),
+            "dev_data_{m}.zip",
+            "eval_data_{m}_train.zip",
+            "eval_data_{m}_test.zip",
+        ),
+    ),
+    Year(
+        2022,
+        "ASD applying domain generalisation (ToyADMOS2 + MIMII DG; domain hidden in eval test names).",
+        "section",
+        {m: _SECTIONS_21_22[0] for m in ("ToyCar", "ToyTrain", "fan", "gearbox", "bearing", "slider", "valve")},
+        {m: _SECTIONS_21_22[1] for m in ("ToyCar", "ToyTrain", "fan", "gearbox", "bearing", "slider", "valve")},
+        _SECTIONS_21_22,
+        attributes_csv=True,
+        metric=_HMEAN_SOURCE_TARGET,
+        scoring_year=2022,
+        eval_list=True,
+        eval_list_crlf=False,
+        evaluator=True,
+        evaluator_truth_files=True,
+        zenodo=_records(
+            (_R, _R, _R),
+            (6355122, 6462969, 6586456),
+            "dev_{m}.zip",
+            "eval_data_{m}_train.zip",
+            "eval_data_{m}_test.zip",
+        ),
+    ),
+    Year(
+        2023,
+        "First-shot ASD (one section per machine type, new machine types in the evaluation set).",
+        "section",
+        _DEV_23_25,
+        {m: _S00 for m in ("ToyDrone", "ToyNscale", "ToyTank", "Vacuum", "bandsaw", "grinder", "shaker")},
+        (_S00, _S00),
+        attributes_csv=True,
+        metric=_HMEAN_SOURCE_TARGET,
+        scoring_year=2023,
+        eval_list=True,
+        eval_list_crlf=True,
+        evaluator=True,
+        evaluator_truth_files=True,
+        zenodo=_records(
+            (_R, _R, _R),
+            (7882613, 7830345, 7860847),
+            "dev_{m}.zip",
+            "eval_data_{m}_train.zip",
+            "eval_data_{m}_test.zip",
+        ),
+    ),
+    Year(
+        2024,
+        "First-shot ASD with hidden attributes for some machine types.",
+        "section",
+        _DEV_23_25,
+        {
+            m: _S00
+            for m in (
+                "3DPrinter",
+                "AirCompressor",
+                "Scanner",
+                "ToyCircuit",
+                "HoveringDrone",
+                "HairDryer",
+                "ToothBrush",
+                "RoboticArm",
+                "BrushlessMotor",
+            )
+        },
+        (_S00, _S00),
+        attributes_csv=True,
+        metric=_HMEAN_SOURCE_TARGET,
+        scoring_year=2024,
+        eval_list=True,
+        eval_list_crlf=True,
+        evaluator=True,
+        evaluator_truth_files=True,
+        zenodo=_records(
+            (_R, _RS, _RS),
+            (10902294, 11259435, 11363076),
+            "dev_{m}.zip",
+            "eval_data_{m}_train.zip",
+            "eval_data_{m}_test.zip",
+        ),
+        zenodo_renamed={
+            ("eval_train", "3DPrinter"): "eval_data_3DPrinter_train_r2.zip",
+            ("eval_train", "RoboticArm"): "eval_data_RoboticArm_train_r2.zip",
+        },
+    ),
+    Year(
+        2025,
+        "First-shot ASD with supplemental clean/noise clips for some machine types.",
+        "section",
+        _DEV_23_25,
+        {
+            m: _S00
+            for m in (
+                "ToyRCCar",
+                "ToyPet",
+                "HomeCamera",
+                "AutoTrash",
+                "Polisher",
+                "ScrewFeeder",
+                "BandSealer",
+                "CoffeeGrinder",
+            )
+        },
+        (_S00, _S00),
+        attributes_csv=True,
+        metric=_HMEAN_SOURCE_TARGET,
+        scoring_year=2025,
+        eval_list=True,
+        eval_list_crlf=True,
+        evaluator=False,
+        evaluator_truth_files=False,
+        supplemental=True,
+        zenodo=_records(
+            (_RS, _RS, _RS),
+            (15097779, 15392814, 15519362),
+            "dev_{m}.zip",
+            "eval_data_{m}_train.zip",
+            "eval_data_{m}_test.zip",
+        ),
+    ),
+    Year(
+        2026,
+        "noise-aware first-shot ASD on stereo recordings (left: near microphone, right: far microphone).",
+        "section",
+        {m: _S00 for m in ("ToyCarEmu", "ToyCar", "bearingEmu", "fan", "gearboxEmu", "sliderEmu", "valveEmu")},
+        {m: _S00 for m in ("ToyDrone", "ToothBrush", "SewingMachine", "BlowerDustCollector", "Sander")},
+        (_S00, _S00),
+        attributes_csv=True,
+        metric=None,
+        scoring_year=2025,
+        eval_list=False,
+        eval_list_crlf=True,
+        evaluator=False,
+        evaluator_truth_files=False,
+        channels=2,
+        noise_attribute=True,
+        zenodo=_records((_RS, _RS, _RS), (19336329, 20151556), "dev_{m}.zip", "eval_data_{m}_train.zip"),
+        zenodo_renamed={("dev", "ToyCar"): "dev_ToyCar_r2.zip"},
+    ),
 ):
     register_year(_info)
 

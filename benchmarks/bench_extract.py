@@ -62,13 +62,35 @@ def child(args: argparse.Namespace) -> dict:
         out = args.work_dir / "bench_extract_out"
         out.mkdir(parents=True, exist_ok=True)
         start, start_cpu = time.perf_counter(), time.process_time()
-        extract.main(["--exp_dir", str(args.exp_dir), "--data_dir", str(args.data_dir), "--out_ark",
-                      str(out / "emb.ark"), "--out_scp", str(out / "emb.scp"), "--batch_size", str(args.batch_size),
-                      "--device", "cpu", "--verbose", "0"])
+        extract.main(
+            [
+                "--exp_dir",
+                str(args.exp_dir),
+                "--data_dir",
+                str(args.data_dir),
+                "--out_ark",
+                str(out / "emb.ark"),
+                "--out_scp",
+                str(out / "emb.scp"),
+                "--batch_size",
+                str(args.batch_size),
+                "--device",
+                "cpu",
+                "--verbose",
+                "0",
+            ]
+        )
         total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-        return {"variant": "pipeline", "total_s": total, "load_s": load[0][0], "work_s": total - load[0][0],
-                "total_cpu_s": total_cpu, "load_cpu_s": load[0][1], "work_cpu_s": total_cpu - load[0][1],
-                "loadavg_1min": os.getloadavg()[0]}
+        return {
+            "variant": "pipeline",
+            "total_s": total,
+            "load_s": load[0][0],
+            "work_s": total - load[0][0],
+            "total_cpu_s": total_cpu,
+            "load_cpu_s": load[0][1],
+            "work_cpu_s": total_cpu - load[0][1],
+            "loadavg_1min": os.getloadavg()[0],
+        }
 
     from torch.utils.data import DataLoader
 
@@ -88,9 +110,16 @@ def child(args: argparse.Namespace) -> dict:
         for b in batches:
             trained.model(b.wavs, b.lengths, b.machines)
     work, work_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    return {"variant": "bare", "total_s": load + work, "load_s": load, "work_s": work,
-            "total_cpu_s": load_cpu + work_cpu, "load_cpu_s": load_cpu, "work_cpu_s": work_cpu,
-            "loadavg_1min": os.getloadavg()[0]}
+    return {
+        "variant": "bare",
+        "total_s": load + work,
+        "load_s": load,
+        "work_s": work,
+        "total_cpu_s": load_cpu + work_cpu,
+        "load_cpu_s": load_cpu,
+        "work_cpu_s": work_cpu,
+        "loadavg_1min": os.getloadavg()[0],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,32 +132,63 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.repeats):
         for v in variants if r % 2 == 0 else variants[::-1]:
-            res = common.run_child([__file__, "--child", v, "--work_dir", str(args.work_dir), "--exp_dir", str(exp_dir),
-                                    "--data_dir", str(data_dir), "--batch_size", str(args.batch_size),
-                                    "--threads", str(args.threads)])
+            res = common.run_child(
+                [
+                    __file__,
+                    "--child",
+                    v,
+                    "--work_dir",
+                    str(args.work_dir),
+                    "--exp_dir",
+                    str(exp_dir),
+                    "--data_dir",
+                    str(data_dir),
+                    "--batch_size",
+                    str(args.batch_size),
+                    "--threads",
+                    str(args.threads),
+                ]
+            )
             results[v].append(res)
             print(f"repeat {r + 1} {v}: {res}", file=sys.stderr)
     keys = ("total_s", "load_s", "work_s", "total_cpu_s", "load_cpu_s", "work_cpu_s")
     med = {v: {k: common.median([x[k] for x in results[v]]) for k in keys} for v in variants}
     print(f"# {common.machine_description()}")
-    print(f"# {args.clips} clips x {args.seconds:g} s, batch {args.batch_size}, {args.threads} thread(s), "
-          f"{args.repeats} fresh processes per variant; medians, noise = (max-min)/median; "
-          "CPU: CPU time of the process (robust to other load), wall: elapsed")
+    print(
+        f"# {args.clips} clips x {args.seconds:g} s, batch {args.batch_size}, {args.threads} thread(s), "
+        f"{args.repeats} fresh processes per variant; medians, noise = (max-min)/median; "
+        "CPU: CPU time of the process (robust to other load), wall: elapsed"
+    )
     print("| variant | load CPU s | clips CPU s | clips/CPU s | CPU noise | load wall s | clips wall s | wall noise |")
     print("|---|---|---|---|---|---|---|---|")
     for v in variants:
         m, rows = med[v], results[v]
-        print(f"| {v} | {m['load_cpu_s']:.2f} | {m['work_cpu_s']:.2f} | {args.clips / m['work_cpu_s']:.3f} | "
-              f"{common.spread([x['work_cpu_s'] for x in rows])} | {m['load_s']:.2f} | {m['work_s']:.2f} | "
-              f"{common.spread([x['work_s'] for x in rows])} |")
-    ratios = {"cpu": med["bare"]["work_cpu_s"] / med["pipeline"]["work_cpu_s"],
-              "wall": med["bare"]["work_s"] / med["pipeline"]["work_s"],
-              "cpu_with_load": med["bare"]["work_cpu_s"] / med["pipeline"]["total_cpu_s"]}
-    print(f"ratio pipeline / bare throughput: CPU time {ratios['cpu']:.3f}, wall time {ratios['wall']:.3f}; "
-          f"with the pipeline's model load counted (CPU): {ratios['cpu_with_load']:.3f}")
+        print(
+            f"| {v} | {m['load_cpu_s']:.2f} | {m['work_cpu_s']:.2f} | {args.clips / m['work_cpu_s']:.3f} | "
+            f"{common.spread([x['work_cpu_s'] for x in rows])} | {m['load_s']:.2f} | {m['work_s']:.2f} | "
+            f"{common.spread([x['work_s'] for x in rows])} |"
+        )
+    ratios = {
+        "cpu": med["bare"]["work_cpu_s"] / med["pipeline"]["work_cpu_s"],
+        "wall": med["bare"]["work_s"] / med["pipeline"]["work_s"],
+        "cpu_with_load": med["bare"]["work_cpu_s"] / med["pipeline"]["total_cpu_s"],
+    }
+    print(
+        f"ratio pipeline / bare throughput: CPU time {ratios['cpu']:.3f}, wall time {ratios['wall']:.3f}; "
+        f"with the pipeline's model load counted (CPU): {ratios['cpu_with_load']:.3f}"
+    )
     if args.out:
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
-                                        "medians": med, "ratios": ratios}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "results": results,
+                    "medians": med,
+                    "ratios": ratios,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -61,7 +61,9 @@ def child(args: argparse.Namespace) -> dict:
         from asdlib.data.datadir import Utt
 
         def utts(n: int, kind: str) -> list[Utt]:
-            return [Utt(f"fan-00-{kind}{i:07d}", "/x.wav", "fan", "00", "source", "normal", "noAttribute") for i in range(n)]
+            return [
+                Utt(f"fan-00-{kind}{i:07d}", "/x.wav", "fan", "00", "source", "normal", "noAttribute") for i in range(n)
+            ]
 
         bank_utts, query_utts = utts(args.bank, "b"), utts(args.queries, "q")
         c0, w0 = time.process_time(), time.perf_counter()
@@ -70,8 +72,13 @@ def child(args: argparse.Namespace) -> dict:
         c0, w0 = time.process_time(), time.perf_counter()
         dist = backend.score(query_utts, query)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-    return {"cpu": cpu, "wall": wall, "fit_cpu": fit_cpu, "fit_wall": fit_wall,
-            "checksum": float(np.asarray(dist, dtype=np.float64).mean())}
+    return {
+        "cpu": cpu,
+        "wall": wall,
+        "fit_cpu": fit_cpu,
+        "fit_wall": fit_wall,
+        "checksum": float(np.asarray(dist, dtype=np.float64).mean()),
+    }
 
 
 def main() -> int:
@@ -79,29 +86,60 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args)))
         return 0
-    opts = ["--bank", str(args.bank), "--queries", str(args.queries), "--dim", str(args.dim), "--k", str(args.k),
-            "--threads", str(args.threads)]
+    opts = [
+        "--bank",
+        str(args.bank),
+        "--queries",
+        str(args.queries),
+        "--dim",
+        str(args.dim),
+        "--k",
+        str(args.k),
+        "--threads",
+        str(args.threads),
+    ]
     env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     runs: dict[str, list[dict]] = {"asdlib": [], "bare": []}
     for r in range(args.repeats):
-        for variant in (("asdlib", "bare") if r % 2 == 0 else ("bare", "asdlib")):
+        for variant in ("asdlib", "bare") if r % 2 == 0 else ("bare", "asdlib"):
             res = common.run_child([__file__, "--child", variant, *opts], env)
             runs[variant].append(res)
             print(f"repeat {r} {variant}: cpu {res['cpu']:.2f} s, wall {res['wall']:.2f} s", flush=True)
     summary = {}
     for variant, rs in runs.items():
         cpu, wall = [x["cpu"] for x in rs], [x["wall"] for x in rs]
-        summary[variant] = {"cpu_s": common.median(cpu), "wall_s": common.median(wall), "cpu_noise": common.spread(cpu),
-                            "wall_noise": common.spread(wall), "queries_per_cpu_s": args.queries / common.median(cpu),
-                            "fit_cpu_s": common.median([x["fit_cpu"] for x in rs])}
+        summary[variant] = {
+            "cpu_s": common.median(cpu),
+            "wall_s": common.median(wall),
+            "cpu_noise": common.spread(cpu),
+            "wall_noise": common.spread(wall),
+            "queries_per_cpu_s": args.queries / common.median(cpu),
+            "fit_cpu_s": common.median([x["fit_cpu"] for x in rs]),
+        }
     ratio_cpu = summary["bare"]["cpu_s"] / summary["asdlib"]["cpu_s"]
     ratio_wall = summary["bare"]["wall_s"] / summary["asdlib"]["wall_s"]
     checks = {v: rs[0]["checksum"] for v, rs in runs.items()}
-    result = {"args": {k: str(v) for k, v in vars(args).items() if k != "child"}, "machine": common.machine_description(),
-              "date": time.strftime("%Y-%m-%d"), "runs": runs, "summary": summary,
-              "throughput_ratio_cpu": ratio_cpu, "throughput_ratio_wall": ratio_wall, "mean_distance": checks}
-    print(json.dumps({"summary": summary, "throughput_ratio_cpu": ratio_cpu, "throughput_ratio_wall": ratio_wall,
-                      "mean_distance": checks}, indent=1))
+    result = {
+        "args": {k: str(v) for k, v in vars(args).items() if k != "child"},
+        "machine": common.machine_description(),
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": runs,
+        "summary": summary,
+        "throughput_ratio_cpu": ratio_cpu,
+        "throughput_ratio_wall": ratio_wall,
+        "mean_distance": checks,
+    }
+    print(
+        json.dumps(
+            {
+                "summary": summary,
+                "throughput_ratio_cpu": ratio_cpu,
+                "throughput_ratio_wall": ratio_wall,
+                "mean_distance": checks,
+            },
+            indent=1,
+        )
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -73,9 +73,29 @@ def stage4(recipe: Path, nj: int) -> tuple[float, float, float]:
     load = os.getloadavg()[0]
     cpu = children_cpu_s()
     start = time.perf_counter()
-    proc = subprocess.run(["./asd.sh", "--year", "2024", "--stage", "4", "--stop_stage", "4", "--nj", str(nj),
-                           "--tag", TAG, "--train_sets", "dev_train", "--test_sets", ""],
-                          cwd=recipe, capture_output=True, text=True, env={**os.environ, "cmd_backend": "local"})
+    proc = subprocess.run(
+        [
+            "./asd.sh",
+            "--year",
+            "2024",
+            "--stage",
+            "4",
+            "--stop_stage",
+            "4",
+            "--nj",
+            str(nj),
+            "--tag",
+            TAG,
+            "--train_sets",
+            "dev_train",
+            "--test_sets",
+            "",
+        ],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "cmd_backend": "local"},
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"stage 4 with nj={nj} failed:\n{proc.stderr[-4000:]}")
@@ -96,27 +116,41 @@ def main(argv: list[str] | None = None) -> int:
             walls[n].append(wall)
             cpus[n].append(cpu)
             loads[n].append(load)
-            print(f"repeat {r + 1} nj={n}: {wall:.1f} s wall, {cpu:.1f} s CPU (load average {load:.2f})",
-                  file=sys.stderr)
+            print(
+                f"repeat {r + 1} nj={n}: {wall:.1f} s wall, {cpu:.1f} s CPU (load average {load:.2f})", file=sys.stderr
+            )
     print(f"# {common.machine_description()}")
-    print(f"# stage 4 of {args.clips} clips x {args.seconds:g} s through utils/local.sh, {args.repeats} runs per nj "
-          "(interleaved); medians, noise = (max-min)/median")
+    print(
+        f"# stage 4 of {args.clips} clips x {args.seconds:g} s through utils/local.sh, {args.repeats} runs per nj "
+        "(interleaved); medians, noise = (max-min)/median"
+    )
     print("| nj | stage-4 wall s | wall noise | CPU s (all processes) | CPU noise | load average at the starts |")
     print("|---|---|---|---|---|---|")
     for n in njs:
-        print(f"| {n} | {common.median(walls[n]):.1f} | {common.spread(walls[n])} | {common.median(cpus[n]):.1f} | "
-              f"{common.spread(cpus[n])} | {', '.join(f'{x:.1f}' for x in loads[n])} |")
+        print(
+            f"| {n} | {common.median(walls[n]):.1f} | {common.spread(walls[n])} | {common.median(cpus[n]):.1f} | "
+            f"{common.spread(cpus[n])} | {', '.join(f'{x:.1f}' for x in loads[n])} |"
+        )
     base, base_cpu = common.median(walls[njs[0]]), common.median(cpus[njs[0]])
     for n in njs[1:]:
         # CPU(nj=1) / (CPU(nj=n) / n): the wall-time speed-up on n otherwise idle cores if the jobs
         # split the work evenly; less than n by the work every job repeats (start-up, model load).
-        print(f"speed-up nj={n} over nj={njs[0]}: measured wall time {base / common.median(walls[n]):.2f}; "
-              f"on {n} idle cores from the CPU times {n * base_cpu / common.median(cpus[n]):.2f}")
+        print(
+            f"speed-up nj={n} over nj={njs[0]}: measured wall time {base / common.median(walls[n]):.2f}; "
+            f"on {n} idle cores from the CPU times {n * base_cpu / common.median(cpus[n]):.2f}"
+        )
     if args.out:
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                        "walls": {str(k): v for k, v in walls.items()},
-                                        "cpu": {str(k): v for k, v in cpus.items()},
-                                        "loadavg_1min": {str(k): v for k, v in loads.items()}}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "walls": {str(k): v for k, v in walls.items()},
+                    "cpu": {str(k): v for k, v in cpus.items()},
+                    "loadavg_1min": {str(k): v for k, v in loads.items()},
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -67,10 +67,17 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=sorted(RECIPE_MACHINES), default="dcase2024", help="whose configs")
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per variant, interleaved")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    p.add_argument("--variants", default="full,lora_mga",
-                   help=f"comma list of {sorted(VARIANTS)}, each optionally with '+ckpt' (activation checkpointing)")
-    p.add_argument("--malloc", choices=sorted(MALLOC_ENV), default="mmap",
-                   help="mmap: fixed glibc mmap threshold, RSS tracks live tensors; default: glibc as is")
+    p.add_argument(
+        "--variants",
+        default="full,lora_mga",
+        help=f"comma list of {sorted(VARIANTS)}, each optionally with '+ckpt' (activation checkpointing)",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=sorted(MALLOC_ENV),
+        default="mmap",
+        help="mmap: fixed glibc mmap threshold, RSS tracks live tensors; default: glibc as is",
+    )
     p.add_argument("--out", type=Path, help="write all raw results here (JSON)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--beats", type=Path, help=argparse.SUPPRESS)
@@ -109,15 +116,18 @@ def child(args: argparse.Namespace) -> dict:
     if args.child.endswith("+ckpt"):
         overrides = {**overrides, **CKPT}
     num_machines = RECIPE_MACHINES[args.recipe]
-    cfg = load_train_config(common.REPO / "egs" / args.recipe / "conf" / config,
-                            {"upstream.path": str(args.beats), "vq.enabled": False, "mixup.enabled": False, **overrides})
+    cfg = load_train_config(
+        common.REPO / "egs" / args.recipe / "conf" / config,
+        {"upstream.path": str(args.beats), "vq.enabled": False, "mixup.enabled": False, **overrides},
+    )
     rss_start = common.rss_mib()
     model = build_model(cfg, num_machines)
     head = build_head(cfg.head, cfg.model.embed_dim, NUM_CLASSES)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": params, "lr": cfg.optim.lr},
-                                   {"params": list(head.parameters()), "lr": cfg.optim.lr_head}],
-                                  weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [{"params": params, "lr": cfg.optim.lr}, {"params": list(head.parameters()), "lr": cfg.optim.lr_head}],
+        weight_decay=cfg.optim.weight_decay,
+    )
     model.train()
     head.train()
     n = int(args.seconds * cfg.data.sample_rate)
@@ -131,8 +141,9 @@ def child(args: argparse.Namespace) -> dict:
         emb = model(wavs, lengths, machines)
         loss = head(emb.float(), labels)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for grp in optimizer.param_groups for p in grp["params"]],
-                                       cfg.optim.grad_clip)
+        torch.nn.utils.clip_grad_norm_(
+            [p for grp in optimizer.param_groups for p in grp["params"]], cfg.optim.grad_clip
+        )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -154,16 +165,26 @@ def child(args: argparse.Namespace) -> dict:
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - start_cpu)
     peak = common.peak_rss_mib()
-    state_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
-                      if torch.is_tensor(t))
+    state_bytes = sum(
+        t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)
+    )
     trainable = sum(p.numel() for p in params) + sum(p.numel() for p in head.parameters())
     return {
-        "variant": args.child, "recipe": args.recipe, "batch": args.batch, "seconds": args.seconds, "threads": args.threads,
-        "rss_before_model_mib": rss_start, "rss_model_mib": rss_model, "peak_mib": peak,
+        "variant": args.child,
+        "recipe": args.recipe,
+        "batch": args.batch,
+        "seconds": args.seconds,
+        "threads": args.threads,
+        "rss_before_model_mib": rss_start,
+        "rss_model_mib": rss_model,
+        "peak_mib": peak,
         "train_delta_mib": peak - rss_model,
         "params_mib": sum(p.numel() * p.element_size() for p in all_params) / common.MIB,
-        "trainable_params_mib": trainable * 4 / common.MIB, "adamw_state_mib": state_bytes / common.MIB,
-        "saved_for_backward_mib": saved["mib"], "step_s": times, "step_cpu_s": cpu_times,
+        "trainable_params_mib": trainable * 4 / common.MIB,
+        "adamw_state_mib": state_bytes / common.MIB,
+        "saved_for_backward_mib": saved["mib"],
+        "step_s": times,
+        "step_cpu_s": cpu_times,
         "loadavg_1min": os.getloadavg()[0],
     }
 
@@ -181,18 +202,45 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(args.repeats):
         for v in variants if r % 2 == 0 else variants[::-1]:  # interleaved, alternating order
-            res = common.run_child([__file__, "--child", v, "--beats", str(beats), "--batch", str(args.batch),
-                                    "--seconds", str(args.seconds), "--steps", str(args.steps), "--recipe", args.recipe,
-                                    "--threads", str(args.threads)], env=MALLOC_ENV[args.malloc])
+            res = common.run_child(
+                [
+                    __file__,
+                    "--child",
+                    v,
+                    "--beats",
+                    str(beats),
+                    "--batch",
+                    str(args.batch),
+                    "--seconds",
+                    str(args.seconds),
+                    "--steps",
+                    str(args.steps),
+                    "--recipe",
+                    args.recipe,
+                    "--threads",
+                    str(args.threads),
+                ],
+                env=MALLOC_ENV[args.malloc],
+            )
             results[v].append(res)
-            print(f"repeat {r + 1} {v}: peak {res['peak_mib']:.0f} MiB, steps {[round(t, 2) for t in res['step_s']]} s",
-                  file=sys.stderr)
+            print(
+                f"repeat {r + 1} {v}: peak {res['peak_mib']:.0f} MiB, steps {[round(t, 2) for t in res['step_s']]} s",
+                file=sys.stderr,
+            )
     print(f"# {common.machine_description()}")
-    print(f"# {args.recipe} configs, batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s), malloc {args.malloc}, {args.repeats} "
-          f"fresh processes per variant, {args.steps} timed step(s) each; medians, noise = (max-min)/median; "
-          "step_cpu_s: CPU time of the process (robust to other load), step_s: wall time")
-    cols = ["peak_mib", "rss_model_mib", "train_delta_mib", "trainable_params_mib", "adamw_state_mib",
-            "saved_for_backward_mib"]
+    print(
+        f"# {args.recipe} configs, batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s), malloc {args.malloc}, {args.repeats} "
+        f"fresh processes per variant, {args.steps} timed step(s) each; medians, noise = (max-min)/median; "
+        "step_cpu_s: CPU time of the process (robust to other load), step_s: wall time"
+    )
+    cols = [
+        "peak_mib",
+        "rss_model_mib",
+        "train_delta_mib",
+        "trainable_params_mib",
+        "adamw_state_mib",
+        "saved_for_backward_mib",
+    ]
     print("| variant | " + " | ".join(cols) + " | step_cpu_s | cpu noise | step_s | wall noise | peak noise |")
     print("|" + "---|" * (len(cols) + 6))
     summary = {}
@@ -203,16 +251,23 @@ def main(argv: list[str] | None = None) -> int:
         med = {c: common.median([x[c] for x in rows]) for c in cols}
         summary[v] = {**med, "step_s": common.median(steps), "step_cpu_s": common.median(cpu)}
         peak_noise = common.spread([x["peak_mib"] for x in rows])
-        print(f"| {v} | " + " | ".join(f"{med[c]:.0f}" for c in cols) + f" | {summary[v]['step_cpu_s']:.2f} | "
-              f"{common.spread(cpu)} | {summary[v]['step_s']:.2f} | {common.spread(steps)} | {peak_noise} |")
+        print(
+            f"| {v} | " + " | ".join(f"{med[c]:.0f}" for c in cols) + f" | {summary[v]['step_cpu_s']:.2f} | "
+            f"{common.spread(cpu)} | {summary[v]['step_s']:.2f} | {common.spread(steps)} | {peak_noise} |"
+        )
     for lora, full in [(a, b) for a in variants for b in variants if a.startswith("lora") and b.startswith("full")]:
         x, y = summary[lora], summary[full]
-        print(f"ratio {lora} / {full}: peak {x['peak_mib'] / y['peak_mib']:.2f}, training delta "
-              f"{x['train_delta_mib'] / y['train_delta_mib']:.2f}, step CPU time "
-              f"{x['step_cpu_s'] / y['step_cpu_s']:.2f}, step wall time {x['step_s'] / y['step_s']:.2f}")
+        print(
+            f"ratio {lora} / {full}: peak {x['peak_mib'] / y['peak_mib']:.2f}, training delta "
+            f"{x['train_delta_mib'] / y['train_delta_mib']:.2f}, step CPU time "
+            f"{x['step_cpu_s'] / y['step_cpu_s']:.2f}, step wall time {x['step_s'] / y['step_s']:.2f}"
+        )
     if args.out:
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results,
-                                        "summary": summary}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {"args": {k: str(v) for k, v in vars(args).items()}, "results": results, "summary": summary}, indent=1
+            )
+        )
     return 0
 
 

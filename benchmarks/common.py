@@ -27,8 +27,15 @@ MIB = 2**20
 
 # Architecture flags of the official BEATs iter3 release (12 layers, 768-d, relative position bias
 # with GRU gates, deep norm); sizes are BEATsConfig's defaults. Layer drop 0 keeps timings stable.
-BEATS_BASE = {"relative_position_embedding": True, "gru_rel_pos": True, "deep_norm": True, "num_buckets": 320,
-              "max_distance": 800, "layer_wise_gradient_decay_ratio": 0.6, "encoder_layerdrop": 0.0}
+BEATS_BASE = {
+    "relative_position_embedding": True,
+    "gru_rel_pos": True,
+    "deep_norm": True,
+    "num_buckets": 320,
+    "max_distance": 800,
+    "layer_wise_gradient_decay_ratio": 0.6,
+    "encoder_layerdrop": 0.0,
+}
 
 
 def base_beats(work_dir: Path) -> Path:
@@ -58,19 +65,62 @@ def extraction_setup(work_dir: Path, clips: int = 16, seconds: float = 10.0) -> 
     corpus = root / "corpus"
     if not (corpus / ".done").is_file():
         shutil.rmtree(corpus, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "asdlib.bin.make_synth", "--root", str(corpus), "--dev_machines", "fan",
-                    "--eval_machines", "ToyDrone", "--no_attribute", "", "--n_train_source", str(clips - 2),
-                    "--n_train_target", "2", "--n_test", "1", "--seconds", str(seconds)], check=True, cwd=REPO)
-    subprocess.run([sys.executable, "-m", "asdlib.bin.prepare_dcase", "--year", "2024", "--root", str(corpus),
-                    "--data_dir", str(root / "data")], check=True, cwd=REPO, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asdlib.bin.make_synth",
+            "--root",
+            str(corpus),
+            "--dev_machines",
+            "fan",
+            "--eval_machines",
+            "ToyDrone",
+            "--no_attribute",
+            "",
+            "--n_train_source",
+            str(clips - 2),
+            "--n_train_target",
+            "2",
+            "--n_test",
+            "1",
+            "--seconds",
+            str(seconds),
+        ],
+        check=True,
+        cwd=REPO,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asdlib.bin.prepare_dcase",
+            "--year",
+            "2024",
+            "--root",
+            str(corpus),
+            "--data_dir",
+            str(root / "data"),
+        ],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
     cfg = load_train_config(REPO / "egs/dcase2024/conf/train.yaml", {"upstream.path": str(base_beats(work_dir))})
     machines = ["ToyDrone", "fan"]
     model = build_model(cfg, len(machines))
     exp_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, exp_dir / "config.yaml")
     with atomic_write(exp_dir / "model.pt", "wb") as f:
-        torch.save({"epoch": 0, "model": trainable_state(model), "classes": ["fan-00-a", "ToyDrone-00-a"],
-                    "machines": machines}, f)
+        torch.save(
+            {
+                "epoch": 0,
+                "model": trainable_state(model),
+                "classes": ["fan-00-a", "ToyDrone-00-a"],
+                "machines": machines,
+            },
+            f,
+        )
     return exp_dir, data_dir
 
 
@@ -95,8 +145,14 @@ def reset_peak_rss() -> None:
 
 def run_child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``python <args>`` in a fresh process (``env`` added to ours); its last stdout line is a JSON result."""
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, check=False,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -109,8 +165,10 @@ def machine_description() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 2**20
-    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB RAM, "
-            f"Linux {platform.release()}, Python {platform.python_version()}, torch {torch.__version__}")
+    return (
+        f"{cpu}, {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB RAM, "
+        f"Linux {platform.release()}, Python {platform.python_version()}, torch {torch.__version__}"
+    )
 
 
 def median(values: list[float]) -> float:

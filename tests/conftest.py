@@ -25,8 +25,14 @@ def write_wav(tmp_path: Path) -> Callable[..., Path]:
     Without ``samples`` a seeded noise clip of ``n`` samples is written (never all-zero).
     """
 
-    def make(name: str, samples: np.ndarray | None = None, sr: int = 16000, subtype: str = "PCM_16",
-             n: int = 8000, seed: int = 0) -> Path:
+    def make(
+        name: str,
+        samples: np.ndarray | None = None,
+        sr: int = 16000,
+        subtype: str = "PCM_16",
+        n: int = 8000,
+        seed: int = 0,
+    ) -> Path:
         if samples is None:
             samples = np.random.default_rng(seed).uniform(-0.5, 0.5, n).astype(np.float32)
         path = tmp_path / "wav" / name
@@ -37,23 +43,41 @@ def write_wav(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-def make_utt(machine: str, section: str, stem: str, domain: str = "source", label: str = "normal",
-             attr: str = "noAttribute", path: str | Path | None = None) -> Utt:
+def make_utt(
+    machine: str,
+    section: str,
+    stem: str,
+    domain: str = "source",
+    label: str = "normal",
+    attr: str = "noAttribute",
+    path: str | Path | None = None,
+) -> Utt:
     """An Utt with the contract's id scheme; ``path`` defaults to a fake absolute path."""
-    return Utt(make_utt_id(machine, section, stem), str(path or f"/corpus/{machine}/{stem}.wav"),
-               machine, section, domain, label, attr)
+    return Utt(
+        make_utt_id(machine, section, stem),
+        str(path or f"/corpus/{machine}/{stem}.wav"),
+        machine,
+        section,
+        domain,
+        label,
+        attr,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: end-to-end recipe runs, DDP and Slurm (most of the suite's time); "
-                            "deselect with -m 'not slow' for a quick loop, CI runs everything")
+    config.addinivalue_line(
+        "markers",
+        "slow: end-to-end recipe runs, DDP and Slurm (most of the suite's time); "
+        "deselect with -m 'not slow' for a quick loop, CI runs everything",
+    )
 
 
 RECIPE_LINKS = ("run.sh", "asd.sh", "utils", "local", "cmd.sh", "db.sh")
 
 
-def mirror_recipe(src: Path, dest: Path, links: tuple[str, ...] = RECIPE_LINKS, cmd_sh: str | None = None,
-                  copy_conf: bool = True) -> Path:
+def mirror_recipe(
+    src: Path, dest: Path, links: tuple[str, ...] = RECIPE_LINKS, cmd_sh: str | None = None, copy_conf: bool = True
+) -> Path:
     """A copy of recipe ``src`` at ``dest`` that runs the committed scripts (symlinks) without writing
     into the repository: its own path.sh (sourcing the top-level one), conf/ (copied) and, with
     ``cmd_sh``, its own cmd.sh."""
@@ -92,7 +116,9 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 SLURM_CLUSTER = Path(__file__).resolve().parents[1] / "tools" / "slurm" / "cluster.sh"
-HOW_TO_RUN_SLURM_TESTS = "start the test cluster with 'tools/slurm/cluster.sh start' (root, Debian) and set ASDLIB_TEST_SLURM=1"
+HOW_TO_RUN_SLURM_TESTS = (
+    "start the test cluster with 'tools/slurm/cluster.sh start' (root, Debian) and set ASDLIB_TEST_SLURM=1"
+)
 
 
 def sinfo_ok() -> bool:
@@ -127,13 +153,38 @@ def tiny_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clips to cluster) and a tiny random HuBERT (``hubert.pt``), for in-process training tests.
     Shared by the session: tests write their configs and exp dirs under their own names."""
     work = tmp_path_factory.mktemp("tiny_work")
-    for args in (["asdlib.bin.make_synth", "--root", "corpus", "--dev_machines", "fan,gearbox", "--eval_machines",
-                  "ToyDrone", "--no_attribute", "gearbox", "--n_train_source", "8", "--n_train_target", "2",
-                  "--n_test", "1", "--seconds", "1.0"],
-                 ["asdlib.bin.make_random_upstream", "--name", "hubert", "--out", "hubert.pt"],
-                 ["asdlib.bin.prepare_dcase", "--year", "2024", "--root", "corpus", "--data_dir", "data"],
-                 ["asdlib.bin.make_labels", "--train_sets", "data/dev_train", "data/eval_train",
-                  "--other_sets", "data/dev_test", "data/eval_test"]):
+    for args in (
+        [
+            "asdlib.bin.make_synth",
+            "--root",
+            "corpus",
+            "--dev_machines",
+            "fan,gearbox",
+            "--eval_machines",
+            "ToyDrone",
+            "--no_attribute",
+            "gearbox",
+            "--n_train_source",
+            "8",
+            "--n_train_target",
+            "2",
+            "--n_test",
+            "1",
+            "--seconds",
+            "1.0",
+        ],
+        ["asdlib.bin.make_random_upstream", "--name", "hubert", "--out", "hubert.pt"],
+        ["asdlib.bin.prepare_dcase", "--year", "2024", "--root", "corpus", "--data_dir", "data"],
+        [
+            "asdlib.bin.make_labels",
+            "--train_sets",
+            "data/dev_train",
+            "data/eval_train",
+            "--other_sets",
+            "data/dev_test",
+            "data/eval_test",
+        ],
+    ):
         subprocess.run([sys.executable, "-m", *args], cwd=work, check=True, capture_output=True)
     return work
 

@@ -63,25 +63,35 @@ def test_unknown_nested_key_in_train_config_names_file_section_and_key(tmp_path)
     assert "my_train.yaml" in msg and "optim" in msg and "'lrr'" in msg and "lr_head" in msg  # lists valid keys
 
 
-@pytest.mark.parametrize("inner, where, what", [
-    ({"n": "3"}, "inner:n", "expected an integer"),
-    ({"n": True}, "inner:n", "expected an integer"),
-    ({"n": 1.5}, "inner:n", "expected an integer"),
-    ({"x": "0.5"}, "inner:x", "expected a number"),
-    ({"x": False}, "inner:x", "expected a number"),
-    ({"names": "a"}, "inner:names", "expected a list"),
-    ({"names": ["a", 2]}, r"inner:names\[1\]", "expected str"),
-    ({"mode": "c"}, "inner:mode", r"'c' is not one of \['a', 'b'\]"),
-    ({"opt": "3"}, "inner:opt", "expected an integer"),
-    ({"table": {"k": "v"}}, "inner:table.k", "expected an integer"),
-])
+@pytest.mark.parametrize(
+    "inner, where, what",
+    [
+        ({"n": "3"}, "inner:n", "expected an integer"),
+        ({"n": True}, "inner:n", "expected an integer"),
+        ({"n": 1.5}, "inner:n", "expected an integer"),
+        ({"x": "0.5"}, "inner:x", "expected a number"),
+        ({"x": False}, "inner:x", "expected a number"),
+        ({"names": "a"}, "inner:names", "expected a list"),
+        ({"names": ["a", 2]}, r"inner:names\[1\]", "expected str"),
+        ({"mode": "c"}, "inner:mode", r"'c' is not one of \['a', 'b'\]"),
+        ({"opt": "3"}, "inner:opt", "expected an integer"),
+        ({"table": {"k": "v"}}, "inner:table.k", "expected an integer"),
+    ],
+)
 def test_wrong_types_name_the_key(inner, where, what):
     with pytest.raises(ConfigError, match=f"{where}: {what}"):
         from_dict(Outer, {"inner": inner})
 
 
-@pytest.mark.parametrize("data, what", [({"flag": 1}, "flag: expected bool"), ({"flag": "yes"}, "flag: expected bool"),
-                                        ({"name": 5}, "name: expected str"), ({"inner": 5}, "expected a mapping for Inner")])
+@pytest.mark.parametrize(
+    "data, what",
+    [
+        ({"flag": 1}, "flag: expected bool"),
+        ({"flag": "yes"}, "flag: expected bool"),
+        ({"name": 5}, "name: expected str"),
+        ({"inner": 5}, "expected a mapping for Inner"),
+    ],
+)
 def test_wrong_types_top_level(data, what):
     with pytest.raises(ConfigError, match=what):
         from_dict(Outer, data)
@@ -121,8 +131,11 @@ def test_overrides_with_dotted_keys(tmp_path):
 
 def test_base_merges_mappings_and_replaces_the_rest(tmp_path):
     """``base:`` is relative to the file naming it; a chain resolves; overrides come after the merge."""
-    _yaml(tmp_path, {"name": "root", "inner": {"n": 2, "x": 0.25, "names": ["a", "b"], "opt": 3, "table": {"k": 1}}},
-          "train.yaml")
+    _yaml(
+        tmp_path,
+        {"name": "root", "inner": {"n": 2, "x": 0.25, "names": ["a", "b"], "opt": 3, "table": {"k": 1}}},
+        "train.yaml",
+    )
     (tmp_path / "tuning").mkdir()
     _yaml(tmp_path, "base: ../train.yaml\ninner: {names: [c], opt: null, table: {j: 2}}\n", "tuning/mid.yaml")
     child = _yaml(tmp_path, "base: mid.yaml\nflag: true\ninner: {n: 5}\n", "tuning/child.yaml")
@@ -144,18 +157,31 @@ def test_base_errors_name_the_files(tmp_path):
         load_config(_yaml(tmp_path, "base: typo.yaml\n", "e.yaml"), Outer)
 
 
-@pytest.mark.parametrize("child, backend, upstream", [
-    # same kind (named or by default): the settings merge key by key
-    ({"backend": {"conf": {"domain_wise": False}}}, {"k": 3, "domain_wise": False}, {"target_frames": 512}),
-    ({"backend": {"kind": "knn", "conf": {"k": 2}}}, {"k": 2, "domain_wise": True}, {"target_frames": 512}),
-    # another kind: the base's conf belongs to the old kind and is dropped
-    ({"backend": {"kind": "mahalanobis"}}, {"domain_wise": True}, {"target_frames": 512}),
-    ({"backend": {"kind": "mahalanobis", "conf": {"domain_wise": False}}}, {"domain_wise": False}, {"target_frames": 512}),
-    ({"upstream": {"name": "beats", "path": "b.pt"}}, {"k": 3, "domain_wise": True}, None),
-])
+@pytest.mark.parametrize(
+    "child, backend, upstream",
+    [
+        # same kind (named or by default): the settings merge key by key
+        ({"backend": {"conf": {"domain_wise": False}}}, {"k": 3, "domain_wise": False}, {"target_frames": 512}),
+        ({"backend": {"kind": "knn", "conf": {"k": 2}}}, {"k": 2, "domain_wise": True}, {"target_frames": 512}),
+        # another kind: the base's conf belongs to the old kind and is dropped
+        ({"backend": {"kind": "mahalanobis"}}, {"domain_wise": True}, {"target_frames": 512}),
+        (
+            {"backend": {"kind": "mahalanobis", "conf": {"domain_wise": False}}},
+            {"domain_wise": False},
+            {"target_frames": 512},
+        ),
+        ({"upstream": {"name": "beats", "path": "b.pt"}}, {"k": 3, "domain_wise": True}, None),
+    ],
+)
 def test_base_conf_belongs_to_its_kind(tmp_path, child, backend, upstream):
-    _yaml(tmp_path, {"upstream": {"name": "eat", "path": "e.pt", "conf": {"target_frames": 512}},
-                     "backend": {"conf": {"k": 3, "domain_wise": True}}}, "train.yaml")
+    _yaml(
+        tmp_path,
+        {
+            "upstream": {"name": "eat", "path": "e.pt", "conf": {"target_frames": 512}},
+            "backend": {"conf": {"k": 3, "domain_wise": True}},
+        },
+        "train.yaml",
+    )
     cfg = load_train_config(_yaml(tmp_path, {"base": "train.yaml", **child}, "child.yaml"))
     assert to_dict(cfg.backend.conf) == backend
     assert to_dict(cfg.upstream.conf) == upstream
@@ -223,43 +249,54 @@ def test_train_config_dump_load_round_trip(tmp_path):
     assert (tmp_path / "again.yaml").read_text() == out.read_text()
 
 
-@pytest.mark.parametrize("data, what", [
-    ({"optim": {"epochs": -1}}, "epochs >= 0"),
-    ({"optim": {"batch_size": 0}}, "batch_size >= 1"),
-    ({"optim": {"grad_accum": 0}}, "grad_accum >= 1"),
-    ({"optim": {"lr": 0.0}}, "learning rates must be positive"),
-    ({"data": {"train_sets": []}}, "train_sets must name at least one set"),
-    ({"data": {"sample_rate": 0}}, "sample_rate > 0"),
-    ({"data": {"crop_seconds": -1.0}}, "crop_seconds >= 0"),
-    ({"backend": {"k": 0}}, "key 'k' has moved to backend.conf.k"),
-    ({"backend": {"kmeans_clusters": 4}}, "moved to backend.conf.clusters \\(kind kmeans\\)"),
-    ({"backend": {"conf": {"k": 0}}}, "k must be >= 1"),
-    ({"backend": {"kind": "lof"}}, "unknown backend 'lof'; known: knn, knn_smote"),
-    ({"backend": {"kind": "kmeans", "conf": {"clusters": 0}}}, "clusters must be >= 1"),
-    ({"backend": {"smote": 3}}, "unknown key 'smote'"),
-    ({"backend": {"kind": "knn_smote", "conf": {"domain_wise": False}}}, "unknown key 'domain_wise' for KnnSmoteSettings"),
-    ({"backend": {"kind": "fusion"}}, "at least 2 members"),
-    ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "knn"}]}}}, "at least 2 members"),
-    ({"backend": {"fusion": {"members": [{"kind": "knn"}, {"kind": "kmeans"}]}}}, "moved to backend.conf \\(kind fusion"),
-    ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "fusion"}, {}]}}}, "cannot itself be a fusion"),
-    ({"backend": {"kind": "fusion", "conf": {"members": [{}, {}], "combine": "sum"}}}, "'sum' is not one of"),
-    ({"backend": {"kind": "fusion", "conf": {"members": [{"exp": "x"}, {}]}}}, "unknown key 'exp'"),
-    ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "kmeans", "conf": {"clusters": 0}}, {}]}}},
-     "clusters must be >= 1"),
-    ({"upstream": {"eat_target_frames": 64}}, "moved to upstream.conf.target_frames"),
-    ({"head": {"sub_centers": 2}}, "moved to head.conf.sub_centers \\(kind subcluster_adacos\\)"),
-    ({"head": {"kind": "adacos", "conf": {"scale": 2.0}}}, "head 'adacos' takes no settings"),
-    ({"head": {"kind": "cosface"}}, "unknown head 'cosface'; known: arcface, adacos, subcluster_adacos"),
-    ({"upstream": {"name": "beats", "conf": {"target_frames": 64}}}, "upstream 'beats' takes no settings"),
-    ({"upstream": {"name": "eat", "conf": {"frames": 64}}}, "unknown key 'frames' for EatSettings"),
-    ({"upstream": {"name": "hubert_base"}}, "unknown upstream 'hubert_base'; known: beats, eat, hubert"),
-    ({"specaug": {"time_width": 2.0}}, "time_width in \\[0, 1\\]"),
-    ({"specaug": {"time_masks": -1}}, "specaug"),
-    ({"finetune": {"rank": 0}}, "finetune.rank must be >= 1"),
-    ({"finetune": {"dropout": 1.0}}, "finetune.dropout"),
-    ({"embedder": "mfcc"}, "'mfcc' is not one of"),
-    ({"seed": 1.5}, "seed: expected an integer"),
-])
+@pytest.mark.parametrize(
+    "data, what",
+    [
+        ({"optim": {"epochs": -1}}, "epochs >= 0"),
+        ({"optim": {"batch_size": 0}}, "batch_size >= 1"),
+        ({"optim": {"grad_accum": 0}}, "grad_accum >= 1"),
+        ({"optim": {"lr": 0.0}}, "learning rates must be positive"),
+        ({"data": {"train_sets": []}}, "train_sets must name at least one set"),
+        ({"data": {"sample_rate": 0}}, "sample_rate > 0"),
+        ({"data": {"crop_seconds": -1.0}}, "crop_seconds >= 0"),
+        ({"backend": {"k": 0}}, "key 'k' has moved to backend.conf.k"),
+        ({"backend": {"kmeans_clusters": 4}}, "moved to backend.conf.clusters \\(kind kmeans\\)"),
+        ({"backend": {"conf": {"k": 0}}}, "k must be >= 1"),
+        ({"backend": {"kind": "lof"}}, "unknown backend 'lof'; known: knn, knn_smote"),
+        ({"backend": {"kind": "kmeans", "conf": {"clusters": 0}}}, "clusters must be >= 1"),
+        ({"backend": {"smote": 3}}, "unknown key 'smote'"),
+        (
+            {"backend": {"kind": "knn_smote", "conf": {"domain_wise": False}}},
+            "unknown key 'domain_wise' for KnnSmoteSettings",
+        ),
+        ({"backend": {"kind": "fusion"}}, "at least 2 members"),
+        ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "knn"}]}}}, "at least 2 members"),
+        (
+            {"backend": {"fusion": {"members": [{"kind": "knn"}, {"kind": "kmeans"}]}}},
+            "moved to backend.conf \\(kind fusion",
+        ),
+        ({"backend": {"kind": "fusion", "conf": {"members": [{"kind": "fusion"}, {}]}}}, "cannot itself be a fusion"),
+        ({"backend": {"kind": "fusion", "conf": {"members": [{}, {}], "combine": "sum"}}}, "'sum' is not one of"),
+        ({"backend": {"kind": "fusion", "conf": {"members": [{"exp": "x"}, {}]}}}, "unknown key 'exp'"),
+        (
+            {"backend": {"kind": "fusion", "conf": {"members": [{"kind": "kmeans", "conf": {"clusters": 0}}, {}]}}},
+            "clusters must be >= 1",
+        ),
+        ({"upstream": {"eat_target_frames": 64}}, "moved to upstream.conf.target_frames"),
+        ({"head": {"sub_centers": 2}}, "moved to head.conf.sub_centers \\(kind subcluster_adacos\\)"),
+        ({"head": {"kind": "adacos", "conf": {"scale": 2.0}}}, "head 'adacos' takes no settings"),
+        ({"head": {"kind": "cosface"}}, "unknown head 'cosface'; known: arcface, adacos, subcluster_adacos"),
+        ({"upstream": {"name": "beats", "conf": {"target_frames": 64}}}, "upstream 'beats' takes no settings"),
+        ({"upstream": {"name": "eat", "conf": {"frames": 64}}}, "unknown key 'frames' for EatSettings"),
+        ({"upstream": {"name": "hubert_base"}}, "unknown upstream 'hubert_base'; known: beats, eat, hubert"),
+        ({"specaug": {"time_width": 2.0}}, "time_width in \\[0, 1\\]"),
+        ({"specaug": {"time_masks": -1}}, "specaug"),
+        ({"finetune": {"rank": 0}}, "finetune.rank must be >= 1"),
+        ({"finetune": {"dropout": 1.0}}, "finetune.dropout"),
+        ({"embedder": "mfcc"}, "'mfcc' is not one of"),
+        ({"seed": 1.5}, "seed: expected an integer"),
+    ],
+)
 def test_train_config_rejects_bad_values(tmp_path, data, what):
     path = _yaml(tmp_path, {"upstream": {"path": "m.pt"}, **data}, "bad_train.yaml")
     with pytest.raises(ConfigError, match=what) as info:

@@ -31,7 +31,9 @@ def read_lock(path: Path) -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
-    return {_norm(d.metadata["Name"]): d.version for d in metadata.distributions() if _norm(d.metadata["Name"]) != "asdlib"}
+    return {
+        _norm(d.metadata["Name"]): d.version for d in metadata.distributions() if _norm(d.metadata["Name"]) != "asdlib"
+    }
 
 
 def lock_differences(lock: dict[str, str], env: dict[str, str]) -> list[str]:
@@ -43,12 +45,18 @@ def lock_differences(lock: dict[str, str], env: dict[str, str]) -> list[str]:
 
 def test_lock_differences_names_every_kind():
     diffs = lock_differences({"torch": "2.11.0", "a": "1", "b-c": "2"}, {"torch": "2.11.1", "b-c": "2", "extra": "3"})
-    assert diffs == ["torch: locked 2.11.0, installed 2.11.1", "a: locked 1, not installed", "extra: installed 3, not in the lock"]
+    assert diffs == [
+        "torch: locked 2.11.0, installed 2.11.1",
+        "a: locked 1, not installed",
+        "extra: installed 3, not in the lock",
+    ]
 
 
 def test_venv_equals_lock():
     """`make -C tools` installs the lock exactly; anything else is drift (fix: make -C tools clean all)."""
-    assert Path(sys.prefix).resolve() == (REPO / "tools" / "venv").resolve(), f"tests must run in tools/venv, not {sys.prefix}"
+    assert Path(sys.prefix).resolve() == (REPO / "tools" / "venv").resolve(), (
+        f"tests must run in tools/venv, not {sys.prefix}"
+    )
     diffs = lock_differences(read_lock(LOCK), installed())
     assert not diffs, "tools/venv differs from tools/requirements.lock:\n" + "\n".join(diffs)
 
@@ -66,7 +74,9 @@ def _envcheck(env_extra: dict[str, str] | None = None) -> subprocess.CompletedPr
     env = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(REPO), **(env_extra or {})}
     if env_extra and "PYTHONPATH" in env_extra:
         env["PYTHONPATH"] = f"{env_extra['PYTHONPATH']}:{REPO}"
-    return subprocess.run([sys.executable, "-m", "asdlib.envcheck"], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "asdlib.envcheck"], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_envcheck_loads_compiled_torchaudio_and_s3prl():

@@ -58,7 +58,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(u)
         for v in sorted(graph.get(u, ())):
             if state.get(v) == 1:
-                return stack[stack.index(v):] + [v]
+                return stack[stack.index(v) :] + [v]
             if v not in state and (found := visit(v)):
                 return found
         state[u] = 2
@@ -90,7 +90,9 @@ def test_layers_point_down(graph: dict[str, set[str]]) -> None:
     assert graph["years"] <= {"registry"}  # the per-year table: read by data, metrics, synth and bin
     assert graph["data"] <= {"io", "config", "utils", "years", "registry"}
     for lower in ("models", "losses", "backends", "data", "io", "metrics", "config"):
-        assert not graph[lower] & {"train", "bin", "synth"}, f"asdlib.{lower} imports {graph[lower] & {'train', 'bin', 'synth'}}"
+        assert not graph[lower] & {"train", "bin", "synth"}, (
+            f"asdlib.{lower} imports {graph[lower] & {'train', 'bin', 'synth'}}"
+        )
 
 
 def test_scoring_does_not_load_the_model_stack() -> None:

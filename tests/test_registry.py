@@ -9,7 +9,6 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from asdlib.backends.bank import make_backend
@@ -79,7 +78,7 @@ def test_settings_are_the_kinds_own_and_resolved():
         from_dict(BackendConfig, {"kind": "knn", "conf": {"clusters": 4}})
 
 
-PLUGIN = '''
+PLUGIN = """
 from dataclasses import dataclass
 import numpy as np
 from asdlib.registry import BACKENDS
@@ -96,25 +95,26 @@ class ConstantBackend:
         return self
     def score(self, utts, embeddings, exclude_self=False):
         return np.full(len(utts), self.value)
-'''
+"""
 
 
 def _run(code: str, env_extra: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
     import os
 
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{REPO}", **env_extra}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
-CHECK = '''
+CHECK = """
 from asdlib.backends.bank import make_backend
 from asdlib.config import BackendConfig
 from asdlib.io.config import from_dict
 from asdlib.registry import BACKENDS
 cfg = from_dict(BackendConfig, {"kind": "constant_TAG", "conf": {"value": 2.5}})
 print(BACKENDS.names()[-1], make_backend(cfg, [4]).fit([], None).score([1, 2], None).tolist())
-'''
+"""
 
 
 def test_plugin_module_from_the_environment(tmp_path):
@@ -140,9 +140,13 @@ def test_plugin_installed_as_an_entry_point(tmp_path):
 
 def test_docs_tables_are_current():
     pages = sorted((REPO / "docs").glob("*.md"))
-    assert registry_tables.main([*map(str, pages), "--check"]) == 0, "run python -m asdlib.bin.registry_tables docs/*.md"
-    assert "| `knn_smote` | `asdlib.backends.knn_variants` | `k: 1`, `smote_k: 5`, `seed: 0` |" in \
-        (REPO / "docs" / "method.md").read_text()
+    assert registry_tables.main([*map(str, pages), "--check"]) == 0, (
+        "run python -m asdlib.bin.registry_tables docs/*.md"
+    )
+    assert (
+        "| `knn_smote` | `asdlib.backends.knn_variants` | `k: 1`, `smote_k: 5`, `seed: 0` |"
+        in (REPO / "docs" / "method.md").read_text()
+    )
 
 
 def test_stale_docs_table_is_found(tmp_path):
@@ -154,8 +158,18 @@ def test_stale_docs_table_is_found(tmp_path):
 
 
 def test_fusion_member_takes_its_own_settings():
-    cfg = from_dict(BackendConfig, {"kind": "fusion", "conf": {"members": [
-        {"kind": "knn", "conf": {"k": 2}}, {"kind": "kmeans", "features": "logmel", "conf": {"clusters": 3}}]}})
+    cfg = from_dict(
+        BackendConfig,
+        {
+            "kind": "fusion",
+            "conf": {
+                "members": [
+                    {"kind": "knn", "conf": {"k": 2}},
+                    {"kind": "kmeans", "features": "logmel", "conf": {"clusters": 3}},
+                ]
+            },
+        },
+    )
     fused = make_backend(cfg, [4, 2])
     (knn, knn_cols), (km, km_cols) = fused.members
     assert (knn.k, knn_cols, km.n_clusters, km_cols) == (2, slice(0, 4), 3, slice(4, 6))

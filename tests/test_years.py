@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_unknown_year_names_the_known_ones():
-    with pytest.raises(UnknownYearError, match="unsupported DCASE year 2019; known years: 2020, .*2026 .*register_year"):
+    with pytest.raises(
+        UnknownYearError, match="unsupported DCASE year 2019; known years: 2020, .*2026 .*register_year"
+    ):
         get_year(2019)
 
 
@@ -62,5 +64,7 @@ def test_a_plugin_module_adds_a_year(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["00", "https://zenodo.org/records/15097779/files/dev_fan.zip"]
     env["ASDLIB_PLUGINS"] = "no_such_module"
-    proc = subprocess.run([sys.executable, "-c", "import asdlib.years"], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import asdlib.years"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode != 0 and "asdlib plug-in 'no_such_module'" in proc.stderr

@@ -38,17 +38,21 @@ def own_widths(cfg: TrainConfig, width: int) -> list[int]:
         return [width]
     own = cfg.logmel.n_mels if cfg.embedder == "logmel" else cfg.model.embed_dim
     if width != own + cfg.logmel.n_mels:
-        raise BackendError(f"embeddings of width {width}, expected {own} (model.embed_dim) + {cfg.logmel.n_mels} "
-                           "(logmel.n_mels, appended for a back end on features: logmel): they were extracted "
-                           "with another config; rerun stage 4")
+        raise BackendError(
+            f"embeddings of width {width}, expected {own} (model.embed_dim) + {cfg.logmel.n_mels} "
+            "(logmel.n_mels, appended for a back end on features: logmel): they were extracted "
+            "with another config; rerun stage 4"
+        )
     return [own, cfg.logmel.n_mels]
 
 
 def features_for(cfg: TrainConfig, utts: Sequence[Utt], embed_dir: Path, set_name: str) -> tuple[np.ndarray, list[int]]:
     """The embeddings of ``utts`` of every source side by side, and each source's width; ``embed_dir``
     is this experiment's ``exp/<tag>/embed``, another's is ``<exp_dir>/embed``."""
-    parts = [embeddings_for(utts, (Path(src) / "embed" if src else embed_dir) / set_name / "embeddings.scp")
-             for src in ["", *cfg.backend.exp_dirs]]
+    parts = [
+        embeddings_for(utts, (Path(src) / "embed" if src else embed_dir) / set_name / "embeddings.scp")
+        for src in ["", *cfg.backend.exp_dirs]
+    ]
     return np.concatenate(parts, axis=1), [*own_widths(cfg, parts[0].shape[1]), *(p.shape[1] for p in parts[1:])]
 
 
@@ -76,7 +80,8 @@ def check_packable(cfg: BackendConfig) -> None:
     """A packed model computes only its own embeddings: fusion members of other experiments cannot pack."""
     others = cfg.exp_dirs
     if others:
-        raise BackendError(f"backend.fusion has members on other experiments' embeddings ({', '.join(others)}), "
-                           f"which a packed model cannot compute for new recordings; stop before stage 7 "
-                           f"(--stop_stage 6) or fuse members of this experiment only")
-
+        raise BackendError(
+            f"backend.fusion has members on other experiments' embeddings ({', '.join(others)}), "
+            f"which a packed model cannot compute for new recordings; stop before stage 7 "
+            f"(--stop_stage 6) or fuse members of this experiment only"
+        )

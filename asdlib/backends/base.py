@@ -24,7 +24,7 @@ class Backend(Protocol):
     ``cls(**settings)``, or ``cls.from_settings(settings, columns)`` where the class defines it (a
     back end that reads several column groups of the embeddings, such as the fusion)."""
 
-    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> "Backend":
+    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> Backend:
         """Fit on normal training clips (their machine, section and domain; never their label)."""
 
     def score(self, utts: Sequence[Utt], embeddings: np.ndarray, exclude_self: bool = False) -> np.ndarray:

@@ -40,8 +40,10 @@ class FusionMember:
         if self.kind == "fusion":
             raise ValueError("a fusion member cannot itself be a fusion")
         if self.exp_dir and self.features != "model":
-            raise ValueError(f"features: {self.features} is computed with this experiment's embeddings; "
-                             f"a member on exp_dir {self.exp_dir} reads that experiment's (drop one)")
+            raise ValueError(
+                f"features: {self.features} is computed with this experiment's embeddings; "
+                f"a member on exp_dir {self.exp_dir} reads that experiment's (drop one)"
+            )
         self.conf = BACKENDS.settings(self.kind, self.conf, f"member {self.kind}: conf")
 
     @property
@@ -92,11 +94,12 @@ class FusionBackend:
         self.stats: list[dict[GroupKey, tuple[float, float]]] = []
 
     @classmethod
-    def from_settings(cls, settings: FusionSettings, columns: Mapping[str, slice]) -> "FusionBackend":
-        return cls([(build_backend(m.kind, m.conf, columns), columns[m.source]) for m in settings.members],
-                   settings.combine)
+    def from_settings(cls, settings: FusionSettings, columns: Mapping[str, slice]) -> FusionBackend:
+        return cls(
+            [(build_backend(m.kind, m.conf, columns), columns[m.source]) for m in settings.members], settings.combine
+        )
 
-    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> "FusionBackend":
+    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> FusionBackend:
         self.stats = []
         for member, cols in self.members:
             member.fit(utts, embeddings[:, cols])

@@ -47,7 +47,7 @@ def rows_independent(dim: int, cols: int, dtype: torch.dtype = torch.float32) ->
     the block and whatever its neighbours (checked once per shape on random data with the rows permuted)."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(QUERY_BLOCK, dim, generator=gen, dtype=dtype)
-    a[QUERY_BLOCK // 2:] = 0  # padded blocks end in zero rows
+    a[QUERY_BLOCK // 2 :] = 0  # padded blocks end in zero rows
     b = torch.randn(dim, cols, generator=gen, dtype=dtype)
     perm = torch.randperm(QUERY_BLOCK, generator=gen)
     return torch.equal(a[perm] @ b, (a @ b)[perm])
@@ -65,15 +65,20 @@ def row_blocks(x: torch.Tensor, cols: Sequence[int]) -> Iterator[tuple[np.ndarra
         yield rows, block
 
 
-def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, k: int, exclude: np.ndarray | None = None,
-                      scale: torch.Tensor | None = None) -> np.ndarray:
+def nearest_distances(
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    k: int,
+    exclude: np.ndarray | None = None,
+    scale: torch.Tensor | None = None,
+) -> np.ndarray:
     """The ``min(k, len(bank))`` smallest cosine distances ``1 - q.b`` (each divided by ``scale[b]``
     when given) of every query, ascending, float64; ``exclude[i]`` (a bank row, or -1) is left out
     (as ``inf``). Inputs are float32 and L2-normalised."""
     n = bank.shape[0]
     kk = min(k, n)
     out = np.empty((queries.shape[0], kk))
-    chunks = [(s, bank[s: s + BANK_CHUNK].T.contiguous()) for s in range(0, n, BANK_CHUNK)]
+    chunks = [(s, bank[s : s + BANK_CHUNK].T.contiguous()) for s in range(0, n, BANK_CHUNK)]
     for rows, block in row_blocks(queries, [c.shape[1] for _, c in chunks]):
         parts = []
         for start, chunk in chunks:
@@ -85,7 +90,7 @@ def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, k: int, exclude
             if scale is None:  # top-k of the similarities; 1 - s only on the k survivors
                 parts.append(1.0 - torch.topk(sims, min(kk, chunk.shape[1]), dim=1).values)
             else:
-                dist = (1.0 - sims) / scale[start: start + chunk.shape[1]]
+                dist = (1.0 - sims) / scale[start : start + chunk.shape[1]]
                 parts.append(torch.topk(dist, min(kk, chunk.shape[1]), dim=1, largest=False).values)
         best = parts[0] if len(parts) == 1 else torch.topk(torch.cat(parts, 1), kk, dim=1, largest=False).values
         out[rows] = best[: len(rows)].sort(dim=1).values.double().numpy()
@@ -107,14 +112,17 @@ def group_queries(utts: Sequence[Utt], known: Sequence[GroupKey]) -> dict[GroupK
     unknown = sorted(set(by_group) - set(known))
     if unknown:
         banks = ", ".join(f"{m}/{s}" for m, s in sorted(known)) or "none"
-        raise BackendError(f"no training clips for machine '{unknown[0][0]}' section '{unknown[0][1]}' "
-                           f"({len(unknown)} unknown machine/sections): the memory banks hold {banks}; "
-                           f"score only those, or add the section's training set to data.train_sets")
+        raise BackendError(
+            f"no training clips for machine '{unknown[0][0]}' section '{unknown[0][1]}' "
+            f"({len(unknown)} unknown machine/sections): the memory banks hold {banks}; "
+            f"score only those, or add the section's training set to data.train_sets"
+        )
     return by_group
 
 
-def group_training(utts: Sequence[Utt], embeddings: np.ndarray,
-                   domain_wise: bool) -> dict[GroupKey, dict[str, tuple[np.ndarray, np.ndarray]]]:
+def group_training(
+    utts: Sequence[Utt], embeddings: np.ndarray, domain_wise: bool
+) -> dict[GroupKey, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Training clips per (machine, section) and domain ("all" when not domain-wise) as (utt-ids,
     L2-normalised float64 embeddings), sorted by utt-id so that the fit does not depend on input order."""
     groups: dict[GroupKey, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -135,7 +143,7 @@ class DomainBank:
     scale: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, ids: np.ndarray, emb: np.ndarray) -> "DomainBank":
+    def of(cls, ids: np.ndarray, emb: np.ndarray) -> DomainBank:
         return cls(ids, torch.from_numpy(normalize(emb).astype(np.float32)))
 
 
@@ -165,7 +173,7 @@ class KnnBackend:
         """The banks of one (machine, section) from its training clips per domain."""
         return [DomainBank.of(ids, emb) for ids, emb in domains.values()]
 
-    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> "KnnBackend":
+    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> KnnBackend:
         groups = group_training(utts, embeddings, self.domain_wise)
         self.banks = {key: self.make_banks(domains) for key, domains in groups.items()}
         return self

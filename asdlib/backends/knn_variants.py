@@ -73,7 +73,7 @@ class KnnSmoteBackend(KnnBackend):
             if 2 <= len(tgt) < len(src):
                 smote = SMOTE(k_neighbors=min(self.smote_k, len(tgt) - 1), random_state=self.seed)
                 x, _ = smote.fit_resample(np.concatenate([src, tgt]), np.r_[np.zeros(len(src)), np.ones(len(tgt))])
-                new = x[len(src) + len(tgt):]  # imblearn appends the synthetic clips after the originals
+                new = x[len(src) + len(tgt) :]  # imblearn appends the synthetic clips after the originals
                 banks["target"] = DomainBank.of(np.r_[tgt_ids, np.full(len(new), "")], np.concatenate([tgt, new]))
         return list(banks.values())
 

@@ -59,7 +59,7 @@ class MahalanobisBackend:
         # per group: (utt-ids, mean, whitening factor) per domain
         self.models: dict[GroupKey, list[tuple[set[str], np.ndarray, torch.Tensor]]] = {}
 
-    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> "MahalanobisBackend":
+    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> MahalanobisBackend:
         self.models = {}
         for key, domains in group_training(utts, embeddings, self.domain_wise).items():
             pooled = _covariance(np.concatenate([emb for _, emb in domains.values()]))

@@ -50,27 +50,41 @@ class PackedError(ValueError):
 
 def file_table(root: Path) -> dict[str, dict[str, object]]:
     """``{relative path: {"bytes", "sha256"}}`` of every file under ``root`` but the manifest."""
-    return {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": file_digest(p, "sha256")}
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    return {
+        p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": file_digest(p, "sha256")}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
 
 
 def save_bank(path: Path, utts: Sequence[Utt], embeddings: np.ndarray) -> None:
-    torch.save({"utt_ids": [u.utt_id for u in utts], "machines": [u.machine for u in utts],
-                "sections": [u.section for u in utts], "domains": [u.domain for u in utts],
-                "recordings": [u.rec_id for u in utts],
-                "embeddings": torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))}, path)
+    torch.save(
+        {
+            "utt_ids": [u.utt_id for u in utts],
+            "machines": [u.machine for u in utts],
+            "sections": [u.section for u in utts],
+            "domains": [u.domain for u in utts],
+            "recordings": [u.rec_id for u in utts],
+            "embeddings": torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)),
+        },
+        path,
+    )
 
 
 def load_bank(path: Path) -> tuple[list[Utt], np.ndarray]:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    utts = [Utt(i, "", m, s, d, "normal", "noAttribute", rec=r if r != i else "")
-            for i, m, s, d, r in zip(state["utt_ids"], state["machines"], state["sections"], state["domains"],
-                                     state["recordings"])]
+    utts = [
+        Utt(i, "", m, s, d, "normal", "noAttribute", rec=r if r != i else "")
+        for i, m, s, d, r in zip(
+            state["utt_ids"], state["machines"], state["sections"], state["domains"], state["recordings"]
+        )
+    ]
     return utts, state["embeddings"].numpy()
 
 
 # --------------------------------------------------------------------------------------------
 # Calibration
+
 
 def _folds(utts: Sequence[Utt], idx: list[int], k: int) -> list[list[int]]:
     recs = sorted({utts[i].rec_id for i in idx}, key=str.encode)
@@ -90,8 +104,14 @@ def threshold_at(scores: np.ndarray, fpr: float) -> float:
     return float(ordered[min(max(k, 1), ordered.size) - 1])
 
 
-def calibrate(utts: Sequence[Utt], embeddings: np.ndarray, backend_cfg: BackendConfig, widths: Sequence[int],
-              fpr: float, folds: int = 5) -> dict[str, dict[str, dict[str, float]]]:
+def calibrate(
+    utts: Sequence[Utt],
+    embeddings: np.ndarray,
+    backend_cfg: BackendConfig,
+    widths: Sequence[int],
+    fpr: float,
+    folds: int = 5,
+) -> dict[str, dict[str, dict[str, float]]]:
     """Per machine and section: ``threshold``, ``measured_fpr`` (cross-validated), ``n_heldout``, ``folds``."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, u in enumerate(utts):
@@ -100,7 +120,9 @@ def calibrate(utts: Sequence[Utt], embeddings: np.ndarray, backend_cfg: BackendC
     for (machine, section), idx in sorted(groups.items()):
         k = min(folds, len(idx))
         if k < 2:
-            raise PackedError(f"{machine}/{section}: {len(idx)} training clip(s); calibrating a threshold needs at least 2")
+            raise PackedError(
+                f"{machine}/{section}: {len(idx)} training clip(s); calibrating a threshold needs at least 2"
+            )
         parts = [p for p in _folds(utts, idx, k) if p]
         heldout: list[np.ndarray] = []
         for f, part in enumerate(parts):
@@ -113,13 +135,18 @@ def calibrate(utts: Sequence[Utt], embeddings: np.ndarray, backend_cfg: BackendC
             fprs.append(float(np.mean(scores > threshold_at(rest, fpr))))
         every = np.concatenate(heldout)
         measured = float(np.average(fprs, weights=[len(s) for s in heldout]))
-        out[machine][section] = {"threshold": threshold_at(every, fpr), "measured_fpr": measured,
-                                 "n_heldout": int(every.size), "folds": len(parts)}
+        out[machine][section] = {
+            "threshold": threshold_at(every, fpr),
+            "measured_fpr": measured,
+            "n_heldout": int(every.size),
+            "folds": len(parts),
+        }
     return dict(out)
 
 
 # --------------------------------------------------------------------------------------------
 # Loading
+
 
 @dataclass
 class Packed:
@@ -148,7 +175,9 @@ def verify(root: Path) -> dict:
     for rel, info in files.items():
         f = root / rel
         if not f.is_file():
-            raise PackedError(f"{f}: missing from the packed model (listed in {MANIFEST}); copy the packed directory again")
+            raise PackedError(
+                f"{f}: missing from the packed model (listed in {MANIFEST}); copy the packed directory again"
+            )
         if f.stat().st_size != info["bytes"] or file_digest(f, "sha256") != info["sha256"]:
             raise PackedError(f"{f}: altered (sha256 differs from {MANIFEST}); copy the packed directory again")
     return manifest

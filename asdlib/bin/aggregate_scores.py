@@ -40,12 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     scores = read_scores(args.scores_dir / "scores.scp")
     missing = [u.utt_id for u in utts if u.utt_id not in scores]
     if missing:
-        raise ValueError(f"{args.scores_dir / 'scores.scp'}: no score for {len(missing)} windows (first: {missing[0]}); rerun stage 5")
+        raise ValueError(
+            f"{args.scores_dir / 'scores.scp'}: no score for {len(missing)} windows (first: {missing[0]}); rerun stage 5"
+        )
     per_rec: dict[str, list[float]] = collections.defaultdict(list)
     for u in utts:
         per_rec[u.rec_id].append(scores[u.utt_id])
-    write_scores(args.scores_dir / "file_scores.ark", args.scores_dir / "file_scores.scp",
-                 {rec: aggregate(values, how) for rec, values in sorted(per_rec.items(), key=lambda kv: kv[0].encode())})
+    write_scores(
+        args.scores_dir / "file_scores.ark",
+        args.scores_dir / "file_scores.scp",
+        {rec: aggregate(values, how) for rec, values in sorted(per_rec.items(), key=lambda kv: kv[0].encode())},
+    )
     log.info("%s: %d windows -> %d recordings (%s)", args.data_dir, len(utts), len(per_rec), how)
     return 0
 

@@ -25,12 +25,25 @@ log = logging.getLogger(__name__)
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, required=True, help="training config (or exp/<tag>/config.yaml)")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override as in asd.sh --train_args (repeatable)")
-    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
-                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
-    p.add_argument("--download", type=str2bool, default=False,
-                   help="fetch the official release file upstream.path names when absent or not verified")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override as in asd.sh --train_args (repeatable)",
+    )
+    p.add_argument(
+        "--train_sets",
+        type=str.split,
+        metavar='"SET ..."',
+        help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set",
+    )
+    p.add_argument(
+        "--download",
+        type=str2bool,
+        default=False,
+        help="fetch the official release file upstream.path names when absent or not verified",
+    )
     p.add_argument("--mirror", default=None, help="base URL of a mirror laid out as <mirror>/<host>/<path>")
     p.add_argument("--retries", type=int, default=3, help="network retries (each resumes)")
     p.add_argument("--fingerprint_out", type=Path, help="write '<path> <size> <sha256>' of the upstream here")

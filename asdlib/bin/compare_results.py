@@ -22,9 +22,16 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", required=True, help="evaluated set, e.g. eval_test")
     p.add_argument("--out", type=Path, required=True, help="markdown file to write")
     p.add_argument("exp_dirs", nargs="+", type=Path, help="experiment dirs (with --by_family: experiment names)")
-    p.add_argument("--by_family", action="append", default=None, metavar="LABEL=EXPDIR",
-                   help="repeatable: one official-score column per family LABEL, experiments under EXPDIR")
-    p.add_argument("--plot", type=Path, help="with two --by_family: also draw family a's score against family b's (PNG)")
+    p.add_argument(
+        "--by_family",
+        action="append",
+        default=None,
+        metavar="LABEL=EXPDIR",
+        help="repeatable: one official-score column per family LABEL, experiments under EXPDIR",
+    )
+    p.add_argument(
+        "--plot", type=Path, help="with two --by_family: also draw family a's score against family b's (PNG)"
+    )
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -39,9 +46,18 @@ def render(set_name: str, exp_dirs: list[Path]) -> str:
         s = ev.summary
         cells = [ev.official_score, s.get("hmean_auc_source"), s.get("hmean_auc_target"), s.get("hmean_pauc")]
         rows.append(f"| {exp.name} | " + " | ".join("-" if c is None else f"{100 * c:.2f}" for c in cells) + " |")
-    return "\n".join([f"Results on {set_name} (%; official score = {ev.metric}):", "",
-                      "| system | official score | h-mean AUC (source) | h-mean AUC (target) | h-mean pAUC |",
-                      "|---|---:|---:|---:|---:|", *rows]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"Results on {set_name} (%; official score = {ev.metric}):",
+                "",
+                "| system | official score | h-mean AUC (source) | h-mean AUC (target) | h-mean pAUC |",
+                "|---|---:|---:|---:|---:|",
+                *rows,
+            ]
+        )
+        + "\n"
+    )
 
 
 def family_scores(set_name: str, names: list[str], families: dict[str, Path]) -> tuple[dict[str, list[float]], str]:
@@ -59,16 +75,27 @@ def family_scores(set_name: str, names: list[str], families: dict[str, Path]) ->
     return out, metric
 
 
-def render_families(set_name: str, scores_by_name: dict[str, list[float]], metric: str, families: dict[str, Path]) -> str:
+def render_families(
+    set_name: str, scores_by_name: dict[str, list[float]], metric: str, families: dict[str, Path]
+) -> str:
     """One row per experiment name, one official-score column per family, then mean and minimum."""
     rows = []
     for name, scores in scores_by_name.items():
         cells = scores + [sum(scores) / len(scores), min(scores)]
         rows.append(f"| {name} | " + " | ".join(f"{100 * c:.2f}" for c in cells) + " |")
     labels = list(families)
-    return "\n".join([f"Official score on {set_name} per corpus family (%; {metric}):", "",
-                      "| system | " + " | ".join(f"family {f}" for f in labels) + " | mean | min |",
-                      "|---|" + "---:|" * (len(labels) + 2), *rows]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"Official score on {set_name} per corpus family (%; {metric}):",
+                "",
+                "| system | " + " | ".join(f"family {f}" for f in labels) + " | mean | min |",
+                "|---|" + "---:|" * (len(labels) + 2),
+                *rows,
+            ]
+        )
+        + "\n"
+    )
 
 
 def _families(items: list[str]) -> dict[str, Path]:

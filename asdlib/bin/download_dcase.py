@@ -69,15 +69,18 @@ def expected_for(arc: zenodo.Archive, mirror: str | None, use_zenodo: bool) -> E
     try:
         info = zenodo_file_info(fetch_json(mirror_url(arc.record_api_url, mirror)), arc.file_name)
     except DownloadError as e:
-        logger.warning("%s: checksum lookup failed (%s); checking the size reported by the server only", arc.file_name, e)
+        logger.warning(
+            "%s: checksum lookup failed (%s); checking the size reported by the server only", arc.file_name, e
+        )
         return Expected(md5=arc.md5)
     if info.md5 is None:
         logger.warning("%s: record %d lists no md5 for this file; checksum unknown", arc.file_name, arc.record_id)
     return Expected(size=info.size, md5=arc.md5 or info.md5)
 
 
-def fetch_archive(arc: zenodo.Archive, root: Path, mirror: str | None, use_zenodo: bool, keep_zips: bool,
-                  retries: int) -> bool:
+def fetch_archive(
+    arc: zenodo.Archive, root: Path, mirror: str | None, use_zenodo: bool, keep_zips: bool, retries: int
+) -> bool:
     """Download and unpack one archive; False when it was already unpacked by an earlier run."""
     cache = root / CACHE_DIR
     marker = cache / f"{arc.file_name}.done"
@@ -106,7 +109,9 @@ def fetch_eval_list(year: int, root: Path, mirror: str | None, retries: int) -> 
     url = zenodo.eval_list_url(year)
     dest = root / f"eval_data_list_{year}.csv"
     if url is None:
-        logger.warning("no official eval list is known for DCASE %d; eval_test will be prepared without ground truth", year)
+        logger.warning(
+            "no official eval list is known for DCASE %d; eval_test will be prepared without ground truth", year
+        )
         return None
     if not dest.is_file():
         download(mirror_url(url, mirror), dest, retries=retries)
@@ -117,9 +122,17 @@ def fetch_eval_list(year: int, root: Path, mirror: str | None, retries: int) -> 
     return dest
 
 
-def download_corpus(year: int, root: Path, kinds: Sequence[str] | None = None, machines: Sequence[str] | None = None,
-                    mirror: str | None = None, use_zenodo: bool = True, keep_zips: bool = False,
-                    eval_list: bool = True, retries: int = 3) -> list[zenodo.Archive]:
+def download_corpus(
+    year: int,
+    root: Path,
+    kinds: Sequence[str] | None = None,
+    machines: Sequence[str] | None = None,
+    mirror: str | None = None,
+    use_zenodo: bool = True,
+    keep_zips: bool = False,
+    eval_list: bool = True,
+    retries: int = 3,
+) -> list[zenodo.Archive]:
     """Download the requested archives of ``year`` into ``root``; returns the archives unpacked now."""
     arcs = zenodo.archives(year, tuple(kinds) if kinds else None, tuple(machines) if machines else None)
     if not arcs:
@@ -152,12 +165,21 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--year", type=int, required=True, choices=tuple(YEARS))
     p.add_argument("--root", type=Path, required=True, help="corpus root (receives dev_data/ and eval_data/)")
-    p.add_argument("--kinds", nargs="+", default=None, help="archive kinds: dev eval_train eval_test (default: all of the year)")
+    p.add_argument(
+        "--kinds", nargs="+", default=None, help="archive kinds: dev eval_train eval_test (default: all of the year)"
+    )
     p.add_argument("--machines", nargs="+", default=None, help="machine types (default: all of the year)")
-    p.add_argument("--mirror", default=None,
-                   help="base URL of a mirror laid out as <mirror>/<host>/<path> (e.g. file:///data/mirror); default: the internet")
-    p.add_argument("--zenodo_checksums", type=str2bool, default=True,
-                   help="look up size and md5 of every archive in its Zenodo record and verify them")
+    p.add_argument(
+        "--mirror",
+        default=None,
+        help="base URL of a mirror laid out as <mirror>/<host>/<path> (e.g. file:///data/mirror); default: the internet",
+    )
+    p.add_argument(
+        "--zenodo_checksums",
+        type=str2bool,
+        default=True,
+        help="look up size and md5 of every archive in its Zenodo record and verify them",
+    )
     p.add_argument("--keep_zips", type=str2bool, default=False, help=f"keep the archives in <root>/{CACHE_DIR}/")
     p.add_argument("--eval_list", type=str2bool, default=True, help="also fetch the official eval_data_list_<year>.csv")
     p.add_argument("--retries", type=int, default=3, help="network retries per file (each resumes)")
@@ -168,8 +190,17 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    done = download_corpus(args.year, args.root, _split(args.kinds), _split(args.machines), args.mirror,
-                           args.zenodo_checksums, args.keep_zips, args.eval_list, args.retries)
+    done = download_corpus(
+        args.year,
+        args.root,
+        _split(args.kinds),
+        _split(args.machines),
+        args.mirror,
+        args.zenodo_checksums,
+        args.keep_zips,
+        args.eval_list,
+        args.retries,
+    )
     logger.info("DCASE %d corpus in %s (%d archives unpacked now)", args.year, args.root, len(done))
     return 0
 

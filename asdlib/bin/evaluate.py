@@ -24,15 +24,22 @@ log = logging.getLogger(__name__)
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--year", type=int, required=True, choices=metric_years(), help="challenge year whose official rule applies")
+    p.add_argument(
+        "--year", type=int, required=True, choices=metric_years(), help="challenge year whose official rule applies"
+    )
     p.add_argument("--data_dir", type=Path, required=True, help="Kaldi data dir of the scored set (data/<set>)")
-    p.add_argument("--scores", type=Path, required=True,
-                   help="scores.scp of the set (exp/<tag>/scores/<set>/scores.scp)")
+    p.add_argument(
+        "--scores", type=Path, required=True, help="scores.scp of the set (exp/<tag>/scores/<set>/scores.scp)"
+    )
     p.add_argument("--out_dir", type=Path, required=True, help="where results.json, RESULTS.md and the PNGs go")
     p.add_argument("--title", default=None, help="RESULTS.md heading (default: 'DCASE<year> <set name>')")
-    p.add_argument("--skip_unknown", type=str2bool, default=False,
-                   help="leave out machine/sections without ground truth instead of failing; a set with "
-                        "no ground truth at all then writes nothing and exits 0")
+    p.add_argument(
+        "--skip_unknown",
+        type=str2bool,
+        default=False,
+        help="leave out machine/sections without ground truth instead of failing; a set with "
+        "no ground truth at all then writes nothing and exits 0",
+    )
     p.add_argument("--plots", type=str2bool, default=True, help="write ROC and histogram PNGs")
     p.add_argument("--verbose", type=int, default=1)
     return p
@@ -41,8 +48,12 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
-    records = scored_utts(read_data_dir(args.data_dir), read_scores(args.scores),
-                          scores_source=str(args.scores), data_source=str(args.data_dir))
+    records = scored_utts(
+        read_data_dir(args.data_dir),
+        read_scores(args.scores),
+        scores_source=str(args.scores),
+        data_source=str(args.data_dir),
+    )
     try:
         ev = official_score(args.year, records, skip_unknown=args.skip_unknown)
     except UnlabelledDataError as e:

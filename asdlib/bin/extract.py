@@ -24,17 +24,28 @@ log = logging.getLogger(__name__)
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--exp_dir", type=Path, required=True, help="experiment dir with config.yaml and model.pt")
-    p.add_argument("--model_file", type=Path, help="trained weights (default: <exp_dir>/model.pt); named on the "
-                   "command line so that the launcher reruns finished jobs when the model changes")
+    p.add_argument(
+        "--model_file",
+        type=Path,
+        help="trained weights (default: <exp_dir>/model.pt); named on the "
+        "command line so that the launcher reruns finished jobs when the model changes",
+    )
     p.add_argument("--data_dir", type=Path, required=True)
     p.add_argument("--keys", type=Path, help="file whose first column lists the utt-ids to process (one job's split)")
     p.add_argument("--out_ark", type=Path, required=True)
     p.add_argument("--out_scp", type=Path, required=True)
-    p.add_argument("--batch_size", type=int, default=1,
-                   help="clips per forward; 1 keeps every embedding bit-identical whatever the job split (nj), "
-                        "because CPU/GPU kernels pick their blocking by batch size; raise it for GPU throughput")
-    p.add_argument("--device", default="cpu",
-                   help="cpu (default), cuda, cuda:N, or auto (cuda when a GPU is visible); the recipe passes it from --ngpu")
+    p.add_argument(
+        "--batch_size",
+        type=int,
+        default=1,
+        help="clips per forward; 1 keeps every embedding bit-identical whatever the job split (nj), "
+        "because CPU/GPU kernels pick their blocking by batch size; raise it for GPU throughput",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:N, or auto (cuda when a GPU is visible); the recipe passes it from --ngpu",
+    )
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -54,9 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     if unseen:
         log.warning("machine types %s were not seen in training: they use machine id -1 (shared adapter only)", unseen)
     data = trained.cfg.data
-    dataset = ClipDataset(utts, data.sample_rate, machines=[machine_index.get(u.machine, -1) for u in utts],
-                          min_samples=int(data.min_seconds * data.sample_rate), channel=data.channel,
-                          resample=data.resample)
+    dataset = ClipDataset(
+        utts,
+        data.sample_rate,
+        machines=[machine_index.get(u.machine, -1) for u in utts],
+        min_samples=int(data.min_seconds * data.sample_rate),
+        channel=data.channel,
+        resample=data.resample,
+    )
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate, num_workers=data.num_workers)
     out: dict[str, np.ndarray] = {}
     for batch in tqdm(loader, desc=f"extract {args.data_dir.name}", file=sys.stderr, mininterval=30.0, ascii=True):

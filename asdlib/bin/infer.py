@@ -44,7 +44,9 @@ COLUMNS = ("file", "kind", "machine", "section", "start", "end", "score", "thres
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asdlib-infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="asdlib-infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--packed", type=Path, required=True, help="exp/<tag>/packed (a copy of it) or packed.tar")
     p.add_argument("inputs", nargs="*", type=Path, help="recordings (.wav, .flac) or folders of them")
     p.add_argument("--list", type=Path, help="file of '<path> [<machine> [<section>]]' lines")
@@ -54,7 +56,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--batch_size", type=int, default=8, help="windows embedded per forward pass")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
-    p.add_argument("--report", type=Path, help="PNG: score histogram with the thresholds, window scores of long recordings")
+    p.add_argument(
+        "--report", type=Path, help="PNG: score histogram with the thresholds, window scores of long recordings"
+    )
     p.add_argument("--verbose", type=int, default=0)
     return p
 
@@ -111,15 +115,21 @@ def resolve(packed: Packed, items: list[tuple[Path, str | None, str | None]]) ->
     out = []
     for path, machine, section in items:
         if machine is None:
-            raise ValueError(f"{path}: no machine given; pass --machine or a list with '<path> <machine>' (the model knows {listing})")
+            raise ValueError(
+                f"{path}: no machine given; pass --machine or a list with '<path> <machine>' (the model knows {listing})"
+            )
         if machine not in sections:
             raise ValueError(f"unknown machine '{machine}' for {path}: the packed model knows {listing}")
         if section is None:
             if len(sections[machine]) > 1:
-                raise ValueError(f"{path}: machine '{machine}' has sections {', '.join(sections[machine])}; pass --section")
+                raise ValueError(
+                    f"{path}: machine '{machine}' has sections {', '.join(sections[machine])}; pass --section"
+                )
             section = sections[machine][0]
         if section not in sections[machine]:
-            raise ValueError(f"unknown section '{section}' of machine '{machine}' for {path}: the packed model knows {listing}")
+            raise ValueError(
+                f"unknown section '{section}' of machine '{machine}' for {path}: the packed model knows {listing}"
+            )
         out.append(Recording(path, machine, section))
     return out
 
@@ -137,7 +147,9 @@ def plan_windows(packed: Packed, recs: list[Recording]) -> None:
             raise AudioError(f"{rec.path}: not a readable audio file ({e})") from e
         duration = info.frames / info.samplerate
         if duration < audio["min_seconds"]:
-            raise AudioError(f"{rec.path}: {duration:.3f} s long, shorter than the model's minimum of {audio['min_seconds']} s")
+            raise AudioError(
+                f"{rec.path}: {duration:.3f} s long, shorter than the model's minimum of {audio['min_seconds']} s"
+            )
         if win["window_seconds"]:
             rec.windows = window_bounds(duration, win["window_seconds"], win["hop_seconds"], win["min_seconds"])
         else:
@@ -156,24 +168,46 @@ def score(packed: Packed, recs: list[Recording], device: str, batch_size: int) -
             whole = rec.windows == [(0.0, -1.0)]
             wavs = []
             for start, end in rec.windows:
-                wavs.append(load_wav(rec.path, data.sample_rate, "", min_samples, data.channel, data.resample,
-                                     start, None if whole else end))
+                wavs.append(
+                    load_wav(
+                        rec.path,
+                        data.sample_rate,
+                        "",
+                        min_samples,
+                        data.channel,
+                        data.resample,
+                        start,
+                        None if whole else end,
+                    )
+                )
             embs: list[np.ndarray | None] = [None] * len(wavs)
             by_len: dict[int, list[int]] = defaultdict(list)
             for i, w in enumerate(wavs):
                 by_len[w.size].append(i)
             for size, idx in by_len.items():
                 for b in range(0, len(idx), batch_size):
-                    chunk = idx[b:b + batch_size]
+                    chunk = idx[b : b + batch_size]
                     x = torch.from_numpy(np.stack([wavs[i] for i in chunk])).to(device)
                     lengths = torch.full((len(chunk),), size, dtype=torch.long, device=device)
-                    machines = torch.full((len(chunk),), machine_ids.get(rec.machine, -1), dtype=torch.long, device=device)
+                    machines = torch.full(
+                        (len(chunk),), machine_ids.get(rec.machine, -1), dtype=torch.long, device=device
+                    )
                     out = trained.model(x, lengths, machines).float().cpu().numpy()
                     for i, e in zip(chunk, out):
                         embs[i] = e
                     bar.update(len(chunk))
-            utts = [Utt(make_utt_id(rec.machine, rec.section, f"w{i}"), str(rec.path), rec.machine, rec.section,
-                        "unknown", "unknown", "noAttribute") for i in range(len(wavs))]
+            utts = [
+                Utt(
+                    make_utt_id(rec.machine, rec.section, f"w{i}"),
+                    str(rec.path),
+                    rec.machine,
+                    rec.section,
+                    "unknown",
+                    "unknown",
+                    "noAttribute",
+                )
+                for i in range(len(wavs))
+            ]
             rec.scores = [float(s) for s in packed.backend.score(utts, np.stack(embs))]
             if whole:
                 rec.windows = [(0.0, wavs[0].size / data.sample_rate)]
@@ -191,15 +225,26 @@ def rows(packed: Packed, recs: list[Recording]) -> list[dict]:
 
 
 def _row(rec: Recording, thr: float, kind: str, start: float, end: float, s: float) -> dict:
-    return {"file": str(rec.path), "kind": kind, "machine": rec.machine, "section": rec.section,
-            "start": round(start, 3), "end": round(end, 3), "score": s, "threshold": thr,
-            "decision": "anomaly" if s > thr else "normal"}
+    return {
+        "file": str(rec.path),
+        "kind": kind,
+        "machine": rec.machine,
+        "section": rec.section,
+        "start": round(start, 3),
+        "end": round(end, 3),
+        "score": s,
+        "threshold": thr,
+        "decision": "anomaly" if s > thr else "normal",
+    }
 
 
 def render(table: list[dict], fmt: str, packed: Packed) -> str:
     if fmt == "json":
         cal = packed.manifest["calibration"]
-        return json.dumps({"target_fpr": cal["target_fpr"], "measured_fpr": cal["measured_fpr"], "rows": table}, indent=1) + "\n"
+        return (
+            json.dumps({"target_fpr": cal["target_fpr"], "measured_fpr": cal["measured_fpr"], "rows": table}, indent=1)
+            + "\n"
+        )
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -217,7 +262,7 @@ def report(path: Path, table: list[dict], recs: list[Recording]) -> None:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1 + len(long), 1, squeeze=False)[:, 0]
     files = [r for r in table if r["kind"] == "file"]
-    for (m, s) in sorted({(r["machine"], r["section"]) for r in files}):
+    for m, s in sorted({(r["machine"], r["section"]) for r in files}):
         vals = [r["score"] for r in files if (r["machine"], r["section"]) == (m, s)]
         thr = next(r["threshold"] for r in files if (r["machine"], r["section"]) == (m, s))
         line = axes[0].axvline(thr, linestyle="--")

@@ -32,12 +32,19 @@ def _sizes() -> str:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, epilog=_sizes(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, epilog=_sizes(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--name", choices=RANDOM_UPSTREAMS.names(), required=True, help="upstream name")
     p.add_argument("--out", type=Path, required=True, help="file (or, for a directory format, directory) to write")
     p.add_argument("--seed", type=int, default=0, help="weights depend only on the seed and the size")
-    p.add_argument("--size", action="append", default=[], metavar="KEY=VALUE",
-                   help="a size setting of the upstream (repeatable), e.g. --size layers=3 --size dim=32")
+    p.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a size setting of the upstream (repeatable), e.g. --size layers=3 --size dim=32",
+    )
     p.add_argument("--verbose", type=int, default=1)
     return p
 

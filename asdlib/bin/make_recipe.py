@@ -29,43 +29,61 @@ def run_sh(info: Year) -> str:
     y, s = info.year, info.scoring_year
     notes = []
     if info.channels > 1:
-        notes.append(f"# {info.channels}-channel recordings: the training config's data.channel selects one\n"
-                     "# (conf/train.yaml: 0, the left/near microphone, as the official baseline).\n")
+        notes.append(
+            f"# {info.channels}-channel recordings: the training config's data.channel selects one\n"
+            "# (conf/train.yaml: 0, the left/near microphone, as the official baseline).\n"
+        )
     if not info.eval_test:
-        notes.append("# No evaluation test set is released yet: stage 1 prepares "
-                     f"{_DEV_SETS.replace(',', ', ')}; only dev_test is scored.\n")
+        notes.append(
+            "# No evaluation test set is released yet: stage 1 prepares "
+            f"{_DEV_SETS.replace(',', ', ')}; only dev_test is scored.\n"
+        )
     if s != y:
-        notes.append(f"# No official DCASE {y} rule is published yet: stages 5-6 write DCASE {s} submission files\n"
-                     f"# and use the {s} rule (asd.sh --year {s}).\n")
+        notes.append(
+            f"# No official DCASE {y} rule is published yet: stages 5-6 write DCASE {s} submission files\n"
+            f"# and use the {s} rule (asd.sh --year {s}).\n"
+        )
     test_sets = "" if info.eval_test else " --test_sets dev_test"
-    return (f"#!/usr/bin/env bash\n# DCASE {y} Task 2 recipe: {info.description}\n{_USAGE}{''.join(notes)}"
-            f'set -euo pipefail\n./asd.sh --year {s}{test_sets} --train_config conf/train.yaml "$@"\n')
+    return (
+        f"#!/usr/bin/env bash\n# DCASE {y} Task 2 recipe: {info.description}\n{_USAGE}{''.join(notes)}"
+        f'set -euo pipefail\n./asd.sh --year {s}{test_sets} --train_config conf/train.yaml "$@"\n'
+    )
 
 
 def db_sh(info: Year) -> str:
     """db.sh: the corpus root variable DCASE<year>, overridable from the environment."""
     y = info.year
-    where = ("(the root holds dev_data/ and eval_data/; the official\n"
-             f"# eval_data_list_{y}.csv ships with asdlib, one in the root takes precedence); override from the\n"
-             if info.eval_list else "(the root holds dev_data/ and eval_data/); override from the\n")
-    return (f"# shellcheck shell=bash\n# Where the DCASE {y} Task 2 corpus lives {where}"
-            f"# environment: DCASE{y}=/data/dcase{y} ./run.sh\n"
-            '# With --local_data_opts "--download true", stage 1 downloads it here from Zenodo if it is absent.\n'
-            f'DCASE{y}="${{DCASE{y}:-downloads/dcase{y}}}"\nexport DCASE{y}\n')
+    where = (
+        "(the root holds dev_data/ and eval_data/; the official\n"
+        f"# eval_data_list_{y}.csv ships with asdlib, one in the root takes precedence); override from the\n"
+        if info.eval_list
+        else "(the root holds dev_data/ and eval_data/); override from the\n"
+    )
+    return (
+        f"# shellcheck shell=bash\n# Where the DCASE {y} Task 2 corpus lives {where}"
+        f"# environment: DCASE{y}=/data/dcase{y} ./run.sh\n"
+        '# With --local_data_opts "--download true", stage 1 downloads it here from Zenodo if it is absent.\n'
+        f'DCASE{y}="${{DCASE{y}:-downloads/dcase{y}}}"\nexport DCASE{y}\n'
+    )
 
 
 def data_sh(info: Year) -> str:
     """local/data.sh: the shared stage 1 (egs/TEMPLATE/local_common/data.sh) with the corpus year."""
     y = info.year
     sets = "" if info.eval_test else f" \\\n    --sets {_DEV_SETS}"
-    note = ("" if info.eval_test else
-            "# The evaluation test set is not released, so the default sets leave eval_test out; pass\n"
-            f"# --sets {_DEV_SETS},eval_test once it is.\n")
-    return ("#!/usr/bin/env bash\n"
-            f"# Stage 1 of the DCASE {y} recipe: the shared egs/TEMPLATE/local_common/data.sh with --corpus_year {y}\n"
-            "# (options: local/data.sh --help), found through the recipe's utils link (run from the recipe directory).\n"
-            f"{note}set -euo pipefail\n"
-            f'exec "$(readlink -f utils)/../local_common/data.sh" --corpus_year {y}{sets} "$@"\n')
+    note = (
+        ""
+        if info.eval_test
+        else "# The evaluation test set is not released, so the default sets leave eval_test out; pass\n"
+        f"# --sets {_DEV_SETS},eval_test once it is.\n"
+    )
+    return (
+        "#!/usr/bin/env bash\n"
+        f"# Stage 1 of the DCASE {y} recipe: the shared egs/TEMPLATE/local_common/data.sh with --corpus_year {y}\n"
+        "# (options: local/data.sh --help), found through the recipe's utils link (run from the recipe directory).\n"
+        f"{note}set -euo pipefail\n"
+        f'exec "$(readlink -f utils)/../local_common/data.sh" --corpus_year {y}{sets} "$@"\n'
+    )
 
 
 def write_recipe_files(year: int, recipe: Path) -> list[Path]:
@@ -74,8 +92,11 @@ def write_recipe_files(year: int, recipe: Path) -> list[Path]:
     if recipe.exists():
         raise FileExistsError(f"{recipe} already exists; choose a new recipe directory or delete it")
     out = []
-    for rel, text, mode in (("run.sh", run_sh(info), 0o755), ("db.sh", db_sh(info), 0o644),
-                            ("local/data.sh", data_sh(info), 0o755)):
+    for rel, text, mode in (
+        ("run.sh", run_sh(info), 0o755),
+        ("db.sh", db_sh(info), 0o644),
+        ("local/data.sh", data_sh(info), 0o755),
+    ):
         path = recipe / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text)

@@ -31,23 +31,39 @@ def get_parser(family: str = "a") -> argparse.ArgumentParser:
     """The options, with the defaults of corpus family ``family``."""
     defaults = _FAMILY_DEFAULTS[family]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--family", choices=sorted(_FAMILY_DEFAULTS), default=family,
-                   help="sound model: a (asdlib.synth.corpus), b (asdlib.synth.family_b) or c "
-                        "(asdlib.synth.family_c); sets the machine defaults")
-    p.add_argument("--root", type=Path, required=True, help="corpus root; gets dev_data/, eval_data/, eval_data_list_<year>.csv")
-    p.add_argument("--year", type=int, choices=LAYOUT_YEARS, default=defaults.year, help="only names the eval list file")
+    p.add_argument(
+        "--family",
+        choices=sorted(_FAMILY_DEFAULTS),
+        default=family,
+        help="sound model: a (asdlib.synth.corpus), b (asdlib.synth.family_b) or c "
+        "(asdlib.synth.family_c); sets the machine defaults",
+    )
+    p.add_argument(
+        "--root", type=Path, required=True, help="corpus root; gets dev_data/, eval_data/, eval_data_list_<year>.csv"
+    )
+    p.add_argument(
+        "--year", type=int, choices=LAYOUT_YEARS, default=defaults.year, help="only names the eval list file"
+    )
     p.add_argument("--dev_machines", type=_names, default=",".join(defaults.dev_machines), help="comma list")
     p.add_argument("--eval_machines", type=_names, default=",".join(defaults.eval_machines), help="comma list")
-    p.add_argument("--no_attribute", type=_names, default=",".join(defaults.no_attribute),
-                   help="comma list of machines whose file names hide their attributes ('' for none)")
+    p.add_argument(
+        "--no_attribute",
+        type=_names,
+        default=",".join(defaults.no_attribute),
+        help="comma list of machines whose file names hide their attributes ('' for none)",
+    )
     p.add_argument("--n_train_source", type=int, default=defaults.n_train_source)
     p.add_argument("--n_train_target", type=int, default=defaults.n_train_target)
     p.add_argument("--n_test", type=int, default=defaults.n_test, help="test clips per (domain, label)")
     p.add_argument("--seconds", type=float, default=defaults.seconds, help="clip length")
     p.add_argument("--sample_rate", type=int, default=defaults.sample_rate)
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--anomaly_strength", type=float, default=defaults.anomaly_strength,
-                   help="scales every anomaly (1: hard for a mean-log-mel kNN; 3: easy)")
+    p.add_argument(
+        "--anomaly_strength",
+        type=float,
+        default=defaults.anomaly_strength,
+        help="scales every anomaly (1: hard for a mean-log-mel kNN; 3: easy)",
+    )
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -59,9 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose, force=False)
     # argparse applies `type` to string defaults too, so every list option is a tuple here
     cfg = SynthConfig(
-        year=args.year, dev_machines=args.dev_machines, eval_machines=args.eval_machines, no_attribute=args.no_attribute,
-        n_train_source=args.n_train_source, n_train_target=args.n_train_target, n_test=args.n_test,
-        seconds=args.seconds, sample_rate=args.sample_rate, seed=args.seed, anomaly_strength=args.anomaly_strength,
+        year=args.year,
+        dev_machines=args.dev_machines,
+        eval_machines=args.eval_machines,
+        no_attribute=args.no_attribute,
+        n_train_source=args.n_train_source,
+        n_train_target=args.n_train_target,
+        n_test=args.n_test,
+        seconds=args.seconds,
+        sample_rate=args.sample_rate,
+        seed=args.seed,
+        anomaly_strength=args.anomaly_strength,
     )
     start = time.time()
     generate_corpus(args.root, cfg, _MODELS[args.family])

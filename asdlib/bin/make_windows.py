@@ -24,10 +24,19 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dirs", nargs="+", type=Path)
     p.add_argument("--config", type=Path, required=True, help="training YAML: data.window_* settings")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override as in --train_args (repeatable)")
-    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
-                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override as in --train_args (repeatable)",
+    )
+    p.add_argument(
+        "--train_sets",
+        type=str.split,
+        metavar='"SET ..."',
+        help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set",
+    )
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -45,8 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         utts = read_data_dir(set_dir)
         windows = split_utts(utts, data.window_seconds, data.hop_seconds, data.window_min_seconds)
         write_data_dir(set_dir, windows)
-        log.info("%s: %d recordings -> %d windows of %.3g s (hop %.3g s)", set_dir, len(utts), len(windows),
-                 data.window_seconds, data.hop_seconds)
+        log.info(
+            "%s: %d recordings -> %d windows of %.3g s (hop %.3g s)",
+            set_dir,
+            len(utts),
+            len(windows),
+            data.window_seconds,
+            data.hop_seconds,
+        )
     return 0
 
 

@@ -53,15 +53,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--fpr", type=float, default=0.05, help="false-alarm rate the decision thresholds aim at")
     p.add_argument("--folds", type=int, default=5, help="folds over the training normals for the thresholds")
     p.add_argument("--tar", type=str2bool, default=False, help="also write <out_dir>.tar (one file to copy)")
-    p.add_argument("--device", default="cpu", help="accepted for symmetry with the other stages; packing needs no model")
+    p.add_argument(
+        "--device", default="cpu", help="accepted for symmetry with the other stages; packing needs no model"
+    )
     p.add_argument("--verbose", type=int, default=1)
     return p
 
 
 def git_revision() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(asdlib.__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(asdlib.__file__).parent
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -74,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_train_config(args.exp_dir / "config.yaml")
     check_packable(cfg.backend)
     if sorted(cfg.data.train_sets) != sorted(args.train_sets):
-        raise ValueError(f"--train_sets {' '.join(args.train_sets)} differ from data.train_sets {cfg.data.train_sets} of "
-                         f"{args.exp_dir / 'config.yaml'}: the banks would not be those of stage 5; rerun stage 3 with these sets")
+        raise ValueError(
+            f"--train_sets {' '.join(args.train_sets)} differ from data.train_sets {cfg.data.train_sets} of "
+            f"{args.exp_dir / 'config.yaml'}: the banks would not be those of stage 5; rerun stage 3 with these sets"
+        )
     model_state = torch.load(args.exp_dir / "model.pt", map_location="cpu", weights_only=True)
     utts, parts = [], []
     for name in args.train_sets:
@@ -86,8 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = calibrate(utts, embeddings, cfg.backend, own_widths(cfg, embeddings.shape[1]), args.fpr, args.folds)
     for machine, sections in thresholds.items():
         for section, t in sections.items():
-            log.info("%s/%s: threshold %.6f at target FPR %.3f; FPR measured on held-out normals %.3f (%d clips, %d folds)",
-                     machine, section, t["threshold"], args.fpr, t["measured_fpr"], t["n_heldout"], t["folds"])
+            log.info(
+                "%s/%s: threshold %.6f at target FPR %.3f; FPR measured on held-out normals %.3f (%d clips, %d folds)",
+                machine,
+                section,
+                t["threshold"],
+                args.fpr,
+                t["measured_fpr"],
+                t["n_heldout"],
+                t["folds"],
+            )
     n = sum(t["n_heldout"] for secs in thresholds.values() for t in secs.values())
     overall = sum(t["measured_fpr"] * t["n_heldout"] for secs in thresholds.values() for t in secs.values()) / n
     log.info("all machines: FPR measured on held-out normals %.3f (target %.3f)", overall, args.fpr)
@@ -111,19 +124,40 @@ def main(argv: list[str] | None = None) -> int:
     manifest = {
         "format": FORMAT,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "versions": {"asdlib": asdlib.__version__, "git_revision": git_revision(), "python": platform.python_version(),
-                     "torch": str(torch.__version__), "torchaudio": str(torchaudio.__version__),
-                     "numpy": np.__version__, "soundfile": sf.__version__},
-        "source_exp": str(args.exp_dir.resolve()), "train_sets": args.train_sets,
-        "audio": {"sample_rate": data.sample_rate, "resample": data.resample, "channel": data.channel,
-                  "min_seconds": data.min_seconds},
-        "windowing": {"window_seconds": data.window_seconds, "hop_seconds": data.hop_seconds,
-                      "min_seconds": data.window_min_seconds, "aggregate": data.window_aggregate},
-        "machines": list(model_state["machines"]), "classes": list(model_state["classes"]),
-        "calibration": {"target_fpr": args.fpr, "folds": args.folds, "measured_fpr": overall, "n_heldout": n,
-                        "method": "k-fold over the training normals: bank fitted on k-1 folds, held-out fold scored; "
-                                  "threshold = (1 - target_fpr) quantile of the held-out scores; measured_fpr "
-                                  "cross-validated over the folds; decision: score > threshold"},
+        "versions": {
+            "asdlib": asdlib.__version__,
+            "git_revision": git_revision(),
+            "python": platform.python_version(),
+            "torch": str(torch.__version__),
+            "torchaudio": str(torchaudio.__version__),
+            "numpy": np.__version__,
+            "soundfile": sf.__version__,
+        },
+        "source_exp": str(args.exp_dir.resolve()),
+        "train_sets": args.train_sets,
+        "audio": {
+            "sample_rate": data.sample_rate,
+            "resample": data.resample,
+            "channel": data.channel,
+            "min_seconds": data.min_seconds,
+        },
+        "windowing": {
+            "window_seconds": data.window_seconds,
+            "hop_seconds": data.hop_seconds,
+            "min_seconds": data.window_min_seconds,
+            "aggregate": data.window_aggregate,
+        },
+        "machines": list(model_state["machines"]),
+        "classes": list(model_state["classes"]),
+        "calibration": {
+            "target_fpr": args.fpr,
+            "folds": args.folds,
+            "measured_fpr": overall,
+            "n_heldout": n,
+            "method": "k-fold over the training normals: bank fitted on k-1 folds, held-out fold scored; "
+            "threshold = (1 - target_fpr) quantile of the held-out scores; measured_fpr "
+            "cross-validated over the folds; decision: score > threshold",
+        },
         "thresholds": thresholds,
         "files": file_table(tmp),
     }

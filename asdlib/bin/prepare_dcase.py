@@ -56,8 +56,8 @@ from asdlib.data.evallist import (
     read_eval_list,
 )
 from asdlib.data.resources import shipped_eval_list
-from asdlib.years import YEARS, get_year
 from asdlib.utils import run_main, setup_logging
+from asdlib.years import YEARS, get_year
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,9 @@ def find_machine_dirs(root: Path, part: str) -> dict[str, Path]:
     """Machine directories of ``<root>/<part>`` in either layout: ``<machine>/`` or ``raw/<machine>/``."""
     base = root / part
     if not base.is_dir():
-        raise PrepError(f"{base} not found: the corpus root must hold {part}/ (download and unzip the {part} archives there, or restrict --sets)")
+        raise PrepError(
+            f"{base} not found: the corpus root must hold {part}/ (download and unzip the {part} archives there, or restrict --sets)"
+        )
     plain = _subdirs(base, exclude=("raw",))
     raw = _subdirs(base / "raw") if (base / "raw").is_dir() else {}
     if plain and raw:
@@ -113,7 +115,11 @@ def find_machine_dirs(root: Path, part: str) -> dict[str, Path]:
 
 
 def _subdirs(path: Path, exclude: Sequence[str] = ()) -> dict[str, Path]:
-    return {p.name: p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith((".", "__")) and p.name not in exclude}
+    return {
+        p.name: p
+        for p in sorted(path.iterdir())
+        if p.is_dir() and not p.name.startswith((".", "__")) and p.name not in exclude
+    }
 
 
 def list_wavs(directory: Path) -> list[Path]:
@@ -122,7 +128,9 @@ def list_wavs(directory: Path) -> list[Path]:
     for p in sorted(directory.iterdir()):
         (wavs if p.is_file() and p.name.endswith(".wav") else other).append(p.name)
     if other:
-        logger.warning("%s: ignoring %d entries that are not .wav files (e.g. %s)", directory, len(other), ", ".join(other[:3]))
+        logger.warning(
+            "%s: ignoring %d entries that are not .wav files (e.g. %s)", directory, len(other), ", ".join(other[:3])
+        )
     return [directory / n for n in wavs]
 
 
@@ -147,21 +155,33 @@ def read_attribute_csvs(machine_dir: Path) -> dict[str, str]:
             if not attr or attr == NO_ATTRIBUTE:
                 continue
             if any(c.isspace() for c in attr):
-                raise PrepError(f"{path}:{lineno}: attribute values of {name} contain whitespace ({attr!r}); utt2attr needs one token")
+                raise PrepError(
+                    f"{path}:{lineno}: attribute values of {name} contain whitespace ({attr!r}); utt2attr needs one token"
+                )
             if out.get(name, attr) != attr:
-                raise PrepError(f"{path}:{lineno}: {name} has attributes {attr!r} here but {out[name]!r} in an earlier row or file")
+                raise PrepError(
+                    f"{path}:{lineno}: {name} has attributes {attr!r} here but {out[name]!r} in an earlier row or file"
+                )
             out[name] = attr
     return out
 
 
 def _check_train(parsed: ParsedName, wav: Path) -> None:
     if parsed.label != "normal" or parsed.split not in ("train", None):
-        raise PrepError(f"{wav}: a training directory must hold normal training clips only, got a {parsed.label or 'blinded'} {parsed.split or ''} clip")
+        raise PrepError(
+            f"{wav}: a training directory must hold normal training clips only, got a {parsed.label or 'blinded'} {parsed.split or ''} clip"
+        )
 
 
 def _test_domain_dir_check(year: int, parsed: ParsedName, wav: Path) -> None:
-    if get_year(year).naming == "section_domain" and parsed.domain is not None and wav.parent.name != f"{parsed.domain}_test":
-        raise PrepError(f"{wav}: a {parsed.domain}-domain clip in {wav.parent.name}/; 2021 keeps source_test/ and target_test/ apart")
+    if (
+        get_year(year).naming == "section_domain"
+        and parsed.domain is not None
+        and wav.parent.name != f"{parsed.domain}_test"
+    ):
+        raise PrepError(
+            f"{wav}: a {parsed.domain}-domain clip in {wav.parent.name}/; 2021 keeps source_test/ and target_test/ apart"
+        )
 
 
 def build_set(
@@ -178,9 +198,13 @@ def build_set(
     for machine, mdir in machines.items():
         attrs = read_attribute_csvs(mdir)
         if get_year(year).attributes_csv and spec.kind == "train" and not any(mdir.glob("attributes_*.csv")):
-            logger.warning("%s: no attributes_XX.csv (DCASE %d ships one per machine directory); utt2attr comes from the "
-                           "file names alone. If this machine's names carry no attributes, restore the csv from its "
-                           "archive and rerun stage 1", mdir, year)
+            logger.warning(
+                "%s: no attributes_XX.csv (DCASE %d ships one per machine directory); utt2attr comes from the "
+                "file names alone. If this machine's names carry no attributes, restore the csv from its "
+                "archive and rerun stage 1",
+                mdir,
+                year,
+            )
         dirs = [mdir / d for d in clip_dirs(year, spec.kind)]
         missing = [d for d in dirs if not d.is_dir()]
         if missing and spec.kind == "supplemental":
@@ -191,7 +215,11 @@ def build_set(
                 f"unzip the missing archive or leave {set_name} out of --sets"
             )
         if spec.kind == "test" and (mdir / _RENAMED_TEST_DIR).is_dir():
-            logger.info("%s: ignoring %s/ (a labelled copy of test/ made by the baseline's rename tool)", mdir, _RENAMED_TEST_DIR)
+            logger.info(
+                "%s: ignoring %s/ (a labelled copy of test/ made by the baseline's rename tool)",
+                mdir,
+                _RENAMED_TEST_DIR,
+            )
         wavs = [w for d in dirs for w in list_wavs(d)]
         if not wavs:
             raise PrepError(f"{set_name}: no .wav files in {', '.join(map(str, dirs))}")
@@ -239,7 +267,13 @@ def _warn_unofficial(year: int, set_name: str, part: str, utts: Sequence[Utt]) -
     seen = sorted({(u.machine, u.section) for u in utts})
     extra = [f"{m}/{s}" for m, s in seen if s not in official.get(m, ())]
     if extra:
-        logger.warning("%s: machine/section pairs not in the official DCASE %d %s lists: %s", set_name, year, part, ", ".join(extra))
+        logger.warning(
+            "%s: machine/section pairs not in the official DCASE %d %s lists: %s",
+            set_name,
+            year,
+            part,
+            ", ".join(extra),
+        )
     absent = sorted(set(official) - {m for m, _ in seen})
     if absent and set_name not in SUPPLEMENTAL_SETS:
         logger.warning("%s: official DCASE %d machines without data: %s", set_name, year, ", ".join(absent))
@@ -257,7 +291,9 @@ def resolve_eval_list(root: Path, year: int, eval_list: str | None) -> Path | No
     if eval_list is not None:
         path = Path(eval_list).expanduser().resolve()
         if not path.is_file():
-            raise PrepError(f"--eval_list {eval_list}: file not found (give the official eval_data_list_{year}.csv, or 'none')")
+            raise PrepError(
+                f"--eval_list {eval_list}: file not found (give the official eval_data_list_{year}.csv, or 'none')"
+            )
         logger.info("eval_test ground truth: %s (--eval_list)", path)
         return path
     default = default_eval_list(root, year)
@@ -266,8 +302,12 @@ def resolve_eval_list(root: Path, year: int, eval_list: str | None) -> Path | No
         return default
     shipped = shipped_eval_list(year)
     if shipped is not None and shipped.is_file():
-        logger.info("eval_test ground truth: the official DCASE %d list shipped with asdlib (%s); "
-                    "pass --eval_list none to prepare eval_test without it", year, shipped)
+        logger.info(
+            "eval_test ground truth: the official DCASE %d list shipped with asdlib (%s); "
+            "pass --eval_list none to prepare eval_test without it",
+            year,
+            shipped,
+        )
         return shipped
     logger.info("eval_test ground truth: none (no official DCASE %d list is published); labels 'unknown'", year)
     return None
@@ -306,19 +346,33 @@ def _validate(set_dir: Path, utts: Sequence[Utt]) -> None:
     for utt in utts:
         check_utt(utt, str(set_dir))
         if utt.utt_id in seen:
-            raise DataDirError(f"{set_dir}: duplicate utt-id '{utt.utt_id}' ({seen[utt.utt_id]} and {utt.path}); rename one of the files")
+            raise DataDirError(
+                f"{set_dir}: duplicate utt-id '{utt.utt_id}' ({seen[utt.utt_id]} and {utt.path}); rename one of the files"
+            )
         seen[utt.utt_id] = utt.path
 
 
-def _report_unrequested_supplemental(year: int, machine_dirs: Mapping[str, Mapping[str, Path]], sets: Sequence[str]) -> None:
+def _report_unrequested_supplemental(
+    year: int, machine_dirs: Mapping[str, Mapping[str, Path]], sets: Sequence[str]
+) -> None:
     for part, machines in machine_dirs.items():
         set_name = f"{part.split('_')[0]}_supplemental"
         if set_name in sets:
             continue
         dirs = [d / SUPPLEMENTAL_DIR for d in machines.values() if (d / SUPPLEMENTAL_DIR).is_dir()]
         if dirs:
-            hint = f"add {set_name} to --sets to prepare them" if get_year(year).supplemental else f"DCASE {year} has no supplemental data"
-            logger.warning("%d machine dirs of %s have a %s/ dir that is not prepared (%s)", len(dirs), part, SUPPLEMENTAL_DIR, hint)
+            hint = (
+                f"add {set_name} to --sets to prepare them"
+                if get_year(year).supplemental
+                else f"DCASE {year} has no supplemental data"
+            )
+            logger.warning(
+                "%d machine dirs of %s have a %s/ dir that is not prepared (%s)",
+                len(dirs),
+                part,
+                SUPPLEMENTAL_DIR,
+                hint,
+            )
 
 
 def get_parser() -> argparse.ArgumentParser:

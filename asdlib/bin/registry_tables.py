@@ -23,7 +23,9 @@ BLOCK = re.compile(r"(<!-- registry: (\w+) -->\n)(.*?)(<!-- /registry -->)", re.
 
 def _default(f: dataclasses.Field) -> str:
     if f.default is not dataclasses.MISSING:
-        return "null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
+        return (
+            "null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
+        )
     return "[]" if f.default_factory is list else "required"  # type: ignore[comparison-overlap]
 
 
@@ -32,7 +34,11 @@ def table(registry: Registry) -> str:
     rows = ["| name | module | settings (defaults) |", "|---|---|---|"]
     for name in registry.names():
         entry = registry.get(name)
-        conf = ", ".join(f"`{f.name}: {_default(f)}`" for f in dataclasses.fields(entry.settings)) if entry.settings else "none"
+        conf = (
+            ", ".join(f"`{f.name}: {_default(f)}`" for f in dataclasses.fields(entry.settings))
+            if entry.settings
+            else "none"
+        )
         rows.append(f"| `{name}` | `{entry.obj.__module__}` | {conf} |")
     return "\n".join(rows) + "\n"
 
@@ -62,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.check:
                 atomic_write_text(page, new)
     if stale and args.check:
-        print(f"stale registry tables in {', '.join(map(str, stale))}: run python -m asdlib.bin.registry_tables "
-              f"{' '.join(map(str, stale))}", file=sys.stderr)
+        print(
+            f"stale registry tables in {', '.join(map(str, stale))}: run python -m asdlib.bin.registry_tables "
+            f"{' '.join(map(str, stale))}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

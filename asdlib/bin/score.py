@@ -21,8 +21,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_root", type=Path, default=Path("data"))
     p.add_argument("--test_set", required=True, help="name of the set to score, e.g. dev_test")
     p.add_argument("--keys", type=Path, help="file whose first column lists the utt-ids of this job")
-    p.add_argument("--leave_one_out", action="store_true",
-                   help="score a training set against banks without each clip itself (for decision thresholds)")
+    p.add_argument(
+        "--leave_one_out",
+        action="store_true",
+        help="score a training set against banks without each clip itself (for decision thresholds)",
+    )
     p.add_argument("--out_ark", type=Path, required=True)
     p.add_argument("--out_scp", type=Path, required=True)
     p.add_argument("--verbose", type=int, default=1)
@@ -38,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         utts = select_keys(utts, args.keys, args.data_root / args.test_set)
     embed_dir = args.exp_dir / "embed"
     backend, _, _ = fit_backend(cfg, args.data_root, embed_dir)
-    scores = backend.score(utts, features_for(cfg, utts, embed_dir, args.test_set)[0],
-                           exclude_self=args.leave_one_out)
+    scores = backend.score(utts, features_for(cfg, utts, embed_dir, args.test_set)[0], exclude_self=args.leave_one_out)
     write_scores(args.out_ark, args.out_scp, {u.utt_id: float(s) for u, s in zip(utts, scores)})
     log.info("scored %d clips of %s", len(utts), args.test_set)
     return 0

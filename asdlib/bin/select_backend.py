@@ -39,11 +39,17 @@ Member = tuple[str, str]  # (kind, features): features "model" (the experiment's
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("exp_dirs", nargs="+", type=Path, help="experiments whose stage-4 embeddings are ranked")
-    p.add_argument("--logmel_exp", type=Path, required=True,
-                   help="an experiment with embedder: logmel (stage 4 done): the log-mel stream of the candidates")
+    p.add_argument(
+        "--logmel_exp",
+        type=Path,
+        required=True,
+        help="an experiment with embedder: logmel (stage 4 done): the log-mel stream of the candidates",
+    )
     p.add_argument("--data_root", type=Path, default=Path("data"))
     p.add_argument("--set", required=True, help="the labelled set to rank on (a dev set, e.g. dev_test)")
-    p.add_argument("--year", type=int, required=True, choices=metric_years(), help="challenge year whose official metric ranks")
+    p.add_argument(
+        "--year", type=int, required=True, choices=metric_years(), help="challenge year whose official metric ranks"
+    )
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated back-end kinds to combine")
     p.add_argument("--max_members", type=int, default=2, help="largest fusion (1: single back ends only)")
     p.add_argument("--out", type=Path, help="also write the ranking (Markdown) here")
@@ -66,7 +72,9 @@ def backend_config(base: BackendConfig, members: list[Member]) -> BackendConfig:
     if len(members) == 1:
         return BackendConfig(kind=members[0][0])
     combine = getattr(base.conf, "combine", "mean")
-    return BackendConfig(kind="fusion", conf=FusionSettings([FusionMember(kind=k, features=f) for k, f in members], combine))
+    return BackendConfig(
+        kind="fusion", conf=FusionSettings([FusionMember(kind=k, features=f) for k, f in members], combine)
+    )
 
 
 def describe(members: list[Member]) -> str:
@@ -77,12 +85,15 @@ def _check_same_logmel(cfg: TrainConfig, exp: Path, logmel_cfg: TrainConfig, log
     if logmel_cfg.embedder != "logmel":
         raise ValueError(f"--logmel_exp {logmel_exp}: embedder is {logmel_cfg.embedder}, not logmel")
     if (cfg.logmel, cfg.data.sample_rate) != (logmel_cfg.logmel, logmel_cfg.data.sample_rate):
-        raise ValueError(f"{exp}: its logmel section or data.sample_rate differ from those of --logmel_exp {logmel_exp}; "
-                         "features: logmel would not be those embeddings (align the configs)")
+        raise ValueError(
+            f"{exp}: its logmel section or data.sample_rate differ from those of --logmel_exp {logmel_exp}; "
+            "features: logmel would not be those embeddings (align the configs)"
+        )
 
 
-def rank(exp: Path, logmel_exp: Path, data_root: Path, set_name: str, year: int,
-         cands: list[list[Member]]) -> list[tuple[float, str]]:
+def rank(
+    exp: Path, logmel_exp: Path, data_root: Path, set_name: str, year: int, cands: list[list[Member]]
+) -> list[tuple[float, str]]:
     """Official score of every candidate on ``set_name`` for one experiment, best first."""
     cfg, logmel_cfg = load_train_config(exp / "config.yaml"), load_train_config(logmel_exp / "config.yaml")
     _check_same_logmel(cfg, exp, logmel_cfg, logmel_exp)
@@ -90,8 +101,10 @@ def rank(exp: Path, logmel_exp: Path, data_root: Path, set_name: str, year: int,
     def stack(utts: list[Utt], name: str) -> tuple[np.ndarray, int]:
         """The embedder's columns (without an appended log-mel), then the log-mel's; and the former's width."""
         own = embeddings_for(utts, exp / "embed" / name / "embeddings.scp")
-        own = own[:, :own_widths(cfg, own.shape[1])[0]]
-        return np.concatenate([own, embeddings_for(utts, logmel_exp / "embed" / name / "embeddings.scp")], axis=1), own.shape[1]
+        own = own[:, : own_widths(cfg, own.shape[1])[0]]
+        return np.concatenate(
+            [own, embeddings_for(utts, logmel_exp / "embed" / name / "embeddings.scp")], axis=1
+        ), own.shape[1]
 
     sets = {name: read_data_dir(data_root / name) for name in cfg.data.train_sets}
     train_utts = [u for utts in sets.values() for u in utts]
@@ -105,7 +118,9 @@ def rank(exp: Path, logmel_exp: Path, data_root: Path, set_name: str, year: int,
         # the columns make_backend expects: one stream for a single back end; for a fusion the
         # model's, then the log-mel's when a member reads it (as stage 4 appends them)
         if len(members) == 1:
-            c, widths = (slice(0, n_model), [n_model]) if members[0][1] == "model" else (slice(n_model, None), [n_logmel])
+            c, widths = (
+                (slice(0, n_model), [n_model]) if members[0][1] == "model" else (slice(n_model, None), [n_logmel])
+            )
         else:
             c, widths = (slice(None), [n_model, n_logmel]) if bcfg.uses_logmel else (slice(0, n_model), [n_model])
         scores = make_backend(bcfg, widths).fit(train_utts, train[:, c]).score(test_utts, test[:, c])
@@ -124,11 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_members < 1:
         raise ValueError(f"--max_members must be >= 1, got {args.max_members}")
     cands = candidates(kinds, args.max_members)
-    rows = [(score, exp.name, what) for exp in args.exp_dirs
-            for score, what in rank(exp, args.logmel_exp, args.data_root, args.set, args.year, cands)]
+    rows = [
+        (score, exp.name, what)
+        for exp in args.exp_dirs
+        for score, what in rank(exp, args.logmel_exp, args.data_root, args.set, args.year, cands)
+    ]
     rows.sort(key=lambda r: -r[0])
-    lines = [f"Back ends ranked on {args.set} ({len(cands)} candidates per experiment; official score, %):", "",
-             "| rank | experiment | back end | official score |", "|---:|---|---|---:|"]
+    lines = [
+        f"Back ends ranked on {args.set} ({len(cands)} candidates per experiment; official score, %):",
+        "",
+        "| rank | experiment | back end | official score |",
+        "|---:|---|---|---:|",
+    ]
     lines += [f"| {i} | {exp} | {what} | {100 * s:.2f} |" for i, (s, exp, what) in enumerate(rows, 1)]
     text = "\n".join(lines) + "\n"
     if args.out:

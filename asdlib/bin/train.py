@@ -24,13 +24,25 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training YAML (conf/train.yaml, conf/tuning/*.yaml)")
     p.add_argument("--data_root", type=Path, default=Path("data"), help="directory holding the data/<set> dirs")
     p.add_argument("--exp_dir", type=Path, required=True, help="experiment directory exp/<tag>")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="config change, e.g. optim.lr=1e-4 (repeatable; asd.sh --train_args); recorded in exp_dir/config.yaml")
-    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
-                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config change, e.g. optim.lr=1e-4 (repeatable; asd.sh --train_args); recorded in exp_dir/config.yaml",
+    )
+    p.add_argument(
+        "--train_sets",
+        type=str.split,
+        metavar='"SET ..."',
+        help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set",
+    )
     p.add_argument("--resume", type=str2bool, default=True, help="continue from the last checkpoint if any")
-    p.add_argument("--device", default="cpu",
-                   help="cpu (default), cuda, cuda:N, or auto (cuda when a GPU is visible); the recipe passes it from --ngpu")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:N, or auto (cuda when a GPU is visible); the recipe passes it from --ngpu",
+    )
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -47,8 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         args.exp_dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, args.exp_dir / "config.yaml")
         with atomic_write(args.exp_dir / "model.pt", "wb") as f:
-            torch.save({"epoch": 0, "model": trainable_state(build_model(cfg, len(data.machines))), "classes": data.classes,
-                        "machines": data.machines}, f)
+            torch.save(
+                {
+                    "epoch": 0,
+                    "model": trainable_state(build_model(cfg, len(data.machines))),
+                    "classes": data.classes,
+                    "machines": data.machines,
+                },
+                f,
+            )
         log.info("embedder 'logmel' needs no training; wrote %s", args.exp_dir / "model.pt")
         return 0
     Trainer(cfg, args.exp_dir, args.data_root, resolve_device(args.device)).run(args.resume)

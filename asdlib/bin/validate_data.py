@@ -30,14 +30,30 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="training YAML whose data section gives the settings below")
     p.add_argument("--sample_rate", type=int, help="required sample rate in Hz (default: config, else 16000)")
     p.add_argument("--min_seconds", type=float, help="shortest usable clip in seconds (default: config, else 0.1)")
-    p.add_argument("--channel", type=lambda v: v if v == "mean" else int(v),
-                   help="channel of multi-channel files, or mean (default: config; none = mono required)")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override as in asd.sh --train_args (repeatable)")
-    p.add_argument("--train_sets", type=str.split, metavar="\"SET ...\"",
-                   help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set")
-    p.add_argument("--skip_bad", type=str2bool, default=False,
-                   help="remove bad files from the data dir and list them in <data_dir>/bad.list instead of failing")
+    p.add_argument(
+        "--channel",
+        type=lambda v: v if v == "mean" else int(v),
+        help="channel of multi-channel files, or mean (default: config; none = mono required)",
+    )
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override as in asd.sh --train_args (repeatable)",
+    )
+    p.add_argument(
+        "--train_sets",
+        type=str.split,
+        metavar='"SET ..."',
+        help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set",
+    )
+    p.add_argument(
+        "--skip_bad",
+        type=str2bool,
+        default=False,
+        help="remove bad files from the data dir and list them in <data_dir>/bad.list instead of failing",
+    )
     p.add_argument("--nj", type=int, default=4, help="files read concurrently")
     p.add_argument("--verbose", type=int, default=1)
     return p
@@ -63,12 +79,21 @@ def _upstream_minimum(upstream: UpstreamConfig, sample_rate: int) -> int:
     """The upstream's own minimum in input samples; 1 when the checkpoint is not there yet (stage 3
     then fails on the missing file, not on short clips)."""
     if not upstream.path or not Path(upstream.path).exists():
-        log.warning("upstream checkpoint %r not found: clips are checked against data.min_seconds only, not "
-                    "against the %s upstream's own minimum length", upstream.path, upstream.name)
+        log.warning(
+            "upstream checkpoint %r not found: clips are checked against data.min_seconds only, not "
+            "against the %s upstream's own minimum length",
+            upstream.path,
+            upstream.name,
+        )
         return 1
     needed = upstream_min_samples(upstream)
-    log.info("the %s upstream (%s) needs clips of at least %d samples (%.3f s)", upstream.name, upstream.path,
-             needed, needed / sample_rate)
+    log.info(
+        "the %s upstream (%s) needs clips of at least %d samples (%.3f s)",
+        upstream.name,
+        upstream.path,
+        needed,
+        needed / sample_rate,
+    )
     return needed
 
 
@@ -83,11 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         elif report.bad:
             for b in report.bad:
                 log.warning("%s: skipped %s (%s): %s", set_dir, b.utt_id, b.path, b.reason)
-            log.warning("%s: removed %d of %d files as unusable (--skip_bad true); they are listed in %s",
-                        set_dir, len(report.bad), report.total, set_dir / BAD_LIST)
+            log.warning(
+                "%s: removed %d of %d files as unusable (--skip_bad true); they are listed in %s",
+                set_dir,
+                len(report.bad),
+                report.total,
+                set_dir / BAD_LIST,
+            )
         else:
-            log.info("%s: all %d files are usable (%d Hz, >= %d samples)", set_dir, report.total,
-                     spec.sample_rate, spec.min_samples)
+            log.info(
+                "%s: all %d files are usable (%d Hz, >= %d samples)",
+                set_dir,
+                report.total,
+                spec.sample_rate,
+                spec.min_samples,
+            )
     return 0
 
 

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--year", type=int, required=True, choices=metric_years(), help="challenge year whose file names apply")
+    p.add_argument(
+        "--year", type=int, required=True, choices=metric_years(), help="challenge year whose file names apply"
+    )
     p.add_argument("--data_root", type=Path, default=Path("data"))
     p.add_argument("--scores_dir", type=Path, required=True, help="exp/<tag>/scores (holds <set>/scores.scp)")
     p.add_argument("--test_set", required=True)
@@ -33,8 +35,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def load_set(data_root: Path, scores_dir: Path, name: str):
     scp = scores_dir / name / "scores.scp"
-    return scored_utts(read_data_dir(data_root / name), read_scores(scp), scores_source=str(scp),
-                       data_source=str(data_root / name))
+    return scored_utts(
+        read_data_dir(data_root / name), read_scores(scp), scores_source=str(scp), data_source=str(data_root / name)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

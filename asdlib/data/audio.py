@@ -39,9 +39,16 @@ def resample(wav: np.ndarray, orig: int, new: int) -> np.ndarray:
     return np.ascontiguousarray(out.numpy(), dtype=np.float32)
 
 
-def load_wav(path: str | Path, sample_rate: int, utt_id: str = "", min_samples: int = 1,
-             channel: int | str | None = None, resample_to_rate: bool = False,
-             start: float = 0.0, end: float | None = None) -> np.ndarray:
+def load_wav(
+    path: str | Path,
+    sample_rate: int,
+    utt_id: str = "",
+    min_samples: int = 1,
+    channel: int | str | None = None,
+    resample_to_rate: bool = False,
+    start: float = 0.0,
+    end: float | None = None,
+) -> np.ndarray:
     """Read a mono float32 waveform in [-1, 1] at ``sample_rate`` and check it is usable.
 
     ``channel`` selects one channel of a multi-channel file (DCASE 2026 is stereo) or, with
@@ -69,12 +76,16 @@ def load_wav(path: str | Path, sample_rate: int, utt_id: str = "", min_samples: 
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(f"{where}: not a readable audio file ({e}); re-copy it or drop it with --skip_bad true") from e
     if sr != sample_rate and not resample_to_rate:
-        raise AudioError(f"{where}: sample rate {sr} Hz, expected {sample_rate} Hz; resample the corpus (e.g. sox in.wav -r {sample_rate} out.wav) "
-                         f"or set data.resample: true")
+        raise AudioError(
+            f"{where}: sample rate {sr} Hz, expected {sample_rate} Hz; resample the corpus (e.g. sox in.wav -r {sample_rate} out.wav) "
+            f"or set data.resample: true"
+        )
     if data.shape[1] > 1:
         if channel is None:
-            raise AudioError(f"{where}: {data.shape[1]} channels, expected mono; select a channel with the 'channel' option "
-                             f"(data.channel: 0, 1, ... or mean)")
+            raise AudioError(
+                f"{where}: {data.shape[1]} channels, expected mono; select a channel with the 'channel' option "
+                f"(data.channel: 0, 1, ... or mean)"
+            )
         if channel == "mean":
             wav = data.mean(axis=1, dtype=np.float32)
         elif isinstance(channel, int) and 0 <= channel < data.shape[1]:
@@ -87,8 +98,10 @@ def load_wav(path: str | Path, sample_rate: int, utt_id: str = "", min_samples: 
     if sr != sample_rate:
         wav = resample(wav, sr, sample_rate)
     if wav.size < max(min_samples, 1):
-        raise AudioError(f"{where}: {wav.size} samples, shorter than the model's minimum of {min_samples} samples "
-                         f"({wav.size / sample_rate:.3f} s < {min_samples / sample_rate:.3f} s); drop it with --skip_bad true")
+        raise AudioError(
+            f"{where}: {wav.size} samples, shorter than the model's minimum of {min_samples} samples "
+            f"({wav.size / sample_rate:.3f} s < {min_samples / sample_rate:.3f} s); drop it with --skip_bad true"
+        )
     if not np.isfinite(wav).all():
         raise AudioError(f"{where}: contains NaN/Inf samples; the file is corrupt, drop it with --skip_bad true")
     if not np.any(wav):

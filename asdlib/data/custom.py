@@ -38,12 +38,16 @@ def _stem(path: Path, base: Path) -> str:
 
 def _check_machine(machine: str, where: str) -> str:
     if not _MACHINE_RE.match(machine):
-        raise DataDirError(f"{where}: machine name '{machine}' must be letters, digits and _ . + - (no spaces); rename it")
+        raise DataDirError(
+            f"{where}: machine name '{machine}' must be letters, digits and _ . + - (no spaces); rename it"
+        )
     return machine
 
 
 def _utt(machine: str, stem: str, path: Path, label: str) -> Utt:
-    return Utt(make_utt_id(machine, SECTION, stem), str(path.resolve()), machine, SECTION, "source", label, "noAttribute")
+    return Utt(
+        make_utt_id(machine, SECTION, stem), str(path.resolve()), machine, SECTION, "source", label, "noAttribute"
+    )
 
 
 def read_list(path: Path) -> dict[str, list[Utt]]:
@@ -80,7 +84,9 @@ def _test_utts(machine: str, test: Path) -> list[Utt]:
                 if not row or (n == 1 and row[0].strip().lower() in ("file", "file_name", "filename", "path")):
                     continue
                 if len(row) < 2 or row[1].strip() not in ("normal", "anomaly"):
-                    raise DataDirError(f"{csv_path}:{n}: expected '<file name>,<normal|anomaly>', got {','.join(row)!r}")
+                    raise DataDirError(
+                        f"{csv_path}:{n}: expected '<file name>,<normal|anomaly>', got {','.join(row)!r}"
+                    )
                 labels[Path(row[0].strip()).name] = row[1].strip()
     loose = [p for p in _audio_files(test) if not any(p.is_relative_to(s) for s in sub)]
     for p in loose:
@@ -96,13 +102,17 @@ def read_folder(root: Path) -> dict[str, list[Utt]]:
     """``<root>/<machine>/train/`` (+ optional ``test/``): the training and test recordings."""
     machines = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not machines:
-        raise DataDirError(f"{root}: no machine folders; expected <machine>/train/*.wav|*.flac (docs: README 'Your own machines')")
+        raise DataDirError(
+            f"{root}: no machine folders; expected <machine>/train/*.wav|*.flac (docs: README 'Your own machines')"
+        )
     sets: dict[str, list[Utt]] = {"train": [], "test": []}
     for mdir in machines:
         machine = _check_machine(mdir.name, str(mdir))
         train = _audio_files(mdir / "train") if (mdir / "train").is_dir() else []
         if not train:
-            raise DataDirError(f"{mdir / 'train'}: no .wav or .flac recordings; every machine needs normal training recordings")
+            raise DataDirError(
+                f"{mdir / 'train'}: no .wav or .flac recordings; every machine needs normal training recordings"
+            )
         sets["train"] += [_utt(machine, _stem(p, mdir / "train"), p, "normal") for p in train]
         if (mdir / "test").is_dir():
             sets["test"] += _test_utts(machine, mdir / "test")
@@ -115,4 +125,6 @@ def read_corpus(corpus: Path) -> dict[str, list[Utt]]:
         return read_list(corpus)
     if corpus.is_dir():
         return read_folder(corpus)
-    raise DataDirError(f"corpus {corpus} not found: pass --corpus <folder of <machine>/train/> or a list file '<path> <machine>'")
+    raise DataDirError(
+        f"corpus {corpus} not found: pass --corpus <folder of <machine>/train/> or a list file '<path> <machine>'"
+    )

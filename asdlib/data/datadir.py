@@ -78,7 +78,9 @@ def check_utt(utt: Utt, where: str) -> None:
     for name in ("utt_id", "machine", "attr"):
         value = getattr(utt, name)
         if not value or not _TOKEN_RE.match(value):
-            raise DataDirError(f"{where}: {name} '{value}' of '{utt.utt_id}' must be a non-empty token without whitespace")
+            raise DataDirError(
+                f"{where}: {name} '{value}' of '{utt.utt_id}' must be a non-empty token without whitespace"
+            )
     if not utt.path:
         raise DataDirError(f"{where}: empty wav path for '{utt.utt_id}'")
     if "\n" in utt.path:
@@ -128,17 +130,23 @@ def _read_segments(path: Path, keys: list[str]) -> dict[str, tuple[str, float, f
     """``utt2seg`` of a windowed data dir: every utt-id with ``<recording-id> <start> <end>``."""
     table = read_kv(path / SEG_FILE)
     if list(table) != keys:
-        raise DataDirError(f"{path / SEG_FILE}: keys differ from {path / 'wav.scp'}; regenerate the data dir with stage 1")
+        raise DataDirError(
+            f"{path / SEG_FILE}: keys differ from {path / 'wav.scp'}; regenerate the data dir with stage 1"
+        )
     out = {}
     for key, value in table.items():
         parts = value.split()
         try:
             rec, start, end = parts[0], float(parts[1]), float(parts[2])
         except (IndexError, ValueError):
-            raise DataDirError(f"{path / SEG_FILE}: '{key} {value}' is not '<utt-id> <recording-id> <start> <end>'") from None
+            raise DataDirError(
+                f"{path / SEG_FILE}: '{key} {value}' is not '<utt-id> <recording-id> <start> <end>'"
+            ) from None
         if len(parts) != 3 or start < 0 or (0 <= end <= start):
-            raise DataDirError(f"{path / SEG_FILE}: '{key} {value}' is not '<utt-id> <recording-id> <start> <end>' "
-                               "with 0 <= start < end (end -1 = end of file)")
+            raise DataDirError(
+                f"{path / SEG_FILE}: '{key} {value}' is not '<utt-id> <recording-id> <start> <end>' "
+                "with 0 <= start < end (end -1 = end of file)"
+            )
         out[key] = (rec, start, end)
     return out
 
@@ -163,13 +171,17 @@ def read_data_dir(path: str | Path) -> list[Utt]:
     utts = [Utt(k, *(columns[f][k] for f in list(FIELD_FILES))) for k in keys]
     if (path / SEG_FILE).is_file():
         segs = _read_segments(path, keys)
-        utts = [dataclasses.replace(u, rec=segs[u.utt_id][0], start=segs[u.utt_id][1], end=segs[u.utt_id][2]) for u in utts]
+        utts = [
+            dataclasses.replace(u, rec=segs[u.utt_id][0], start=segs[u.utt_id][1], end=segs[u.utt_id][2]) for u in utts
+        ]
     for utt in utts:
         check_utt(utt, str(path))
     spk = read_kv(path / "utt2spk")
     bad = next((u.utt_id for u in utts if spk.get(u.utt_id) != u.spk), None)
     if bad is not None or len(spk) != len(utts):
-        raise DataDirError(f"{path / 'utt2spk'}: must map every utt-id to '<machine>-<section>' (first mismatch: {bad})")
+        raise DataDirError(
+            f"{path / 'utt2spk'}: must map every utt-id to '<machine>-<section>' (first mismatch: {bad})"
+        )
     return utts
 
 
@@ -213,7 +225,11 @@ def summary_table(utts: Sequence[Utt]) -> str:
     for machine, section in sorted({(k[0], k[1]) for k in counts}):
         cells = [counts[(machine, section, d, lab)] for d, lab in cols]
         rows.append([machine, section] + [str(c) for c in cells] + [str(sum(cells))])
-    rows.append(["total", ""] + [str(sum(counts[(m, s, d, lab)] for m, s in {(k[0], k[1]) for k in counts})) for d, lab in cols] + [str(len(utts))])
+    rows.append(
+        ["total", ""]
+        + [str(sum(counts[(m, s, d, lab)] for m, s in {(k[0], k[1]) for k in counts})) for d, lab in cols]
+        + [str(len(utts))]
+    )
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = [header, ["-" * w for w in widths]] + rows
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
@@ -230,6 +246,8 @@ def select_keys(utts: list[Utt], keys: Path, data_dir: Path) -> list[Utt]:
     wanted = set(read_keys(keys))
     unknown = sorted(wanted - {u.utt_id for u in utts})
     if unknown:
-        raise DataDirError(f"{keys}: {len(unknown)} utt-ids not in {data_dir} (first: {', '.join(unknown[:3])}); "
-                           f"split the set's wav.scp again (utils/split_scp.sh)")
+        raise DataDirError(
+            f"{keys}: {len(unknown)} utt-ids not in {data_dir} (first: {', '.join(unknown[:3])}); "
+            f"split the set's wav.scp again (utils/split_scp.sh)"
+        )
     return [u for u in utts if u.utt_id in wanted]

@@ -30,9 +30,18 @@ class Example:
 class ClipDataset(Dataset):
     """Clips of a data dir; optionally a random crop of ``crop_samples`` per epoch."""
 
-    def __init__(self, utts: Sequence[Utt], sample_rate: int, labels: Sequence[int] | None = None,
-                 machines: Sequence[int] | None = None, crop_samples: int = 0, seed: int = 0,
-                 min_samples: int = 400, channel: int | str | None = None, resample: bool = False) -> None:
+    def __init__(
+        self,
+        utts: Sequence[Utt],
+        sample_rate: int,
+        labels: Sequence[int] | None = None,
+        machines: Sequence[int] | None = None,
+        crop_samples: int = 0,
+        seed: int = 0,
+        min_samples: int = 400,
+        channel: int | str | None = None,
+        resample: bool = False,
+    ) -> None:
         self.utts = list(utts)
         self.sample_rate = sample_rate
         self.labels = list(labels) if labels is not None else [-1] * len(self.utts)
@@ -52,12 +61,20 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> Example:
         utt = self.utts[index]
-        wav = load_wav(utt.path, self.sample_rate, utt.utt_id, self.min_samples, self.channel, self.resample,
-                       utt.start, utt.end if utt.rec else None)
+        wav = load_wav(
+            utt.path,
+            self.sample_rate,
+            utt.utt_id,
+            self.min_samples,
+            self.channel,
+            self.resample,
+            utt.start,
+            utt.end if utt.rec else None,
+        )
         if self.crop_samples and wav.size > self.crop_samples:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             start = int(rng.integers(0, wav.size - self.crop_samples + 1))
-            wav = wav[start:start + self.crop_samples]
+            wav = wav[start : start + self.crop_samples]
         return Example(index, wav, self.labels[index], self.machines[index])
 
 
@@ -69,7 +86,7 @@ class Batch:
     machines: torch.Tensor  # (B,)
     indices: torch.Tensor  # (B,) dataset indices
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device) for t in (self.wavs, self.lengths, self.labels, self.machines, self.indices)))
 
 
@@ -79,8 +96,13 @@ def collate(examples: Sequence[Example]) -> Batch:
     wavs = torch.zeros(len(examples), int(lengths.max()))
     for i, e in enumerate(examples):
         wavs[i, : e.wav.size] = torch.from_numpy(e.wav)
-    return Batch(wavs, lengths, torch.tensor([e.label for e in examples]), torch.tensor([e.machine for e in examples]),
-                 torch.tensor([e.index for e in examples]))
+    return Batch(
+        wavs,
+        lengths,
+        torch.tensor([e.label for e in examples]),
+        torch.tensor([e.machine for e in examples]),
+        torch.tensor([e.index for e in examples]),
+    )
 
 
 class BalancedSampler(Sampler[int]):
@@ -94,8 +116,15 @@ class BalancedSampler(Sampler[int]):
     draws are dropped so that every rank runs the same number of steps (else DDP would hang).
     """
 
-    def __init__(self, groups: Sequence[Hashable], power: float = 0.5, num_samples: int | None = None,
-                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        groups: Sequence[Hashable],
+        power: float = 0.5,
+        num_samples: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         counts = collections.Counter(groups)
         weights = np.array([counts[g] ** -power for g in groups], dtype=np.float64)
         self.probs = weights / weights.sum()
@@ -111,7 +140,7 @@ class BalancedSampler(Sampler[int]):
         return rng.choice(len(self.probs), size=self.num_samples, replace=True, p=self.probs)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.global_order()[self.rank::self.world_size][:len(self)].tolist())
+        return iter(self.global_order()[self.rank :: self.world_size][: len(self)].tolist())
 
     def __len__(self) -> int:
         return self.num_samples // self.world_size

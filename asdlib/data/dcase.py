@@ -44,7 +44,10 @@ _LABELLED_2021_25 = r"section_(?P<section>\d{2})_(?P<domain>source|target)_(?P<s
 # first match wins.
 _PATTERNS: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
     "id": (
-        (re.compile(r"(?P<label>normal|anomaly)_id_(?P<section>\d{2})_(?P<index>\d+)\.wav"), "{normal|anomaly}_id_XX_NNNNNNNN.wav"),
+        (
+            re.compile(r"(?P<label>normal|anomaly)_id_(?P<section>\d{2})_(?P<index>\d+)\.wav"),
+            "{normal|anomaly}_id_XX_NNNNNNNN.wav",
+        ),
         (re.compile(r"id_(?P<section>\d{2})_(?P<index>\d+)\.wav"), "id_XX_NNNNNNNN.wav (blinded eval test)"),
     ),
     "section_domain": (
@@ -76,7 +79,9 @@ _LABELLED_NO_SPLIT = re.compile(
 # 2025 supplemental clips (clean machine or noise-only recordings); forms seen in public descriptions:
 # ``section_00_machine_0001_.wav`` and ``section_00_machine_source_0000_noAttribute.wav``.
 _SUPPLEMENTAL = re.compile(
-    r"section_(?P<section>\d{2})_(?P<kind>machine|noise)(?:_(?P<domain>source|target))?_(?P<index>\d+)" + _ATTR + r"\.wav"
+    r"section_(?P<section>\d{2})_(?P<kind>machine|noise)(?:_(?P<domain>source|target))?_(?P<index>\d+)"
+    + _ATTR
+    + r"\.wav"
 )
 _SUPPLEMENTAL_FORM = "section_XX_{machine|noise}[_{source|target}]_NNNN[_<attribute>].wav"
 

@@ -119,8 +119,13 @@ def verify(path: Path, expected: Expected, what: str) -> None:
                 raise DownloadError(f"{what}: {algorithm} {got}, expected {want}")
 
 
-def download(url: str, dest: Path, expected: Expected = Expected(), retries: int = 3,
-             progress: Callable[[int, int | None], None] | None = None) -> Path:
+def download(
+    url: str,
+    dest: Path,
+    expected: Expected = Expected(),
+    retries: int = 3,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
     """Download ``url`` to ``dest`` with resume and verification; a no-op if ``dest`` already verifies.
 
     A bad ``dest`` (wrong size/checksum) is moved aside to ``<dest>.bad`` and fetched again; a
@@ -234,8 +239,9 @@ def _member_parts(info: zipfile.ZipInfo, archive: Path) -> tuple[str, ...]:
     return parts
 
 
-def safe_extract(archive: Path, target: Path,
-                 rename: Callable[[tuple[str, ...]], tuple[str, ...] | None] | None = None) -> list[Path]:
+def safe_extract(
+    archive: Path, target: Path, rename: Callable[[tuple[str, ...]], tuple[str, ...] | None] | None = None
+) -> list[Path]:
     """Extract a zip under ``target``, refusing absolute paths, ``..``, links and escapes.
 
     ``rename`` maps a member's path components to the components to write (None = skip the

@@ -57,7 +57,9 @@ def read_eval_list(path: str | Path, year: int) -> dict[tuple[str, str], EvalEnt
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise EvalListError(f"eval list {path} not found: pass the official eval_data_list_{year}.csv with --eval_list") from None
+        raise EvalListError(
+            f"eval list {path} not found: pass the official eval_data_list_{year}.csv with --eval_list"
+        ) from None
     except UnicodeDecodeError as e:
         raise EvalListError(f"{path}: not UTF-8 text ({e}); is this the official eval_data_list_{year}.csv?") from e
     ncols = get_year(year).eval_list_columns
@@ -86,7 +88,9 @@ def read_eval_list(path: str | Path, year: int) -> dict[tuple[str, str], EvalEnt
         if key in entries:
             raise EvalListError(f"{where}: '{blinded}' of {machine} is listed twice")
         if (machine, labelled) in labelled_seen:
-            raise EvalListError(f"{where}: labelled name '{labelled}' of {machine} also on line {labelled_seen[(machine, labelled)]}")
+            raise EvalListError(
+                f"{where}: labelled name '{labelled}' of {machine} also on line {labelled_seen[(machine, labelled)]}"
+            )
         labelled_seen[(machine, labelled)] = lineno
         entries[key] = entry
     if not entries:
@@ -101,13 +105,17 @@ def _parse_row(year: int, blinded: str, labelled: str, flag: str | None, where: 
     except DcaseNameError as e:
         raise EvalListError(str(e)) from e
     if not b.blinded:
-        raise EvalListError(f"{where}: first column '{blinded}' is a labelled name; expected the blinded (distributed) name")
+        raise EvalListError(
+            f"{where}: first column '{blinded}' is a labelled name; expected the blinded (distributed) name"
+        )
     if b.section != lab.section:
         raise EvalListError(f"{where}: section of '{blinded}' ({b.section}) differs from '{labelled}' ({lab.section})")
     if b.domain is not None and b.domain != lab.domain:
         raise EvalListError(f"{where}: domain of '{blinded}' ({b.domain}) differs from '{labelled}' ({lab.domain})")
     if lab.split not in ("test", None):
-        raise EvalListError(f"{where}: labelled name '{labelled}' is a {lab.split} clip; eval lists hold test clips only")
+        raise EvalListError(
+            f"{where}: labelled name '{labelled}' is a {lab.split} clip; eval lists hold test clips only"
+        )
     assert lab.label is not None and lab.domain is not None  # guaranteed by parse_labelled_name
     if flag is not None:
         if flag not in ("0", "1"):
@@ -148,7 +156,10 @@ def correct_2022_toy_truth(entries: Mapping[tuple[str, str], EvalEntry], year: i
         logger.info(
             "DCASE 2022 %s: label and domain of %d eval test clips taken from the official 2022 evaluator "
             "(the eval list disagrees on %d); the list's labelled names and attributes are unverified for %s",
-            machine, len(rows), changed, "/".join(TOY_TYPES_2022),
+            machine,
+            len(rows),
+            changed,
+            "/".join(TOY_TYPES_2022),
         )
     return out
 
@@ -175,16 +186,22 @@ def check_eval_list(
         missing = sorted(listed[machine] - on_disk)
         extra = sorted(on_disk - listed[machine])
         if missing:
-            problems.append(f"{machine}: {len(missing)} listed files missing on disk, e.g. {', '.join(missing[:_SHOWN])}")
+            problems.append(
+                f"{machine}: {len(missing)} listed files missing on disk, e.g. {', '.join(missing[:_SHOWN])}"
+            )
         if extra:
             problems.append(f"{machine}: {len(extra)} files on disk not in the list, e.g. {', '.join(extra[:_SHOWN])}")
     if problems:
         raise EvalListError(
-            f"eval list {list_path} does not match the evaluation test files: " + "; ".join(problems)
+            f"eval list {list_path} does not match the evaluation test files: "
+            + "; ".join(problems)
             + ". Use the list of the same year as the corpus, re-extract damaged archives, or pass --eval_list none to prepare without ground truth."
         )
     absent = sorted(set(listed) - set(found))
     if absent:
-        logger.warning("eval list %s names machines without evaluation test files on disk (their rows are ignored): %s",
-                       list_path, ", ".join(absent))
+        logger.warning(
+            "eval list %s names machines without evaluation test files on disk (their rows are ignored): %s",
+            list_path,
+            ", ".join(absent),
+        )
     return absent

@@ -29,8 +29,10 @@ def write_labels(set_dir: Path, utts: Sequence[Utt], classes: Sequence[str]) -> 
     """Write ``utt2class`` (class names) and ``classes.txt`` (``<name> <id>``)."""
     bad = [u for u in utts if u.label != "normal"]
     if bad:
-        raise DataDirError(f"{set_dir}: training set contains non-normal clip '{bad[0].utt_id}' (label {bad[0].label}); "
-                           "ASD trains on normal clips only: fix utt2label or the set list in data.train_sets")
+        raise DataDirError(
+            f"{set_dir}: training set contains non-normal clip '{bad[0].utt_id}' (label {bad[0].label}); "
+            "ASD trains on normal clips only: fix utt2label or the set list in data.train_sets"
+        )
     write_kv(set_dir / "utt2class", [(u.utt_id, class_name(u)) for u in utts])
     write_kv(set_dir / "classes.txt", [(name, str(i)) for i, name in enumerate(classes)])
 
@@ -44,7 +46,9 @@ def read_labels(set_dir: Path, utts: Sequence[Utt]) -> tuple[list[int], list[str
     utt2class = read_kv(set_dir / "utt2class")
     missing = [u.utt_id for u in utts if u.utt_id not in utt2class]
     if missing or len(utt2class) != len(utts):
-        raise DataDirError(f"{set_dir / 'utt2class'}: does not cover the data dir (first missing: {missing[:3]}); rerun stage 2")
+        raise DataDirError(
+            f"{set_dir / 'utt2class'}: does not cover the data dir (first missing: {missing[:3]}); rerun stage 2"
+        )
     unknown = sorted({utt2class[u.utt_id] for u in utts} - set(classes))
     if unknown:
         raise DataDirError(f"{set_dir / 'utt2class'}: classes {unknown[:3]} not in classes.txt; rerun stage 2")

@@ -84,8 +84,16 @@ class Report:
 def check_utt_audio(utt: Utt, spec: AudioSpec) -> BadFile | None:
     """Read one clip like the data loaders do; a :class:`BadFile` if it is unusable."""
     try:
-        load_wav(utt.path, spec.sample_rate, utt.utt_id, spec.min_samples, spec.channel, spec.resample,
-                 utt.start, utt.end if utt.rec else None)
+        load_wav(
+            utt.path,
+            spec.sample_rate,
+            utt.utt_id,
+            spec.min_samples,
+            spec.channel,
+            spec.resample,
+            utt.start,
+            utt.end if utt.rec else None,
+        )
     except AudioError as e:
         reason = str(e).removeprefix(f"{utt.utt_id} ({utt.path}): ")
         return BadFile(utt.utt_id, utt.path, " ".join(reason.split()))
@@ -145,11 +153,15 @@ def _failure_message(set_dir: Path, total: int, bad: Sequence[BadFile], skip_bad
     if len(bad) > SHOWN:
         lines.append(f"  ... and {len(bad) - SHOWN} more")
     if skip_bad:
-        lines.append("Every clip of the set is bad, so --skip_bad true would leave nothing: check the corpus "
-                     "path, the sample rate and channel settings, or re-copy the corpus.")
+        lines.append(
+            "Every clip of the set is bad, so --skip_bad true would leave nothing: check the corpus "
+            "path, the sample rate and channel settings, or re-copy the corpus."
+        )
     else:
-        lines.append(f"Fix or re-copy these files and rerun stage 1, or rerun with --skip_bad true to move them "
-                     f"into {set_dir / BAD_LIST} and continue without them.")
+        lines.append(
+            f"Fix or re-copy these files and rerun stage 1, or rerun with --skip_bad true to move them "
+            f"into {set_dir / BAD_LIST} and continue without them."
+        )
     return "\n".join(lines)
 
 

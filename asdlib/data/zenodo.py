@@ -16,9 +16,9 @@ download time. ``KNOWN_MD5`` holds the ones confirmed by hand (none yet: "unknow
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from asdlib.years import ARCHIVE_KINDS as KINDS
 from asdlib.years import YEARS, get_year
@@ -26,7 +26,9 @@ from asdlib.years import YEARS, get_year
 ZENODO = "https://zenodo.org"
 PART_OF_KIND = MappingProxyType({"dev": "dev_data", "eval_train": "eval_data", "eval_test": "eval_data"})
 #: official ground truth of the blinded evaluation test clips (docs/dcase.md), one file per year
-EVAL_LIST_URL = "https://raw.githubusercontent.com/nttcslab/dcase2023_task2_baseline_ae/main/datasets/eval_data_list_{year}.csv"
+EVAL_LIST_URL = (
+    "https://raw.githubusercontent.com/nttcslab/dcase2023_task2_baseline_ae/main/datasets/eval_data_list_{year}.csv"
+)
 
 #: (file name, record id) -> md5 hex digest, for archives whose checksum was confirmed by hand
 KNOWN_MD5: Mapping[tuple[str, int], str] = MappingProxyType({})
@@ -73,15 +75,26 @@ def archive(year: int, kind: str, machine: str) -> Archive:
     """The archive of one machine type; a clear error for machines the year does not have."""
     official = machines(year, kind)
     if machine not in official:
-        raise ValueError(f"DCASE {year} has no {kind} archive for machine '{machine}'; its machines: {', '.join(official)}")
+        raise ValueError(
+            f"DCASE {year} has no {kind} archive for machine '{machine}'; its machines: {', '.join(official)}"
+        )
     info = get_year(year)
     rec = info.zenodo[kind]
     name = info.zenodo_renamed.get((kind, machine), rec.pattern.format(m=machine))
-    return Archive(year, kind, machine, rec.record_id, name, f"{ZENODO}/{rec.path}/{rec.record_id}/files/{name}",
-                   KNOWN_MD5.get((name, rec.record_id)))
+    return Archive(
+        year,
+        kind,
+        machine,
+        rec.record_id,
+        name,
+        f"{ZENODO}/{rec.path}/{rec.record_id}/files/{name}",
+        KNOWN_MD5.get((name, rec.record_id)),
+    )
 
 
-def archives(year: int, kinds_: tuple[str, ...] | None = None, machines_: tuple[str, ...] | None = None) -> list[Archive]:
+def archives(
+    year: int, kinds_: tuple[str, ...] | None = None, machines_: tuple[str, ...] | None = None
+) -> list[Archive]:
     """Archives of ``year`` (all kinds and machines unless restricted); unknown machine names are errors."""
     wanted_kinds = kinds(year) if kinds_ is None else kinds_
     for k in wanted_kinds:
@@ -90,7 +103,9 @@ def archives(year: int, kinds_: tuple[str, ...] | None = None, machines_: tuple[
         known = {m for k in kinds(year) for m in machines(year, k)}
         unknown = sorted(set(machines_) - known)
         if unknown:
-            raise ValueError(f"DCASE {year} has no machine type(s) {', '.join(unknown)}; its machines: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"DCASE {year} has no machine type(s) {', '.join(unknown)}; its machines: {', '.join(sorted(known))}"
+            )
     return [archive(year, k, m) for k in wanted_kinds for m in machines(year, k) if machines_ is None or m in machines_]
 
 

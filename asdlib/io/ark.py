@@ -24,7 +24,9 @@ class ArkError(ValueError):
     """An scp/ark that cannot be read as asdlib wrote it."""
 
 
-def write_vectors(ark: str | os.PathLike, scp: str | os.PathLike, items: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]]) -> None:
+def write_vectors(
+    ark: str | os.PathLike, scp: str | os.PathLike, items: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]]
+) -> None:
     """Write float32 vectors as ``ark,scp`` sorted by key (C locale); scp holds absolute ark paths."""
     ark, scp = Path(ark).resolve(), Path(scp)
     pairs = sorted(items.items() if isinstance(items, Mapping) else items, key=lambda kv: kv[0])
@@ -37,9 +39,13 @@ def write_vectors(ark: str | os.PathLike, scp: str | os.PathLike, items: Mapping
     tmp_scp = ark.with_name(f".{ark.name}.{os.getpid()}.scp.tmp")
     try:
         try:
-            kaldiio.save_ark(str(tmp_ark), {k: np.asarray(v, dtype=np.float32).reshape(-1) for k, v in pairs}, scp=str(tmp_scp))
+            kaldiio.save_ark(
+                str(tmp_ark), {k: np.asarray(v, dtype=np.float32).reshape(-1) for k, v in pairs}, scp=str(tmp_scp)
+            )
         except OSError as e:  # e.g. ENOSPC/EFBIG, which name no file
-            raise OSError(e.errno, f"could not write {ark}: {e.strerror or e} (check free disk space and permissions)") from e
+            raise OSError(
+                e.errno, f"could not write {ark}: {e.strerror or e} (check free disk space and permissions)"
+            ) from e
         lines = tmp_scp.read_text(encoding="utf-8").splitlines()
         fixed = [f"{key} {ark}:{ref.rsplit(':', 1)[1]}" for key, ref in (line.split(" ", 1) for line in lines)]
         os.replace(tmp_ark, ark)
@@ -64,7 +70,9 @@ def read_vectors(scp: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ArkError(f"{scp}: unreadable ark/scp ({e}); rerun the stage that wrote it") from e
     for key, size in declared.items():
         if out[key].size != size:
-            raise ArkError(f"{scp}: '{key}' has {out[key].size} of its {size} values (truncated ark); rerun the stage that wrote it")
+            raise ArkError(
+                f"{scp}: '{key}' has {out[key].size} of its {size} values (truncated ark); rerun the stage that wrote it"
+            )
     return out
 
 
@@ -86,7 +94,7 @@ def _declared_sizes(scp: Path) -> dict[str, int]:
                 f.seek(offset)
                 head = f.read(len(_FV_HEADER) + 4)
                 if head.startswith(_FV_HEADER) and len(head) == len(_FV_HEADER) + 4:
-                    sizes[key] = struct.unpack("<i", head[len(_FV_HEADER):])[0]
+                    sizes[key] = struct.unpack("<i", head[len(_FV_HEADER) :])[0]
     return sizes
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 
 def _current_umask() -> int:
@@ -39,7 +40,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
         os.replace(tmp, path)
     except OSError as e:
         _remove_quietly(tmp)
-        raise OSError(e.errno, f"could not write {path}: {e.strerror or e} (check free disk space and permissions)") from e
+        raise OSError(
+            e.errno, f"could not write {path}: {e.strerror or e} (check free disk space and permissions)"
+        ) from e
     except BaseException:
         _remove_quietly(tmp)
         raise

@@ -127,8 +127,10 @@ def parse_overrides(cls: type, items: Sequence[str]) -> dict[str, Any]:
                 raise ConfigError(f"override '{item}': '{'.'.join(key.split('.')[:i])}' is not a config section")
             fields = {f.name for f in dataclasses.fields(tp) if f.init}
             if name not in fields:
-                raise ConfigError(f"override '{item}': unknown key '{key}' ('{name}' is not a field of {tp.__name__}; "
-                                  f"valid keys: {', '.join(sorted(fields))})")
+                raise ConfigError(
+                    f"override '{item}': unknown key '{key}' ('{name}' is not a field of {tp.__name__}; "
+                    f"valid keys: {', '.join(sorted(fields))})"
+                )
             tp = typing.get_type_hints(tp)[name]
         out[key] = _parse_text(tp, text)
     return out
@@ -175,7 +177,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     if moved:
         raise ConfigError(f"{where}: key '{moved[0]}' has moved to {cls.moved_keys[moved[0]]}; write it there")  # type: ignore[attr-defined]
     if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' for {cls.__name__}; valid keys: {', '.join(sorted(fields))}")
+        raise ConfigError(
+            f"{where}: unknown key '{unknown[0]}' for {cls.__name__}; valid keys: {', '.join(sorted(fields))}"
+        )
     kwargs = {name: _convert(hints[name], value, f"{where}:{name}") for name, value in data.items()}
     try:
         obj = cls(**kwargs)

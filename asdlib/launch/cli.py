@@ -127,7 +127,6 @@ def is_help(argv: list[str]) -> bool:
     return bool(argv) and argv[0] in ("--help", "-h")
 
 
-
 def launcher_main(prog: str, backend_note: str, argv: list[str] | None, run: Callable[[LaunchRequest], int]) -> int:
     """The entry of every launcher: ``--help``, logging, then ``run`` on the parsed call; a
     :class:`LaunchError` (a bad call, or one the backend rejects) is one line and exit code 2."""

@@ -196,7 +196,10 @@ class JobArray:
             logger.warning(
                 "not rerunning %d of %d jobs that succeeded in an earlier attempt of this call: %s "
                 "(delete %s to rerun them)",
-                len(kept), len(self.ids), ranges(kept), self.status(kept[0]).parent / "*.status",
+                len(kept),
+                len(self.ids),
+                ranges(kept),
+                self.status(kept[0]).parent / "*.status",
             )
         return todo
 
@@ -233,7 +236,11 @@ class JobArray:
                 why = f"exit code {codes[i]}"
             else:
                 rc = (returncodes or {}).get(i)
-                why = "did not finish (killed, or it could not start" + (f"; exit code {rc}" if rc is not None else "") + ")"
+                why = (
+                    "did not finish (killed, or it could not start"
+                    + (f"; exit code {rc}" if rc is not None else "")
+                    + ")"
+                )
             lines.append(f"  job {i}: {why}; log: {self.log(i)}")
         for i in failed[:MAX_TAILS]:
             lines.append(f"--- last lines of {self.log(i)} ---")
@@ -265,4 +272,3 @@ def ranges(ids: list[int]) -> str:
         if i is not None:
             run_start = prev = i
     return ",".join(parts)
-

@@ -40,8 +40,9 @@ from asdlib.data.dcase import NO_ATTRIBUTE
 log = logging.getLogger(__name__)
 
 
-def codebook_keys(attrs: Sequence[str], machines: Sequence[int], labels: Sequence[int],
-                  per: Literal["class", "machine"]) -> list[int]:
+def codebook_keys(
+    attrs: Sequence[str], machines: Sequence[int], labels: Sequence[int], per: Literal["class", "machine"]
+) -> list[int]:
     """Per training clip, the key of its codebook (-1 for clips with attribute labels)."""
     source = labels if per == "class" else machines
     return [int(k) if a == NO_ATTRIBUTE else -1 for a, k in zip(attrs, source, strict=True)]
@@ -60,8 +61,9 @@ def _sample(weights: Tensor, generator: torch.Generator | None) -> int:
     return int(torch.multinomial(weights, 1, generator=generator))
 
 
-def spherical_kmeans(x: Tensor, k: int, iters: int, generator: torch.Generator | None = None,
-                     init: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def spherical_kmeans(
+    x: Tensor, k: int, iters: int, generator: torch.Generator | None = None, init: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Cosine k-means on unit vectors ``x`` (N, D) -> (unit centroids (k, D), assignment (N,)).
 
     Seeds by k-means++ (squared chord distance) from ``generator`` unless ``init`` (k, D) is given.
@@ -104,8 +106,9 @@ class VQCodebook(nn.Module):
     L2-normalised embeddings; ``codes`` = ``embed_sum`` / Laplace-smoothed ``cluster_size``.
     """
 
-    def __init__(self, num_codes: int, dim: int, decay: float = 0.99, dead_threshold: float = 0.1,
-                 eps: float = 1e-5) -> None:
+    def __init__(
+        self, num_codes: int, dim: int, decay: float = 0.99, dead_threshold: float = 0.1, eps: float = 1e-5
+    ) -> None:
         super().__init__()
         self.num_codes, self.decay, self.dead_threshold, self.eps = num_codes, decay, dead_threshold, eps
         self.register_buffer("codes", torch.zeros(num_codes, dim))
@@ -188,9 +191,9 @@ class VQClusterer(nn.Module):
             raise ValueError(f"codebook keys must be >= 0, got {self.keys}")
         self.cfg, self.num_static_classes = cfg, num_static_classes
         self.num_codes = cfg.num_codes
-        self.codebooks = nn.ModuleDict({
-            str(k): VQCodebook(cfg.num_codes, dim, cfg.decay, cfg.dead_code_threshold) for k in self.keys
-        })
+        self.codebooks = nn.ModuleDict(
+            {str(k): VQCodebook(cfg.num_codes, dim, cfg.decay, cfg.dead_code_threshold) for k in self.keys}
+        )
         slot = torch.full((max(self.keys, default=0) + 1,), -1, dtype=torch.long)
         slot[torch.tensor(self.keys, dtype=torch.long)] = torch.arange(len(self.keys))
         self.register_buffer("slot_of_key", slot, persistent=False)  # key -> slot, -1 = no codebook
@@ -240,12 +243,19 @@ class VQClusterer(nn.Module):
         for key in self.keys:
             rows = emb[keys == key]
             if rows.size(0) == 0:
-                log.warning("VQ: no embeddings for codebook key %d; it stays %s", key,
-                            "as it was" if bool(self.codebooks[str(key)].initialized) else "uninitialised")
+                log.warning(
+                    "VQ: no embeddings for codebook key %d; it stays %s",
+                    key,
+                    "as it was" if bool(self.codebooks[str(key)].initialized) else "uninitialised",
+                )
                 continue
             self.codebooks[str(key)].init_kmeans(rows, self.cfg.kmeans_iters, generator)
-        log.info("VQ: k-means on %d embeddings for %d codebooks of %d codes", int((keys >= 0).sum()),
-                 len(self.keys), self.num_codes)
+        log.info(
+            "VQ: k-means on %d embeddings for %d codebooks of %d codes",
+            int((keys >= 0).sum()),
+            len(self.keys),
+            self.num_codes,
+        )
 
     @torch.no_grad()
     def update(self, emb: Tensor, keys: Tensor, generator: torch.Generator | None = None) -> None:

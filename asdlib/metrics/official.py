@@ -79,8 +79,7 @@ def auc(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarra
     return float(roc_auc_score(y_true, y_score))
 
 
-def pauc(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray,
-         max_fpr: float = MAX_FPR) -> float:
+def pauc(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray, max_fpr: float = MAX_FPR) -> float:
     """McClish-standardised partial AUC over FPR in [0, max_fpr] (sklearn's ``max_fpr``), as official."""
     return float(roc_auc_score(y_true, y_score, max_fpr=max_fpr))
 
@@ -172,12 +171,14 @@ def official_from_per_machine(year: int, per_machine: Mapping[str, Mapping[str, 
                     if f"auc_{domain}" in metrics:
                         pooled += [metrics[f"auc_{domain}"], metrics[f"pauc_{domain}"]]
         return hmean_eps(pooled)
-    return hmean_eps(_column(per_machine, "auc_source") + _column(per_machine, "auc_target")
-                     + _column(per_machine, "pauc"))
+    return hmean_eps(
+        _column(per_machine, "auc_source") + _column(per_machine, "auc_target") + _column(per_machine, "pauc")
+    )
 
 
-def summary_from_per_machine(year: int,
-                             per_machine: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, float]:
+def summary_from_per_machine(
+    year: int, per_machine: Mapping[str, Mapping[str, Mapping[str, float]]]
+) -> dict[str, float]:
     """Pooled means the evaluators print below the per-machine tables (all values in [0, 1]).
 
     2020: ``amean_auc``/``amean_pauc`` = mean over machine types of the per-type means.
@@ -188,15 +189,25 @@ def summary_from_per_machine(year: int,
     rule = metric_of(year).rule
     if rule == "amean_per_type":
         means = machine_means(per_machine)
-        return {"amean_auc": amean(m["auc"] for m in means.values()),
-                "amean_pauc": amean(m["pauc"] for m in means.values())}
+        return {
+            "amean_auc": amean(m["auc"] for m in means.values()),
+            "amean_pauc": amean(m["pauc"] for m in means.values()),
+        }
     if rule == "hmean_per_domain":
         src_auc, tgt_auc = _column(per_machine, "auc_source"), _column(per_machine, "auc_target")
         src_pauc, tgt_pauc = _column(per_machine, "pauc_source"), _column(per_machine, "pauc_target")
-        out = {"hmean_auc": hmean_eps(src_auc + tgt_auc), "hmean_pauc": hmean_eps(src_pauc + tgt_pauc),
-               "amean_auc": amean(src_auc + tgt_auc), "amean_pauc": amean(src_pauc + tgt_pauc)}
-        for name, col in (("auc_source", src_auc), ("auc_target", tgt_auc),
-                          ("pauc_source", src_pauc), ("pauc_target", tgt_pauc)):
+        out = {
+            "hmean_auc": hmean_eps(src_auc + tgt_auc),
+            "hmean_pauc": hmean_eps(src_pauc + tgt_pauc),
+            "amean_auc": amean(src_auc + tgt_auc),
+            "amean_pauc": amean(src_pauc + tgt_pauc),
+        }
+        for name, col in (
+            ("auc_source", src_auc),
+            ("auc_target", tgt_auc),
+            ("pauc_source", src_pauc),
+            ("pauc_target", tgt_pauc),
+        ):
             if col:
                 out[f"hmean_{name}"] = hmean_eps(col)
                 out[f"amean_{name}"] = amean(col)
@@ -224,8 +235,8 @@ def unlabelled_message(year: int, groups: Sequence[str]) -> str:
         f"cannot evaluate: {shown} have clips with label or domain 'unknown' (a blind evaluation set prepared without "
         f"its ground truth). Evaluation needs the official eval_data_list_{year}.csv: re-run data preparation "
         f"(stage 1), which uses the official list shipped with asdlib (asdlib/resources/dcase/, 2020-2025) unless "
-        f"the corpus root has its own, or name one with --local_data_opts \"--eval_list "
-        f"/path/eval_data_list_{year}.csv\". To evaluate only the labelled groups (or skip a blind set), pass "
+        f'the corpus root has its own, or name one with --local_data_opts "--eval_list '
+        f'/path/eval_data_list_{year}.csv". To evaluate only the labelled groups (or skip a blind set), pass '
         f"--skip_unlabelled true to asd.sh (evaluate CLI: --skip_unknown true)."
     )
 
@@ -234,7 +245,9 @@ def metric_of(year: int) -> Metric:
     """The official rule of ``year`` (asdlib.years); a clear error for years without one."""
     metric = YEARS[year].metric if year in YEARS else None
     if metric is None:
-        raise ValueError(f"no official DCASE Task 2 metric for year {year}; known years: {', '.join(map(str, metric_years()))}")
+        raise ValueError(
+            f"no official DCASE Task 2 metric for year {year}; known years: {', '.join(map(str, metric_years()))}"
+        )
     return metric
 
 
@@ -254,7 +267,9 @@ def _column(per_machine: Mapping[str, Mapping[str, Mapping[str, float]]], key: s
     return [m[key] for sections in per_machine.values() for m in sections.values() if key in m]
 
 
-def _section_metrics(year: int, metric: Metric, machine: str, section: str, utts: Sequence[ScoredUtt]) -> dict[str, float]:
+def _section_metrics(
+    year: int, metric: Metric, machine: str, section: str, utts: Sequence[ScoredUtt]
+) -> dict[str, float]:
     y = np.array([1 if u.label == "anomaly" else 0 for u in utts])
     s = np.array([u.score for u in utts], dtype=float)
     d = np.array([u.domain for u in utts])
@@ -278,8 +293,10 @@ def _section_metrics(year: int, metric: Metric, machine: str, section: str, utts
     out = {}
     for domain in ("source", "target"):
         if not ((d == domain) & (y == 0)).any():
-            raise ValueError(f"{where}: no {domain}-domain normal clips, so AUC({domain}) is undefined; the "
-                             f"{year} rule needs normal clips of both domains in every section")
+            raise ValueError(
+                f"{where}: no {domain}-domain normal clips, so AUC({domain}) is undefined; the "
+                f"{year} rule needs normal clips of both domains in every section"
+            )
         mask = domain_mask(year, y, d, domain)
         out[f"auc_{domain}"] = auc(y[mask], s[mask])
     out["pauc"] = pauc(y, s, metric.max_fpr)

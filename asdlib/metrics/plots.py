@@ -51,8 +51,13 @@ def plot_roc(year: int, machine: str, section: str, records: Sequence[ScoredUtt]
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     max_fpr = metric_of(year).max_fpr
     ax.axvline(max_fpr, color="grey", linestyle="--", linewidth=1, label=f"pAUC limit (FPR {max_fpr})")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
-           title=f"{machine} section {section}")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=f"{machine} section {section}",
+    )
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     _save(fig, path)
@@ -108,8 +113,13 @@ def plot_families(set_name: str, scores: dict[str, tuple[float, float]], familie
         ax.annotate(name, (x, y), xytext=(3, 3), textcoords="offset points", fontsize="x-small")
     lo, hi = min(xs.min(), ys.min()) - 2, max(xs.max(), ys.max()) + 2
     ax.plot([lo, hi], [lo, hi], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel=f"family {families[0]}: official score (%)",
-           ylabel=f"family {families[1]}: official score (%)", title=f"{set_name}: every system on two corpus families")
+    ax.set(
+        xlim=(lo, hi),
+        ylim=(lo, hi),
+        xlabel=f"family {families[0]}: official score (%)",
+        ylabel=f"family {families[1]}: official score (%)",
+        title=f"{set_name}: every system on two corpus families",
+    )
     fig.tight_layout()
     _save(fig, path)
 

@@ -47,8 +47,13 @@ class UttLike(Protocol):
     label: str
 
 
-def scored_utts(utts: Iterable[UttLike], scores: Mapping[str, float], *, scores_source: str = "scores",
-                data_source: str = "data dir") -> list[ScoredUtt]:
+def scored_utts(
+    utts: Iterable[UttLike],
+    scores: Mapping[str, float],
+    *,
+    scores_source: str = "scores",
+    data_source: str = "data dir",
+) -> list[ScoredUtt]:
     """Join data-dir entries with their scores; both sides must hold exactly the same utt-ids.
 
     A mismatch means the scores belong to another set or a scoring job died half way, so it is an
@@ -61,14 +66,24 @@ def scored_utts(utts: Iterable[UttLike], scores: Mapping[str, float], *, scores_
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} utt-ids of {data_source} have no score in {scores_source} "
-                         f"(first: {', '.join(missing[:5])})")
+            parts.append(
+                f"{len(missing)} utt-ids of {data_source} have no score in {scores_source} "
+                f"(first: {', '.join(missing[:5])})"
+            )
         if extra:
-            parts.append(f"{len(extra)} utt-ids of {scores_source} are not in {data_source} "
-                         f"(first: {', '.join(extra[:5])})")
+            parts.append(
+                f"{len(extra)} utt-ids of {scores_source} are not in {data_source} (first: {', '.join(extra[:5])})"
+            )
         raise ValueError("; ".join(parts) + ". Re-run scoring (stage 5) for this set.")
     return [
-        ScoredUtt(utt_id=u.utt_id, file_name=Path(u.path).name, machine=u.machine, section=u.section,
-                  domain=u.domain, label=u.label, score=float(scores[u.utt_id]))
+        ScoredUtt(
+            utt_id=u.utt_id,
+            file_name=Path(u.path).name,
+            machine=u.machine,
+            section=u.section,
+            domain=u.domain,
+            label=u.label,
+            score=float(scores[u.utt_id]),
+        )
         for u in utts
     ]

@@ -8,8 +8,12 @@ from pathlib import Path
 from asdlib.io.atomic import atomic_write
 from asdlib.metrics.official import Evaluation, metric_of
 
-COLUMNS_2021 = (("auc_source", "AUC (source)"), ("auc_target", "AUC (target)"),
-                ("pauc_source", "pAUC (source)"), ("pauc_target", "pAUC (target)"))
+COLUMNS_2021 = (
+    ("auc_source", "AUC (source)"),
+    ("auc_target", "AUC (target)"),
+    ("pauc_source", "pAUC (source)"),
+    ("pauc_target", "pAUC (target)"),
+)
 COLUMNS_2022 = (("auc_source", "AUC (source)"), ("auc_target", "AUC (target)"), ("pauc", "pAUC"))
 
 
@@ -37,17 +41,27 @@ def load_results_json(path: Path) -> Evaluation:
     with open(path, encoding="utf-8") as f:
         d = json.load(f)
     try:
-        return Evaluation(year=d["year"], metric=d["metric"], official_score=d["official_score"],
-                          per_machine=d["per_machine"], machine_means=d["machine_means"],
-                          summary=d["summary"], skipped=tuple(d.get("skipped", ())))
+        return Evaluation(
+            year=d["year"],
+            metric=d["metric"],
+            official_score=d["official_score"],
+            per_machine=d["per_machine"],
+            machine_means=d["machine_means"],
+            summary=d["summary"],
+            skipped=tuple(d.get("skipped", ())),
+        )
     except KeyError as e:
         raise ValueError(f"{path}: not an asdlib results.json (missing key {e})") from None
 
 
 def render_results_md(ev: Evaluation, title: str) -> str:
     """Markdown tables in the papers' layout; metric values in percent."""
-    lines = [f"# {title}", "", f"- metric: {ev.metric}",
-             f"- official score: **{_pct(ev.official_score)}** ({ev.official_score:.6f})"]
+    lines = [
+        f"# {title}",
+        "",
+        f"- metric: {ev.metric}",
+        f"- official score: **{_pct(ev.official_score)}** ({ev.official_score:.6f})",
+    ]
     if ev.skipped:
         lines.append(f"- not evaluated (no ground truth): {', '.join(ev.skipped)}")
     lines.append("")
@@ -67,12 +81,17 @@ def write_results_md(ev: Evaluation, path: Path, title: str) -> None:
 
 def _table_sections(ev: Evaluation, columns: tuple[tuple[str, str], ...]) -> list[str]:
     per_domain = metric_of(ev.year).rule == "hmean_per_domain"
-    lines = ["Values in %. "
-             + ("AUC and pAUC per domain on that domain's clips." if per_domain else
-                "AUC(domain): that domain's normals vs all anomalies of the section; pAUC on the whole section."),
-             "",
-             "| machine | section | " + " | ".join(label for _, label in columns) + " |",
-             "|---|---|" + "---:|" * len(columns)]
+    lines = [
+        "Values in %. "
+        + (
+            "AUC and pAUC per domain on that domain's clips."
+            if per_domain
+            else "AUC(domain): that domain's normals vs all anomalies of the section; pAUC on the whole section."
+        ),
+        "",
+        "| machine | section | " + " | ".join(label for _, label in columns) + " |",
+        "|---|---|" + "---:|" * len(columns),
+    ]
     for machine, sections in ev.per_machine.items():
         for section, metrics in sections.items():
             cells = [_pct(metrics[key]) if key in metrics else "-" for key, _ in columns]
@@ -82,12 +101,16 @@ def _table_sections(ev: Evaluation, columns: tuple[tuple[str, str], ...]) -> lis
         lines.append(f"| **{stat[0]}-mean** | | " + " | ".join(cells) + " |")
     lines.append("")
     if per_domain:
-        lines.append(f"h-mean over both domains: AUC {_pct(ev.summary['hmean_auc'])}, "
-                     f"pAUC {_pct(ev.summary['hmean_pauc'])}; official score (h-mean of all AUC and pAUC): "
-                     f"**{_pct(ev.official_score)}**")
+        lines.append(
+            f"h-mean over both domains: AUC {_pct(ev.summary['hmean_auc'])}, "
+            f"pAUC {_pct(ev.summary['hmean_pauc'])}; official score (h-mean of all AUC and pAUC): "
+            f"**{_pct(ev.official_score)}**"
+        )
     else:
-        lines.append(f"a-mean of all values: {_pct(ev.summary['amean_total'])}; official score "
-                     f"(h-mean of all AUC(source), AUC(target), pAUC): **{_pct(ev.official_score)}**")
+        lines.append(
+            f"a-mean of all values: {_pct(ev.summary['amean_total'])}; official score "
+            f"(h-mean of all AUC(source), AUC(target), pAUC): **{_pct(ev.official_score)}**"
+        )
     return lines
 
 

@@ -58,8 +58,10 @@ def fit_decision_threshold(train_scores: Sequence[float], quantile: float = DECI
     """
     scores = np.asarray(train_scores, dtype=float)
     if scores.size < 2 or not np.isfinite(scores).all():
-        raise ValueError(f"decision threshold needs at least 2 finite training scores, got {scores.size} "
-                         f"({int((~np.isfinite(scores)).sum())} non-finite)")
+        raise ValueError(
+            f"decision threshold needs at least 2 finite training scores, got {scores.size} "
+            f"({int((~np.isfinite(scores)).sum())} non-finite)"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
@@ -69,14 +71,19 @@ def fit_decision_threshold(train_scores: Sequence[float], quantile: float = DECI
         except (ValueError, RuntimeError, FloatingPointError) as e:
             threshold, problem = float("nan"), f"an error ({e})"
     if not np.isfinite(threshold):
-        logger.warning("gamma fit to %d training scores gave %s; using their empirical %.2f quantile",
-                       scores.size, problem, quantile)
+        logger.warning(
+            "gamma fit to %d training scores gave %s; using their empirical %.2f quantile",
+            scores.size,
+            problem,
+            quantile,
+        )
         threshold = float(np.quantile(scores, quantile))
     return threshold
 
 
-def fit_decision_thresholds(train: Iterable[ScoredUtt] | Mapping[tuple[str, str], Sequence[float]],
-                            quantile: float = DECISION_QUANTILE) -> dict[tuple[str, str], float]:
+def fit_decision_thresholds(
+    train: Iterable[ScoredUtt] | Mapping[tuple[str, str], Sequence[float]], quantile: float = DECISION_QUANTILE
+) -> dict[tuple[str, str], float]:
     """One threshold per (machine, section) from the training clips' scores (records or a ready mapping)."""
     by_section: dict[tuple[str, str], list[float]] = {}
     if isinstance(train, Mapping):
@@ -87,8 +94,9 @@ def fit_decision_thresholds(train: Iterable[ScoredUtt] | Mapping[tuple[str, str]
     return {key: fit_decision_threshold(values, quantile) for key, values in by_section.items()}
 
 
-def write_submission(year: int, records: Sequence[ScoredUtt], out_dir: Path,
-                     thresholds: Mapping[tuple[str, str], float] | None = None) -> list[Path]:
+def write_submission(
+    year: int, records: Sequence[ScoredUtt], out_dir: Path, thresholds: Mapping[tuple[str, str], float] | None = None
+) -> list[Path]:
     """Write the year's anomaly-score (and, given thresholds, decision) CSVs; returns the paths written.
 
     Rows are sorted by file name, scores written with full float precision (``repr``). Without
@@ -105,8 +113,11 @@ def write_submission(year: int, records: Sequence[ScoredUtt], out_dir: Path,
     if want_decisions:
         missing = sorted({(m, s) for m, s, _ in groups} - set(thresholds))
         if missing:
-            raise ValueError("no decision threshold for " + ", ".join(f"{m}/{s}" for m, s in missing)
-                             + "; fit them on that section's training scores")
+            raise ValueError(
+                "no decision threshold for "
+                + ", ".join(f"{m}/{s}" for m, s in missing)
+                + "; fit them on that section's training scores"
+            )
     written = []
     for (machine, section, domain), utts in groups.items():
         rows = sorted(utts, key=lambda r: r.file_name)
@@ -160,8 +171,10 @@ def _check_unique_names(rows: Sequence[ScoredUtt], machine: str, section: str) -
     names = [r.file_name for r in rows]
     dupes = sorted({n for n, nxt in zip(names, names[1:]) if n == nxt})
     if dupes:
-        raise ValueError(f"{machine}/{section}: file names occur twice ({', '.join(dupes[:5])}); the evaluator "
-                         "matches rows by file name, so each clip must appear once")
+        raise ValueError(
+            f"{machine}/{section}: file names occur twice ({', '.join(dupes[:5])}); the evaluator "
+            "matches rows by file name, so each clip must appear once"
+        )
 
 
 def _write_rows(path: Path, rows: Iterable[tuple[str, str]]) -> None:

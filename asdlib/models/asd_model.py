@@ -38,7 +38,9 @@ class ASDModel(nn.Module):
         self.pooling: AttentiveStatsPooling | ClsPooling
         if cfg.model.pooling == "cls":
             if getattr(upstream, "num_prefix_tokens", 0) < 1:
-                raise ValueError(f"model.pooling: cls needs an upstream with a CLS token (eat); {cfg.upstream.name} has none")
+                raise ValueError(
+                    f"model.pooling: cls needs an upstream with a CLS token (eat); {cfg.upstream.name} has none"
+                )
             self.pooling = ClsPooling(upstream.hidden_size)
         else:
             self.pooling = AttentiveStatsPooling(upstream.hidden_size, cfg.model.pooling_hidden)
@@ -70,8 +72,13 @@ def build_model(cfg: TrainConfig, num_machines: int) -> nn.Module:
     apply_finetune(upstream, cfg.finetune)
     model = ASDModel(upstream, cfg, num_machines)
     trainable, total = count_parameters(model)
-    log.info("ASD model: %d trainable / %d total parameters (%.2f%%), fine-tuning mode '%s'",
-             trainable, total, 100.0 * trainable / max(total, 1), cfg.finetune.mode)
+    log.info(
+        "ASD model: %d trainable / %d total parameters (%.2f%%), fine-tuning mode '%s'",
+        trainable,
+        total,
+        100.0 * trainable / max(total, 1),
+        cfg.finetune.mode,
+    )
     return model
 
 
@@ -87,11 +94,16 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], where
     own = model.state_dict()
     unexpected = sorted(set(state) - set(own))
     missing = sorted(expected - set(state))
-    reshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(state) & set(own))
-                if state[k].shape != own[k].shape]
+    reshaped = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in sorted(set(state) & set(own))
+        if state[k].shape != own[k].shape
+    ]
     if unexpected or missing or reshaped:
-        raise CheckpointError(f"{where}: checkpoint does not match the model built from the config "
-                           f"(first missing keys: {missing[:5]}, first unexpected keys: {unexpected[:5]}, "
-                           f"first shape mismatches (checkpoint vs model): {reshaped[:5]}); "
-                           "was it trained with a different config?")
+        raise CheckpointError(
+            f"{where}: checkpoint does not match the model built from the config "
+            f"(first missing keys: {missing[:5]}, first unexpected keys: {unexpected[:5]}, "
+            f"first shape mismatches (checkpoint vs model): {reshaped[:5]}); "
+            "was it trained with a different config?"
+        )
     model.load_state_dict(state, strict=False)

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +70,7 @@ class BEATsConfig:
     predictor_class: int = 527
 
     @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any], source: str) -> "BEATsConfig":
+    def from_dict(cls, cfg: Mapping[str, Any], source: str) -> BEATsConfig:
         known = {f.name for f in fields(cls)}
         extra = sorted(set(cfg) - known)
         if extra:
@@ -82,8 +83,9 @@ class BEATsConfig:
         if self.input_patch_size <= 0:
             raise ValueError(f"{source}: cfg.input_patch_size must be set (16 in every official BEATs checkpoint)")
         if self.activation_fn not in _ACTIVATIONS:
-            raise ValueError(f"{source}: activation_fn {self.activation_fn!r} is not supported "
-                             f"(supported: {sorted(_ACTIVATIONS)})")
+            raise ValueError(
+                f"{source}: activation_fn {self.activation_fn!r} is not supported (supported: {sorted(_ACTIVATIONS)})"
+            )
         if self.deep_norm and self.layer_norm_first:
             raise ValueError(f"{source}: deep_norm and layer_norm_first are mutually exclusive in BEATs")
         if self.encoder_embed_dim % self.encoder_attention_heads:
@@ -99,8 +101,14 @@ def _gelu_tanh(x: Tensor) -> Tensor:
     return F.gelu(x.float(), approximate="tanh").type_as(x)
 
 
-_ACTIVATIONS = {"relu": F.relu, "gelu": _gelu_fp32, "gelu_fast": _gelu_tanh, "gelu_accurate": _gelu_tanh,
-                "tanh": torch.tanh, "linear": lambda x: x}
+_ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": _gelu_fp32,
+    "gelu_fast": _gelu_tanh,
+    "gelu_accurate": _gelu_tanh,
+    "tanh": torch.tanh,
+    "linear": lambda x: x,
+}
 
 
 class GradMultiply(torch.autograd.Function):
@@ -203,7 +211,9 @@ class BEATsAttention(nn.Module):
         values = self.relative_attention_bias(self._bucket(pos[None, :] - pos[:, None]))  # (T, T, H)
         return values.permute(2, 0, 1).unsqueeze(0)
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None, position_bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, padding_mask: Tensor | None, position_bias: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         b, t, d = x.shape
         if self.relative_attention_bias is not None and position_bias is None:
             position_bias = self.compute_bias(t)
@@ -215,15 +225,24 @@ class BEATsAttention(nn.Module):
             mask = position_bias
             if self.gru_rel_pos:
                 # the gate reads the unscaled query of each head: (B, H, T, 8) -> two (B, H, T, 1) gates
-                gate_a, gate_b = torch.sigmoid(self.grep_linear(q).view(b, self.num_heads, t, 2, 4).sum(-1)).chunk(2, dim=-1)
+                gate_a, gate_b = torch.sigmoid(self.grep_linear(q).view(b, self.num_heads, t, 2, 4).sum(-1)).chunk(
+                    2, dim=-1
+                )
                 mask = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * position_bias
         if padding_mask is not None:
-            pad = torch.zeros(b, 1, 1, t, dtype=q.dtype, device=q.device).masked_fill(padding_mask[:, None, None, :], float("-inf"))
+            pad = torch.zeros(b, 1, 1, t, dtype=q.dtype, device=q.device).masked_fill(
+                padding_mask[:, None, None, :], float("-inf")
+            )
             mask = pad if mask is None else mask + pad
         # A float mask would pick CUDA's non-deterministic memory-efficient kernel; seed_everything keeps
         # SDPA on the math kernel instead (docs/reliability.md, "What differs on GPU").
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask.to(q.dtype),
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=None if mask is None else mask.to(q.dtype),
+            dropout_p=self.dropout if self.training else 0.0,
+        )
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d)), position_bias
 
 
@@ -248,7 +267,9 @@ class BEATsLayer(nn.Module):
     def _ffn(self, x: Tensor) -> Tensor:
         return self.dropout3(self.fc2(self.dropout2(self.activation(self.fc1(x)))))
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None, position_bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, padding_mask: Tensor | None, position_bias: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
         if self.layer_norm_first:
             h, position_bias = self.self_attn(self.self_attn_layer_norm(x), padding_mask, position_bias)
             x = x + self.dropout1(h)
@@ -265,7 +286,9 @@ class BEATsEncoder(nn.Module):
         super().__init__()
         dim = cfg.encoder_embed_dim
         self.dropout = cfg.dropout
-        self.pos_conv = nn.Sequential(WeightNormConv1d(dim, cfg.conv_pos, cfg.conv_pos_groups), SamePad(cfg.conv_pos), nn.GELU())
+        self.pos_conv = nn.Sequential(
+            WeightNormConv1d(dim, cfg.conv_pos, cfg.conv_pos_groups), SamePad(cfg.conv_pos), nn.GELU()
+        )
         shared = nn.Embedding(cfg.num_buckets, cfg.encoder_attention_heads) if cfg.relative_position_embedding else None
         if shared is not None:
             nn.init.xavier_normal_(shared.weight)
@@ -291,8 +314,11 @@ class BEATsEncoder(nn.Module):
         for layer in self.layers:
             if self.grad_decay != 1.0:
                 x = GradMultiply.apply(x, self.grad_decay)
-            if not self.training or self.layerdrop == 0 or \
-                    float(torch.rand((), generator=self.layerdrop_generator)) > self.layerdrop:
+            if (
+                not self.training
+                or self.layerdrop == 0
+                or float(torch.rand((), generator=self.layerdrop_generator)) > self.layerdrop
+            ):
                 x, position_bias = layer(x, padding_mask, position_bias)
             hidden.append(x)
         if self.layer_norm_first:
@@ -307,7 +333,9 @@ class BEATsModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         p = cfg.input_patch_size
-        self.post_extract_proj = nn.Linear(cfg.embed_dim, cfg.encoder_embed_dim) if cfg.embed_dim != cfg.encoder_embed_dim else None
+        self.post_extract_proj = (
+            nn.Linear(cfg.embed_dim, cfg.encoder_embed_dim) if cfg.embed_dim != cfg.encoder_embed_dim else None
+        )
         self.patch_embedding = nn.Conv2d(1, cfg.embed_dim, kernel_size=p, stride=p, bias=cfg.conv_bias)
         self.dropout_input = nn.Dropout(cfg.dropout_input)
         self.encoder = BEATsEncoder(cfg)
@@ -367,9 +395,15 @@ class BEATsUpstream(Upstream):
 def load_beats_checkpoint(path: str | Path, allow_unsafe_pickle: bool = False) -> tuple[BEATsConfig, dict[str, Tensor]]:
     """Read an official BEATs file: ``{"cfg": dict, "model": state dict}`` -> (config, state dict)."""
     ckpt = torch_load(path, allow_unsafe_pickle)
-    if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("cfg"), Mapping) or not isinstance(ckpt.get("model"), Mapping):
-        raise ValueError(f"{path}: not an official BEATs checkpoint; expected a dict with 'cfg' (a dict of "
-                         "BEATsConfig fields) and 'model' (a state dict), as in BEATs_iter3*.pt")
+    if (
+        not isinstance(ckpt, Mapping)
+        or not isinstance(ckpt.get("cfg"), Mapping)
+        or not isinstance(ckpt.get("model"), Mapping)
+    ):
+        raise ValueError(
+            f"{path}: not an official BEATs checkpoint; expected a dict with 'cfg' (a dict of "
+            "BEATsConfig fields) and 'model' (a state dict), as in BEATs_iter3*.pt"
+        )
     return BEATsConfig.from_dict(ckpt["cfg"], str(path)), dict(ckpt["model"])
 
 

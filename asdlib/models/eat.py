@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +49,15 @@ logger = logging.getLogger(__name__)
 #: the release pads or cuts every clip to this many frames
 DEFAULT_TARGET_FRAMES = 1024
 #: keys of a Hugging Face config.json that describe the hub wrapper, not the network
-_HF_BOOKKEEPING = {"architectures", "auto_map", "model_type", "torch_dtype", "dtype", "transformers_version",
-                   "_name_or_path"}
+_HF_BOOKKEEPING = {
+    "architectures",
+    "auto_map",
+    "model_type",
+    "torch_dtype",
+    "dtype",
+    "transformers_version",
+    "_name_or_path",
+}
 
 
 @dataclass
@@ -80,7 +88,7 @@ class EATConfig:
     fixed_positions: bool = True
 
     @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any], source: str) -> "EATConfig":
+    def from_dict(cls, cfg: Mapping[str, Any], source: str) -> EATConfig:
         known = {f.name for f in fields(cls)}
         extra = sorted(set(cfg) - known - _HF_BOOKKEEPING - {"img_size"})
         if extra:
@@ -115,6 +123,7 @@ def sincos_positions(dim: int, time_patches: int, freq_patches: int) -> Tensor:
     As in MAE's ``get_2d_sincos_pos_embed_flexible``: the first half of the channels encodes the
     frequency index, the second half the time index, each as [sin | cos] over geometric frequencies.
     """
+
     def one_axis(d: int, pos: Tensor) -> Tensor:
         omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d / 2.0))
         out = pos.reshape(-1, 1).double() * omega[None]
@@ -146,8 +155,10 @@ class FixedPositions(nn.Module):
 
     def forward(self, num_patches: int) -> Tensor:
         if num_patches > self.positions.shape[1]:
-            raise ValueError(f"EAT input has {num_patches} patches but the checkpoint's positional table covers "
-                             f"{self.positions.shape[1]}: use shorter clips or a smaller upstream.conf.target_frames")
+            raise ValueError(
+                f"EAT input has {num_patches} patches but the checkpoint's positional table covers "
+                f"{self.positions.shape[1]}: use shorter clips or a smaller upstream.conf.target_frames"
+            )
         return self.positions[:, :num_patches]
 
 
@@ -180,7 +191,9 @@ class EATAttention(nn.Module):
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         mask = None if padding_mask is None else ~padding_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_drop if self.training else 0.0
+        )
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))
 
 
@@ -229,8 +242,9 @@ class EATModel(nn.Module):
         self.local_encoder = PatchEmbed(cfg)
         self.extra_tokens = nn.Parameter(torch.zeros(1, 1, d))
         nn.init.trunc_normal_(self.extra_tokens, std=0.02)
-        self.fixed_positional_encoder = (FixedPositions(sincos_positions(d, cfg.max_length, cfg.freq_patches))
-                                         if cfg.fixed_positions else None)
+        self.fixed_positional_encoder = (
+            FixedPositions(sincos_positions(d, cfg.max_length, cfg.freq_patches)) if cfg.fixed_positions else None
+        )
         self.pre_norm = nn.LayerNorm(d, eps=cfg.norm_eps, elementwise_affine=cfg.norm_affine)
         self.pos_drop = nn.Dropout(cfg.drop_rate)
         rates = torch.linspace(cfg.start_drop_path_rate, cfg.end_drop_path_rate, cfg.depth).tolist()
@@ -275,7 +289,9 @@ class EATUpstream(Upstream):
     def __init__(self, cfg: EATConfig, target_frames: int | None = DEFAULT_TARGET_FRAMES) -> None:
         super().__init__()
         if target_frames is not None and (target_frames <= 0 or target_frames % cfg.patch_size):
-            raise ValueError(f"upstream.conf.target_frames must be a positive multiple of {cfg.patch_size} or null, got {target_frames}")
+            raise ValueError(
+                f"upstream.conf.target_frames must be a positive multiple of {cfg.patch_size} or null, got {target_frames}"
+            )
         self.model = EATModel(cfg)
         self.hidden_size = cfg.embed_dim
         self.num_layers = cfg.depth + 1
@@ -302,7 +318,6 @@ class EATUpstream(Upstream):
         patches = torch.div(frames + p - 1, p, rounding_mode="floor") * self.model.cfg.freq_patches
         return self.model(fbank, patches, mask_padding=self.target_frames is None), patches + 1
 
-
     def _count_fit(self, frames: Tensor, total: int) -> None:
         """Count the clips this batch cuts or pads to ``total`` frames and log them in one line (why:
         EAT's fixed length silently drops audio past 10.24 s; the user should see how much)."""
@@ -318,28 +333,44 @@ class EATUpstream(Upstream):
             first_cut = n_cut > 0 and not self._cut_reported
             self._cut_reported = self._cut_reported or first_cut
             shift_s = self.fbank.frame_shift_ms / 1000
-            logger.log(logging.WARNING if first_cut else logging.DEBUG,
-                       "EAT batch of %d clips: %d cut to %d frames (by up to %.2f s), %d zero-padded (by up to %.2f s)%s",
-                       len(frames), n_cut, total, float(cut.max()) * shift_s, n_pad, float(pad.max()) * shift_s,
-                       "; later batches are counted in fit_summary()" if first_cut else "")
+            logger.log(
+                logging.WARNING if first_cut else logging.DEBUG,
+                "EAT batch of %d clips: %d cut to %d frames (by up to %.2f s), %d zero-padded (by up to %.2f s)%s",
+                len(frames),
+                n_cut,
+                total,
+                float(cut.max()) * shift_s,
+                n_pad,
+                float(pad.max()) * shift_s,
+                "; later batches are counted in fit_summary()" if first_cut else "",
+            )
 
     def fit_summary(self) -> str:
         """One line over every clip so far: how many were cut or padded to ``target_frames``, by how much."""
         c, shift_s = self.fit_counts, self.fbank.frame_shift_ms / 1000
         if self.target_frames is None:
-            return "EAT: upstream.conf.target_frames null: every batch padded to its longest clip and masked, nothing cut"
-        return (f"EAT: of {c['clips']} clips, {c['cut']} were cut to {self.target_frames} frames "
-                f"({c['cut_frames'] * shift_s:.2f} s of audio dropped in all) and {c['padded']} zero-padded "
-                f"({c['padded_frames'] * shift_s:.2f} s of padding in all)")
+            return (
+                "EAT: upstream.conf.target_frames null: every batch padded to its longest clip and masked, nothing cut"
+            )
+        return (
+            f"EAT: of {c['clips']} clips, {c['cut']} were cut to {self.target_frames} frames "
+            f"({c['cut_frames'] * shift_s:.2f} s of audio dropped in all) and {c['padded']} zero-padded "
+            f"({c['padded_frames'] * shift_s:.2f} s of padding in all)"
+        )
 
 
 def _hf_files(path: Path) -> tuple[Path, Path]:
     directory = path.parent if path.suffix == ".safetensors" else path
-    config, weights = directory / "config.json", (path if path.suffix == ".safetensors" else directory / "model.safetensors")
+    config, weights = (
+        directory / "config.json",
+        (path if path.suffix == ".safetensors" else directory / "model.safetensors"),
+    )
     for needed in (config, weights):
         if not needed.is_file():
-            raise FileNotFoundError(f"{needed} does not exist: an EAT Hugging Face checkpoint is a directory with "
-                                    "config.json and model.safetensors (see docs/upstreams.md)")
+            raise FileNotFoundError(
+                f"{needed} does not exist: an EAT Hugging Face checkpoint is a directory with "
+                "config.json and model.safetensors (see docs/upstreams.md)"
+            )
     return config, weights
 
 
@@ -354,12 +385,19 @@ def load_eat_hf(path: str | Path) -> tuple[EATConfig, dict[str, Tensor]]:
     outside = sorted(k for k in state if not k.startswith("model."))
     if outside:
         raise ValueError(f"{weights}: keys outside the 'model.' namespace of the EAT release: {outside[:8]}")
-    return config, {k[len("model."):]: v for k, v in state.items()}
+    return config, {k[len("model.") :]: v for k, v in state.items()}
 
 
 #: fairseq pre-training modules that are not part of the encoder (EMA teacher, decoders, losses)
-_FAIRSEQ_TRAINING_ONLY = ("_ema", "modality_encoders.IMAGE.decoder.", "modality_encoders.IMAGE.encoder_mask",
-                          "shared_decoder.", "recon_proj.", "cls_proj.", "center")
+_FAIRSEQ_TRAINING_ONLY = (
+    "_ema",
+    "modality_encoders.IMAGE.decoder.",
+    "modality_encoders.IMAGE.encoder_mask",
+    "shared_decoder.",
+    "recon_proj.",
+    "cls_proj.",
+    "center",
+)
 
 
 def fairseq_to_hf_state(state: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -368,13 +406,13 @@ def fairseq_to_hf_state(state: Mapping[str, Any]) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for key, value in state.items():
         if finetuned and key.startswith("model."):
-            key = key[len("model."):]
+            key = key[len("model.") :]
         if key.startswith(_FAIRSEQ_TRAINING_ONLY):
             continue
         if key.startswith("modality_encoders.IMAGE."):
-            key = key[len("modality_encoders.IMAGE."):]
+            key = key[len("modality_encoders.IMAGE.") :]
             if key.startswith("context_encoder.norm."):
-                key = "pre_norm." + key[len("context_encoder.norm."):]
+                key = "pre_norm." + key[len("context_encoder.norm.") :]
         out[key] = value
     return out
 
@@ -383,16 +421,23 @@ def _fairseq_config(ckpt: Mapping[str, Any], state: Mapping[str, Tensor], source
     """Architecture of a fairseq EAT file: shapes from the tensors, heads/eps from its cfg."""
     for needed in ("extra_tokens", "local_encoder.proj.weight", "blocks.0.mlp.fc1.weight"):
         if needed not in state:
-            raise ValueError(f"{source}: not an EAT checkpoint (no tensor for {needed!r} after mapping the fairseq names)")
+            raise ValueError(
+                f"{source}: not an EAT checkpoint (no tensor for {needed!r} after mapping the fairseq names)"
+            )
     if "pre_norm.weight" not in state and "pre_norm.bias" not in state:
-        raise ValueError(f"{source}: no context_encoder.norm: a pre-LN (layer_norm_first) model, which no EAT release is")
+        raise ValueError(
+            f"{source}: no context_encoder.norm: a pre-LN (layer_norm_first) model, which no EAT release is"
+        )
     dim = state["extra_tokens"].shape[-1]
     patch = state["local_encoder.proj.weight"].shape[-1]
     heads = find_config_value(ckpt.get("cfg"), "num_heads")
     if not isinstance(heads, int):
         heads = dim // 64
-        logger.warning("%s: num_heads not readable from the checkpoint cfg; assuming %d (dim / 64, as in EAT base/large)",
-                       source, heads)
+        logger.warning(
+            "%s: num_heads not readable from the checkpoint cfg; assuming %d (dim / 64, as in EAT base/large)",
+            source,
+            heads,
+        )
     eps = find_config_value(ckpt.get("cfg"), "norm_eps")
     positions = state.get("fixed_positional_encoder.positions")
     freq = 128 // patch
@@ -418,8 +463,10 @@ def load_eat_fairseq(path: str | Path, allow_unsafe_pickle: bool = False) -> tup
     """Original fairseq EAT file -> (config, state dict in Hugging Face names without ``model.``)."""
     ckpt = torch_load(path, allow_unsafe_pickle)
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("model"), Mapping):
-        raise ValueError(f"{path}: not a fairseq EAT checkpoint (expected a dict with 'cfg' and 'model'); "
-                         "for the Hugging Face release give the directory holding config.json and model.safetensors")
+        raise ValueError(
+            f"{path}: not a fairseq EAT checkpoint (expected a dict with 'cfg' and 'model'); "
+            "for the Hugging Face release give the directory holding config.json and model.safetensors"
+        )
     state = fairseq_to_hf_state(ckpt["model"])
     return _fairseq_config(ckpt, state, str(path)), state
 
@@ -451,6 +498,11 @@ def build_eat(cfg: UpstreamConfig) -> EATUpstream:
     if config.model_variant == "finetune":
         logger.info("%s: dropping the AudioSet head (fc_norm, head) of the fine-tuned checkpoint", path)
         upstream.model.drop_head()
-    logger.info("EAT: %d blocks, dim %d, target frames %s, from %s", config.depth, config.embed_dim,
-                upstream.target_frames, path)
+    logger.info(
+        "EAT: %d blocks, dim %d, target frames %s, from %s",
+        config.depth,
+        config.embed_dim,
+        upstream.target_frames,
+        path,
+    )
     return upstream

@@ -71,7 +71,9 @@ def clip_fbank(wav: Tensor, spec: FbankSpec) -> Tensor:
     )
 
 
-def batch_fbank(wavs: Tensor, lengths: Tensor, spec: FbankSpec, total_frames: int | None = None) -> tuple[Tensor, Tensor]:
+def batch_fbank(
+    wavs: Tensor, lengths: Tensor, spec: FbankSpec, total_frames: int | None = None
+) -> tuple[Tensor, Tensor]:
     """(B, T) zero-padded waveforms -> normalised (B, frames, mel) fbank and (B,) valid frame counts.
 
     ``total_frames`` fixes the output length (clips are raw-zero padded or cut to it, the returned
@@ -80,8 +82,10 @@ def batch_fbank(wavs: Tensor, lengths: Tensor, spec: FbankSpec, total_frames: in
     frames = num_frames(lengths.long(), spec)
     too_short = (frames <= 0).nonzero().flatten().tolist()
     if too_short:
-        raise ValueError(f"clips {too_short} are shorter than one {spec.frame_length_ms:g} ms fbank window "
-                         f"({spec.window_samples} samples): drop or pad them before the upstream")
+        raise ValueError(
+            f"clips {too_short} are shorter than one {spec.frame_length_ms:g} ms fbank window "
+            f"({spec.window_samples} samples): drop or pad them before the upstream"
+        )
     width = int(frames.max()) if total_frames is None else total_frames
     out = wavs.new_zeros(wavs.shape[0], width, spec.num_mel_bins, dtype=torch.float32)
     with torch.autocast(device_type=wavs.device.type, enabled=False):  # log-mel needs float32

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from asdlib.config import HeadConfig
 from asdlib.registry import HEADS
+
 
 def gather_ranks(t: torch.Tensor) -> torch.Tensor:
     """``t`` of every DDP rank, concatenated in rank order (``t`` itself without DDP).
@@ -28,8 +29,11 @@ def gather_ranks(t: torch.Tensor) -> torch.Tensor:
     return torch.cat(out)
 
 
-def weighted_labels_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], emb: torch.Tensor,
-                         targets: Sequence[tuple[float, torch.Tensor]]) -> torch.Tensor:
+def weighted_labels_loss(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    emb: torch.Tensor,
+    targets: Sequence[tuple[float, torch.Tensor]],
+) -> torch.Tensor:
     """``Σ w·loss_fn(emb, y)`` over weighted hard-label sets, in order: how a hard-label margin head
     takes soft targets (mixup's two sets, ``asdlib.models.mixup.Mixed.label_sets``)."""
     total: torch.Tensor | None = None
@@ -109,7 +113,9 @@ class AdaCos(_CosineHead):
                 b_avg = gather_ranks(b_sum).mean()  # over the global batch under DDP (equal shards)
                 theta_med = gather_ranks(torch.acos(cos[onehot.bool()])).median()
                 self.scale.copy_(torch.log(b_avg.clamp(min=1e-12)) / torch.cos(torch.clamp(theta_med, max=math.pi / 4)))
-        logits = torch.logsumexp(self.scale.clone() * cos, dim=-1)  # clone: the scale may update in place later in the step (mixup calls the head twice)
+        logits = torch.logsumexp(
+            self.scale.clone() * cos, dim=-1
+        )  # clone: the scale may update in place later in the step (mixup calls the head twice)
         return F.cross_entropy(logits, labels)
 
 

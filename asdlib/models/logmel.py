@@ -16,7 +16,9 @@ class LogMelMean(nn.Module):
     def __init__(self, cfg: LogMelConfig, sample_rate: int) -> None:
         super().__init__()
         self.hop = cfg.hop_length
-        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels, power=2.0)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels, power=2.0
+        )
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor, machines: torch.Tensor | None = None) -> torch.Tensor:
         logmel = torch.log(self.mel(wavs) + 1e-10).transpose(1, 2)  # (B, frames, mels)

@@ -91,7 +91,9 @@ class SplitQKVLoRA(nn.Module):
     def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float) -> None:
         super().__init__()
         if base.out_features % 3:
-            raise ValueError(f"finetune.split_qkv: a fused qkv Linear needs 3 equal output parts, got {base.out_features}")
+            raise ValueError(
+                f"finetune.split_qkv: a fused qkv Linear needs 3 equal output parts, got {base.out_features}"
+            )
         self.base_layer = base
         self.scaling = alpha / rank
         third = base.out_features // 3
@@ -113,8 +115,10 @@ def _split_qkv(upstream: Upstream, targets: list[str], cfg: FinetuneConfig) -> l
     """Replace each target named ``qkv`` by a :class:`SplitQKVLoRA`; returns the other targets (for peft)."""
     fused = [t for t in targets if t.rsplit(".", 1)[-1] == "qkv"]
     if not fused:
-        raise ValueError("finetune.split_qkv: no fused 'qkv' Linear among the LoRA targets (EAT has one; "
-                         "BEATs and the s3prl models have separate q_proj/k_proj/v_proj already)")
+        raise ValueError(
+            "finetune.split_qkv: no fused 'qkv' Linear among the LoRA targets (EAT has one; "
+            "BEATs and the s3prl models have separate q_proj/k_proj/v_proj already)"
+        )
     alpha = cfg.rank if cfg.alpha is None else cfg.alpha
     for name in fused:
         parent_name, leaf = name.rsplit(".", 1)
@@ -163,7 +167,11 @@ def apply_finetune(upstream: Upstream, cfg: FinetuneConfig) -> None:
         leaves = sorted({t.rsplit(".", 1)[-1] for t in targets})
         logger.info(
             "LoRA r=%d alpha=%s dropout=%.2f on %d Linear modules (%s) in blocks %s",
-            cfg.rank, config.lora_alpha, cfg.dropout, len(targets), ", ".join(leaves),
+            cfg.rank,
+            config.lora_alpha,
+            cfg.dropout,
+            len(targets),
+            ", ".join(leaves),
             _selected_blocks(upstream, cfg.layers),
         )
     trainable, total = count_parameters(upstream)

@@ -59,16 +59,21 @@ class MachineContext:
             raise RuntimeError("MachineContext.bind is already active: nested forward passes are not supported")
         values = machines.detach().cpu()
         if bool(((values < -1) | (values >= self.num_groups)).any()):
-            raise ValueError(f"machine indices must be in [-1, {self.num_groups - 1}] (-1 = machine type not seen "
-                             f"in training), got {values.tolist()}; was the model built with the training machine list?")
+            raise ValueError(
+                f"machine indices must be in [-1, {self.num_groups - 1}] (-1 = machine type not seen "
+                f"in training), got {values.tolist()}; was the model built with the training machine list?"
+            )
         unseen = int((values < 0).sum())
         if unseen:
             self.fallback_clips += unseen
             if not self._warned:
                 self._warned = True
-                log.warning("MGA: %d clip(s) of a machine type not seen in training (index -1) use %s; further "
-                            "occurrences are only counted (MachineContext.fallback_clips)", unseen,
-                            "the shared adapter only" if self.has_shared else "no adapter (identity)")
+                log.warning(
+                    "MGA: %d clip(s) of a machine type not seen in training (index -1) use %s; further "
+                    "occurrences are only counted (MachineContext.fallback_clips)",
+                    unseen,
+                    "the shared adapter only" if self.has_shared else "no adapter (identity)",
+                )
         self._machines = machines.long()
         try:
             yield
@@ -78,8 +83,10 @@ class MachineContext:
     def current(self) -> Tensor:
         """The bound machine indices; a clear error when the caller forgot to bind them."""
         if self._machines is None:
-            raise RuntimeError("the Machine-aware Group Adapter needs the clips' machine indices: run the upstream "
-                               "inside `with machine_context.bind(machines):` (ASDModel.forward does this)")
+            raise RuntimeError(
+                "the Machine-aware Group Adapter needs the clips' machine indices: run the upstream "
+                "inside `with machine_context.bind(machines):` (ASDModel.forward does this)"
+            )
         return self._machines
 
 
@@ -106,8 +113,9 @@ class MachineGroupAdapter(nn.Module):
     ``shared`` (a :class:`BottleneckAdapter`) when enabled. Machine indices come from ``context``.
     """
 
-    def __init__(self, dim: int, context: MachineContext, bottleneck: int = 64, shared: bool = False,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, context: MachineContext, bottleneck: int = 64, shared: bool = False, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         num_groups = context.num_groups
         self.context = context
@@ -149,8 +157,9 @@ def selected_blocks(num_blocks: int, layers: list[int] | None) -> list[int]:
     return sorted(set(layers))
 
 
-def build_group_adapters(upstream: Upstream, cfg: MGAConfig, num_machines: int,
-                         context: MachineContext) -> list[nn.Module]:
+def build_group_adapters(
+    upstream: Upstream, cfg: MGAConfig, num_machines: int, context: MachineContext
+) -> list[nn.Module]:
     """One module per transformer block for ``upstream.insert_block_adapters``: a
     :class:`MachineGroupAdapter` on the blocks in ``cfg.layers``, ``nn.Identity`` elsewhere.
 
@@ -163,9 +172,15 @@ def build_group_adapters(upstream: Upstream, cfg: MGAConfig, num_machines: int,
     chosen = set(selected_blocks(num_blocks, cfg.layers))
     adapters: list[nn.Module] = [
         MachineGroupAdapter(upstream.hidden_size, context, cfg.bottleneck, cfg.shared, cfg.dropout)
-        if i in chosen else nn.Identity()
+        if i in chosen
+        else nn.Identity()
         for i in range(num_blocks)
     ]
-    log.info("MGA: %d machine groups, bottleneck %d, shared adapter %s, on blocks %s",
-             num_machines, cfg.bottleneck, cfg.shared, sorted(chosen))
+    log.info(
+        "MGA: %d machine groups, bottleneck %d, shared adapter %s, on blocks %s",
+        num_machines,
+        cfg.bottleneck,
+        cfg.shared,
+        sorted(chosen),
+    )
     return adapters

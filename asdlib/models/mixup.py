@@ -42,16 +42,23 @@ def _partners(groups: Tensor, generator: torch.Generator | None) -> Tensor:
     return perm
 
 
-def mixup(wavs: Tensor, labels_onehot: Tensor, alpha: float, generator: torch.Generator | None = None,
-          lengths: Tensor | None = None, groups: Tensor | None = None) -> Mixed:
+def mixup(
+    wavs: Tensor,
+    labels_onehot: Tensor,
+    alpha: float,
+    generator: torch.Generator | None = None,
+    lengths: Tensor | None = None,
+    groups: Tensor | None = None,
+) -> Mixed:
     """Mix ``wavs`` (B, T) zero-padded and their one-hot/soft labels (B, C) with one lam per batch.
 
     lam is drawn as Beta(alpha, alpha) by inverse CDF of a uniform from ``generator`` (torch's
     Beta sampler takes no generator); partners are a random permutation, within ``groups`` if given.
     """
     if wavs.dim() != 2 or labels_onehot.dim() != 2 or wavs.size(0) != labels_onehot.size(0):
-        raise ValueError(f"mixup expects wavs (B, T) and labels (B, C), got {tuple(wavs.shape)} and "
-                         f"{tuple(labels_onehot.shape)}")
+        raise ValueError(
+            f"mixup expects wavs (B, T) and labels (B, C), got {tuple(wavs.shape)} and {tuple(labels_onehot.shape)}"
+        )
     if alpha <= 0:
         raise ValueError(f"mixup alpha must be > 0, got {alpha}")
     u = float(torch.rand((), generator=generator))
@@ -62,5 +69,10 @@ def mixup(wavs: Tensor, labels_onehot: Tensor, alpha: float, generator: torch.Ge
         perm = _partners(groups, generator)
     perm = perm.to(wavs.device)
     mixed_lengths = None if lengths is None else torch.maximum(lengths, lengths[perm.to(lengths.device)])
-    return Mixed(lam * wavs + (1 - lam) * wavs[perm], lam * labels_onehot + (1 - lam) * labels_onehot[perm],
-                 mixed_lengths, lam, perm)
+    return Mixed(
+        lam * wavs + (1 - lam) * wavs[perm],
+        lam * labels_onehot + (1 - lam) * labels_onehot[perm],
+        mixed_lengths,
+        lam,
+        perm,
+    )

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import pickle
 import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +30,7 @@ SHOW_KEYS = 8
 class PickledStub:
     """Stand-in for an unpickled object whose class cannot be imported; it keeps what it was given."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "PickledStub":
+    def __new__(cls, *args: Any, **kwargs: Any) -> PickledStub:
         return super().__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -65,16 +66,21 @@ class _StubbingUnpickler(pickle.Unpickler):
             return self._stubs[key]
 
 
-_STUBBING_PICKLE = types.SimpleNamespace(__name__="asdlib_stubbing_pickle", Unpickler=_StubbingUnpickler,
-                                         load=lambda f, **kw: _StubbingUnpickler(f, **kw).load())
+_STUBBING_PICKLE = types.SimpleNamespace(
+    __name__="asdlib_stubbing_pickle",
+    Unpickler=_StubbingUnpickler,
+    load=lambda f, **kw: _StubbingUnpickler(f, **kw).load(),
+)
 
 
 def torch_load(path: str | Path, allow_unsafe_pickle: bool = False) -> Any:
     """``torch.load`` to CPU with ``weights_only=True``; arbitrary objects only when explicitly allowed."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist: download it (see docs/upstreams.md) "
-                                "and set upstream.path to the local file")
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist: download it (see docs/upstreams.md) "
+            "and set upstream.path to the local file"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -87,7 +93,8 @@ def torch_load(path: str | Path, allow_unsafe_pickle: bool = False) -> Any:
                 f"torch.load(weights_only=True) refuses ({reason}). Official fairseq checkpoints do "
                 "this (argparse/omegaconf/enum objects in their config). Unpickling can run arbitrary "
                 "code: only if you trust this file, set 'allow_unsafe_pickle: true' in the upstream "
-                "config.") from err
+                "config."
+            ) from err
     logger.warning("%s: unpickling with weights_only=False (allow_unsafe_pickle is set)", path)
     return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_STUBBING_PICKLE)
 
@@ -123,12 +130,17 @@ def load_state_strict(module: nn.Module, state: Mapping[str, Tensor], source: st
         if missing:
             lines.append(f"  missing keys ({len(missing)}): " + ", ".join(key_prefix + k for k in missing[:SHOW_KEYS]))
         if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): "
-                         + ", ".join(key_prefix + k for k in unexpected[:SHOW_KEYS]))
+            lines.append(
+                f"  unexpected keys ({len(unexpected)}): " + ", ".join(key_prefix + k for k in unexpected[:SHOW_KEYS])
+            )
         if reshaped:
-            lines.append(f"  shape mismatches ({len(reshaped)}): " + ", ".join(
-                f"{key_prefix}{k} file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                for k in reshaped[:SHOW_KEYS]))
+            lines.append(
+                f"  shape mismatches ({len(reshaped)}): "
+                + ", ".join(
+                    f"{key_prefix}{k} file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in reshaped[:SHOW_KEYS]
+                )
+            )
         lines.append("  Is it an official release file of this model, unmodified?")
         raise ValueError("\n".join(lines))
     module.load_state_dict(dict(state), strict=True)

@@ -27,7 +27,9 @@ class WeightedLayerSum(nn.Module):
         self.weights = nn.Parameter(torch.zeros(len(self.layers)))
 
     def forward(self, hidden_states: list[torch.Tensor]) -> torch.Tensor:
-        stacked = torch.stack([nn.functional.layer_norm(hidden_states[i], hidden_states[i].shape[-1:]) for i in self.layers])
+        stacked = torch.stack(
+            [nn.functional.layer_norm(hidden_states[i], hidden_states[i].shape[-1:]) for i in self.layers]
+        )
         w = torch.softmax(self.weights, dim=0).view(-1, *([1] * (stacked.dim() - 1)))
         return (w * stacked).sum(0)
 

@@ -113,9 +113,9 @@ class ProjectedWavLMAttention(wavlm_modules.MultiheadAttention):
         if position_bias is not None and self.gru_rel_pos:
             # the gate reads the un-projected input, as in the official fast path
             query_layer = query.transpose(0, 1).reshape(bsz, tgt_len, heads, -1).permute(0, 2, 1, 3)
-            gate_a, gate_b = torch.sigmoid(
-                self.grep_linear(query_layer).view(bsz, heads, tgt_len, 2, 4).sum(-1)
-            ).chunk(2, dim=-1)
+            gate_a, gate_b = torch.sigmoid(self.grep_linear(query_layer).view(bsz, heads, tgt_len, 2, 4).sum(-1)).chunk(
+                2, dim=-1
+            )
             gate_a_1 = gate_a * (gate_b * self.grep_a - 1.0) + 2.0
             bias = gate_a_1.view(bsz * heads, -1, 1) * position_bias
 
@@ -307,8 +307,7 @@ class S3prlUpstream(Upstream):
         self.hidden_size = int(model.encoder.embedding_dim)
         self.num_layers = len(model.encoder.layers) + 1
         self._convs = [
-            (int(block[0].kernel_size[0]), int(block[0].stride[0]))
-            for block in model.feature_extractor.conv_layers
+            (int(block[0].kernel_size[0]), int(block[0].stride[0])) for block in model.feature_extractor.conv_layers
         ]
         self.min_samples = receptive_field(self._convs)
 
@@ -374,7 +373,11 @@ def build_s3prl_upstream(cfg: UpstreamConfig) -> S3prlUpstream:
     upstream = S3prlUpstream(cfg.name, model, normalize)
     logger.info(
         "loaded %s from %s: %d blocks, hidden size %d, input normalisation %s",
-        cfg.name, cfg.path, len(upstream.blocks()), upstream.hidden_size, normalize,
+        cfg.name,
+        cfg.path,
+        len(upstream.blocks()),
+        upstream.hidden_size,
+        normalize,
     )
     return upstream
 

@@ -48,33 +48,43 @@ class Release:
 
 BEATS_PAGE = "https://github.com/microsoft/unilm/tree/master/beats"
 #: the read-only container signature of the BEATs README's links (valid until 2033-03-02)
-_BEATS_SAS = ("?sv=2020-08-04&st=2023-03-01T07%3A51%3A05Z&se=2033-03-02T07%3A51%3A00Z&sr=c&sp=rl"
-              "&sig=QJXmSJG9DbMKf48UDIU1MfzIro8HQOf3sqlNXiflY1I%3D")
+_BEATS_SAS = (
+    "?sv=2020-08-04&st=2023-03-01T07%3A51%3A05Z&se=2033-03-02T07%3A51%3A00Z&sr=c&sp=rl"
+    "&sig=QJXmSJG9DbMKf48UDIU1MfzIro8HQOf3sqlNXiflY1I%3D"
+)
 
 
 def _beats(name: str) -> Release:
-    return Release(name, BEATS_PAGE, (ReleaseFile(f"https://valle.blob.core.windows.net/share/BEATs/{name}{_BEATS_SAS}"),))
+    return Release(
+        name, BEATS_PAGE, (ReleaseFile(f"https://valle.blob.core.windows.net/share/BEATs/{name}{_BEATS_SAS}"),)
+    )
 
 
 def _eat(repo: str) -> Release:
     base = f"https://huggingface.co/{repo}/resolve/main"
-    return Release(repo.split("/")[1], f"https://huggingface.co/{repo}",
-                   tuple(ReleaseFile(f"{base}/{f}", rel=f) for f in ("config.json", "model.safetensors")))
+    return Release(
+        repo.split("/")[1],
+        f"https://huggingface.co/{repo}",
+        tuple(ReleaseFile(f"{base}/{f}", rel=f) for f in ("config.json", "model.safetensors")),
+    )
 
 
-RELEASES: dict[str, Release] = {r.name: r for r in (
-    _beats("BEATs_iter3.pt"),
-    _beats("BEATs_iter3_plus_AS2M.pt"),
-    _beats("BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt1.pt"),
-    _beats("BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"),
-    _beats("BEATs_iter3_plus_AS20K.pt"),
-    _beats("BEATs_iter3_plus_AS20K_finetuned_on_AS2M_cpt1.pt"),
-    _beats("BEATs_iter3_plus_AS20K_finetuned_on_AS2M_cpt2.pt"),
-    _eat("worstchan/EAT-base_epoch30_pretrain"),
-    _eat("worstchan/EAT-base_epoch30_finetune_AS2M"),
-    _eat("worstchan/EAT-large_epoch20_pretrain"),
-    _eat("worstchan/EAT-large_epoch20_finetune_AS2M"),
-)}
+RELEASES: dict[str, Release] = {
+    r.name: r
+    for r in (
+        _beats("BEATs_iter3.pt"),
+        _beats("BEATs_iter3_plus_AS2M.pt"),
+        _beats("BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt1.pt"),
+        _beats("BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt"),
+        _beats("BEATs_iter3_plus_AS20K.pt"),
+        _beats("BEATs_iter3_plus_AS20K_finetuned_on_AS2M_cpt1.pt"),
+        _beats("BEATs_iter3_plus_AS20K_finetuned_on_AS2M_cpt2.pt"),
+        _eat("worstchan/EAT-base_epoch30_pretrain"),
+        _eat("worstchan/EAT-base_epoch30_finetune_AS2M"),
+        _eat("worstchan/EAT-large_epoch20_pretrain"),
+        _eat("worstchan/EAT-large_epoch20_finetune_AS2M"),
+    )
+}
 
 
 def find_release(path: str | Path) -> Release | None:
@@ -89,8 +99,9 @@ def require_present(path: str | Path, where: str) -> None:
     release = find_release(path)
     page = release.page if release else "the links in docs/upstreams.md"
     fix = " or rerun with --download_upstream true" if release else ""
-    raise FileNotFoundError(f"upstream checkpoint {path} ({where}) does not exist: download it from {page} "
-                            f"(docs/upstreams.md){fix}")
+    raise FileNotFoundError(
+        f"upstream checkpoint {path} ({where}) does not exist: download it from {page} (docs/upstreams.md){fix}"
+    )
 
 
 def _sidecar(dest: Path) -> Path:
@@ -191,4 +202,5 @@ def check_upstream_record(record: object, path: str, model_path: str | Path) -> 
         raise UpstreamMismatchError(
             f"{model_path} was trained on the upstream {record.get('path')} (sha256 {record['sha256']}), but "
             f"upstream.path {path} now has sha256 {now}: retrain (rerun stage 3 with a new --tag) or point "
-            "upstream.path at the original file")
+            "upstream.path at the original file"
+        )

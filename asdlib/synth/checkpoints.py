@@ -16,7 +16,6 @@ from typing import Any, Literal
 import torch
 
 from asdlib.io.atomic import atomic_write, atomic_write_text
-from asdlib.registry import RANDOM_UPSTREAMS
 from asdlib.models.beats import BEATsConfig, BEATsModel
 from asdlib.models.eat import EATConfig, EATModel
 from asdlib.models.s3prl_upstream import (
@@ -32,6 +31,7 @@ from asdlib.models.s3prl_upstream import (
     WavLMConfig,
 )
 from asdlib.models.upstream import S3PRL_NAMES
+from asdlib.registry import RANDOM_UPSTREAMS
 
 
 def save_random_beats(path: str | Path, seed: int = 0, **cfg: Any) -> dict[str, Any]:
@@ -78,14 +78,21 @@ def save_random_eat(path: str | Path, fmt: str = "hf", seed: int = 0, **cfg: Any
         mapped = {}
         for key, value in state.items():
             if key.startswith("pre_norm."):
-                key = "modality_encoders.IMAGE.context_encoder.norm." + key[len("pre_norm."):]
+                key = "modality_encoders.IMAGE.context_encoder.norm." + key[len("pre_norm.") :]
             elif key.startswith(("local_encoder.", "extra_tokens", "fixed_positional_encoder.")):
                 key = "modality_encoders.IMAGE." + key
             mapped[key if key.startswith(("fc_norm.", "head.")) else prefix + key] = value
         mapped[prefix + "modality_encoders.IMAGE.decoder.proj.weight"] = torch.zeros(config.embed_dim, config.embed_dim)
         mapped[prefix + "_ema"] = {"blocks.0.norm1.weight": torch.ones(config.embed_dim)}
-        fairseq_cfg = {"model": {"_name": "data2vec_multi", "depth": config.depth, "num_heads": config.num_heads,
-                                 "embed_dim": config.embed_dim, "norm_eps": config.norm_eps}}
+        fairseq_cfg = {
+            "model": {
+                "_name": "data2vec_multi",
+                "depth": config.depth,
+                "num_heads": config.num_heads,
+                "embed_dim": config.embed_dim,
+                "norm_eps": config.norm_eps,
+            }
+        }
         with atomic_write(path, "wb") as f:
             torch.save({"cfg": fairseq_cfg, "model": mapped}, f)
     else:
@@ -123,15 +130,19 @@ def _random_hubert(size: RandomModelSize) -> dict[str, Any]:
     model_cfg = asdict(HubertConfig(label_rate=50.0, final_dim=size.dim // 2, **size.model_overrides()))
     symbols = [["<s>", "<pad>", "</s>", "<unk>"] + [str(i) for i in range(16)]]
     model = HubertModel(HubertConfig(**model_cfg), HubertPretrainingConfig(**task_cfg), symbols)
-    return {"task_cfg": task_cfg, "model_cfg": model_cfg, "model_weight": model.state_dict(),
-            "dictionaries_symbols": symbols}
+    return {
+        "task_cfg": task_cfg,
+        "model_cfg": model_cfg,
+        "model_weight": model.state_dict(),
+        "dictionaries_symbols": symbols,
+    }
 
 
 def _random_wav2vec2(size: RandomModelSize) -> dict[str, Any]:
     task_cfg = asdict(AudioPretrainingConfig())
-    model_cfg = asdict(Wav2Vec2Config(
-        quantize_targets=True, final_dim=size.dim // 2, latent_vars=16, **size.model_overrides()
-    ))
+    model_cfg = asdict(
+        Wav2Vec2Config(quantize_targets=True, final_dim=size.dim // 2, latent_vars=16, **size.model_overrides())
+    )
     model = Wav2Vec2Model(Wav2Vec2Config(**model_cfg))
     return {"task_cfg": task_cfg, "model_cfg": model_cfg, "model_weight": model.state_dict()}
 
@@ -172,7 +183,9 @@ def random_checkpoint(family: str, seed: int = 0, size: RandomModelSize | None =
         raise ValueError(f"unknown s3prl upstream family {family!r}; use one of {S3PRL_NAMES}")
     size = size or RandomModelSize()
     if size.dim % size.heads or size.dim % size.conv_pos_groups:
-        raise ValueError(f"dim {size.dim} must be divisible by heads {size.heads} and conv_pos_groups {size.conv_pos_groups}")
+        raise ValueError(
+            f"dim {size.dim} must be divisible by heads {size.heads} and conv_pos_groups {size.conv_pos_groups}"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         state = _RANDOM_BUILDERS[family](size)
@@ -200,10 +213,23 @@ class BeatsRandomSize:
 @RANDOM_UPSTREAMS.register("beats", BeatsRandomSize)
 def write_random_beats(path: Path, seed: int, size: BeatsRandomSize) -> dict[str, Any]:
     return save_random_beats(
-        path, seed=seed, encoder_layers=size.layers, encoder_embed_dim=size.dim, encoder_ffn_embed_dim=size.ffn_dim,
-        encoder_attention_heads=size.heads, embed_dim=size.patch_dim, conv_pos=size.conv_pos,
-        conv_pos_groups=size.conv_pos_groups, relative_position_embedding=True, gru_rel_pos=True, deep_norm=True,
-        num_buckets=320, max_distance=800, dropout=0.0, attention_dropout=0.0, layer_wise_gradient_decay_ratio=0.6,
+        path,
+        seed=seed,
+        encoder_layers=size.layers,
+        encoder_embed_dim=size.dim,
+        encoder_ffn_embed_dim=size.ffn_dim,
+        encoder_attention_heads=size.heads,
+        embed_dim=size.patch_dim,
+        conv_pos=size.conv_pos,
+        conv_pos_groups=size.conv_pos_groups,
+        relative_position_embedding=True,
+        gru_rel_pos=True,
+        deep_norm=True,
+        num_buckets=320,
+        max_distance=800,
+        dropout=0.0,
+        attention_dropout=0.0,
+        layer_wise_gradient_decay_ratio=0.6,
     )
 
 
@@ -221,8 +247,16 @@ class EatRandomSize:
 
 @RANDOM_UPSTREAMS.register("eat", EatRandomSize)
 def write_random_eat(path: Path, seed: int, size: EatRandomSize) -> dict[str, Any]:
-    return save_random_eat(path, size.format, seed=seed, embed_dim=size.dim, depth=size.layers, num_heads=size.heads,
-                           mlp_ratio=size.ffn_dim / size.dim, max_length=size.max_time_patches)
+    return save_random_eat(
+        path,
+        size.format,
+        seed=seed,
+        embed_dim=size.dim,
+        depth=size.layers,
+        num_heads=size.heads,
+        mlp_ratio=size.ffn_dim / size.dim,
+        max_length=size.max_time_patches,
+    )
 
 
 def _s3prl_writer(family: str) -> Any:

@@ -154,7 +154,11 @@ def machine_profile(name: str) -> MachineProfile:
     f0 = float(rng.uniform(70.0, 260.0))
     nres = int(rng.integers(2, 4))
     resonances = tuple(
-        (float(np.exp(rng.uniform(np.log(300.0), np.log(5000.0)))), float(rng.uniform(6.0, 14.0)), float(rng.uniform(0.2, 0.6)))
+        (
+            float(np.exp(rng.uniform(np.log(300.0), np.log(5000.0)))),
+            float(rng.uniform(6.0, 14.0)),
+            float(rng.uniform(0.2, 0.6)),
+        )
         for _ in range(nres)
     )
     speed_name = ("vel", "spd", "rpm")[int(rng.integers(3))]
@@ -272,7 +276,9 @@ def _noise_gain(machine: str, n: int, sr: int) -> np.ndarray:
     """Linear colour of a machine's turbulence noise."""
     profile = machine_profile(machine)
     freqs = _freqs(n, sr)
-    return _frozen(10.0 ** ((profile.noise_tilt_db * _log2_ratio(freqs, 500.0) + _resonance_db(freqs, profile.resonances)) / 20.0))
+    return _frozen(
+        10.0 ** ((profile.noise_tilt_db * _log2_ratio(freqs, 500.0) + _resonance_db(freqs, profile.resonances)) / 20.0)
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -384,8 +390,15 @@ def synthesize_clip(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     return np.clip(mix * gain, -1.0, 1.0 - 1.0 / 32768)
 
 
-def _machine_signal(profile: MachineProfile, attrs: dict[str, str], rng: np.random.Generator, t: np.ndarray,
-                    sr: int, anomaly: str, strength: float) -> np.ndarray:
+def _machine_signal(
+    profile: MachineProfile,
+    attrs: dict[str, str],
+    rng: np.random.Generator,
+    t: np.ndarray,
+    sr: int,
+    anomaly: str,
+    strength: float,
+) -> np.ndarray:
     """Tonal + impulsive + turbulence parts of the machine, attribute effects and anomaly applied."""
     n = t.size
     speed = float(attrs[profile.params[0].name]) / float(np.mean(profile.speed_values()))
@@ -419,7 +432,9 @@ def _machine_signal(profile: MachineProfile, attrs: dict[str, str], rng: np.rand
         if rng.random() < 0.5:
             env = 1.0 + min(0.95, profile.am_depth * (1.0 + MODULATION_DEPTH * strength)) * am_cos
         else:
-            extra = MODULATION_EXTRA * strength * np.cos(2 * np.pi * rng.uniform(1.5, 6.0) * t + rng.uniform(0, 2 * np.pi))
+            extra = (
+                MODULATION_EXTRA * strength * np.cos(2 * np.pi * rng.uniform(1.5, 6.0) * t + rng.uniform(0, 2 * np.pi))
+            )
             env = env * np.clip(1.0 + extra, 0.05, None)
     tonal = tonal / _rms(tonal) * env
 
@@ -455,7 +470,6 @@ def _machine_signal(profile: MachineProfile, attrs: dict[str, str], rng: np.rand
     return machine
 
 
-
 def _background_events(rng: np.random.Generator, n: int, sr: int, t: np.ndarray) -> np.ndarray:
     """Loud normal transients: knocks, babble bursts, a passing hum (relative to unit machine RMS)."""
     out = np.zeros(n)
@@ -472,7 +486,9 @@ def _background_events(rng: np.random.Generator, n: int, sr: int, t: np.ndarray)
         elif kind == 1:  # babble-like burst: formant-coloured noise with a syllabic envelope
             formants = [(rng.uniform(300, 900), 12.0, 0.3), (rng.uniform(1000, 2500), 9.0, 0.3)]
             freqs = _freqs(n, sr)
-            ev = _colored_noise(rng, 10.0 ** ((-6.0 * _log2_ratio(freqs, 300.0) + _resonance_db(freqs, formants)) / 20.0), n)
+            ev = _colored_noise(
+                rng, 10.0 ** ((-6.0 * _log2_ratio(freqs, 300.0) + _resonance_db(freqs, formants)) / 20.0), n
+            )
             start, length = rng.uniform(0, dur_total * 0.7), rng.uniform(0.3, 1.0)
             window = np.clip(np.minimum(t - start, start + length - t) / 0.05, 0.0, 1.0)
             syll = np.clip(0.6 + _smooth_noise(rng, n, int(dur_total * 10)), 0.0, None)
@@ -511,8 +527,9 @@ DEFAULT_MODEL = SoundModel("a", lambda m: machine_profile(m).params, synthesize_
 # Corpus layout
 
 
-def _group(dataset: str, machine: str, split: str, domain: str, label: str, count: int, cfg: SynthConfig,
-           model: SoundModel) -> list[ClipSpec]:
+def _group(
+    dataset: str, machine: str, split: str, domain: str, label: str, count: int, cfg: SynthConfig, model: SoundModel
+) -> list[ClipSpec]:
     """Clips of one (split, domain, label) group.
 
     Attribute combinations are balanced but shuffled (the file index must not reveal hidden
@@ -527,15 +544,22 @@ def _group(dataset: str, machine: str, split: str, domain: str, label: str, coun
     return [ClipSpec(dataset, machine, split, domain, label, i, assigned[i], i in with_events) for i in range(count)]
 
 
-def split_specs(dataset: str, machine: str, split: str, cfg: SynthConfig, model: SoundModel | None = None) -> list[ClipSpec]:
+def split_specs(
+    dataset: str, machine: str, split: str, cfg: SynthConfig, model: SoundModel | None = None
+) -> list[ClipSpec]:
     """All clips of one machine and split: train = source then target normals; test = every
     (domain, label) group with ``n_test`` clips each."""
     model = model or DEFAULT_MODEL
     if split == "train":
-        return (_group(dataset, machine, "train", "source", "normal", cfg.n_train_source, cfg, model)
-                + _group(dataset, machine, "train", "target", "normal", cfg.n_train_target, cfg, model))
-    return [spec for domain in DOMAINS for label in LABELS
-            for spec in _group(dataset, machine, "test", domain, label, cfg.n_test, cfg, model)]
+        return _group(dataset, machine, "train", "source", "normal", cfg.n_train_source, cfg, model) + _group(
+            dataset, machine, "train", "target", "normal", cfg.n_train_target, cfg, model
+        )
+    return [
+        spec
+        for domain in DOMAINS
+        for label in LABELS
+        for spec in _group(dataset, machine, "test", domain, label, cfg.n_test, cfg, model)
+    ]
 
 
 def labelled_name(spec: ClipSpec, cfg: SynthConfig) -> str:
@@ -563,7 +587,9 @@ def _attributes_csv(machine: str, specs: list[ClipSpec], cfg: SynthConfig, model
     else:
         npairs = len(model.params(machine))
         header = "file_name," + ",".join(f"d{i}p,d{i}v" for i in range(1, npairs + 1))
-        rows = [f"{machine}/{s.split}/{labelled_name(s, cfg)}," + ",".join(f"{p},{v}" for p, v in s.combo) for s in specs]
+        rows = [
+            f"{machine}/{s.split}/{labelled_name(s, cfg)}," + ",".join(f"{p},{v}" for p, v in s.combo) for s in specs
+        ]
     return "\n".join([header] + rows) + "\n"
 
 
@@ -577,12 +603,16 @@ def _check_root(root: Path, expected: dict) -> bool:
             raise SynthError(f"{marker} is not valid JSON ({e}); delete {root} and generate again") from e
         if recorded != expected:
             diff = sorted(k for k in set(recorded) | set(expected) if recorded.get(k) != expected.get(k))
-            raise SynthError(f"{root} holds a synthetic corpus made with other options (differs in: {', '.join(diff)}); "
-                             f"use another --root or delete {root}")
+            raise SynthError(
+                f"{root} holds a synthetic corpus made with other options (differs in: {', '.join(diff)}); "
+                f"use another --root or delete {root}"
+            )
         return True
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise SynthError(f"{root} exists and is not an empty directory, and has no {DONE_MARKER} marker "
-                         f"(an interrupted run or other data); delete it or choose another --root")
+        raise SynthError(
+            f"{root} exists and is not an empty directory, and has no {DONE_MARKER} marker "
+            f"(an interrupted run or other data); delete it or choose another --root"
+        )
     return False
 
 
@@ -606,7 +636,10 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
     for dataset, machines in (("dev", cfg.dev_machines), ("eval", cfg.eval_machines)):
         for machine in machines:
             mdir = root / f"{dataset}_data" / "raw" / machine
-            train, test = split_specs(dataset, machine, "train", cfg, model), split_specs(dataset, machine, "test", cfg, model)
+            train, test = (
+                split_specs(dataset, machine, "train", cfg, model),
+                split_specs(dataset, machine, "test", cfg, model),
+            )
             names = {spec: labelled_name(spec, cfg) for spec in train + test}
             if dataset == "eval":
                 blind = blinded_order(machine, cfg, len(test))
@@ -618,9 +651,14 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
                 (mdir / split).mkdir(parents=True, exist_ok=True)
                 for spec in specs:
                     _write_wav(mdir / split / names[spec], model.render(spec, cfg), cfg.sample_rate)
-                    metadata.append(f"{dataset},{machine},{split},{names[spec]},{spec.domain},{spec.label},"
-                                    f"{attribute_string(spec.combo)},{spec.anomaly_kind(cfg.seed, model.anomaly_kinds)},{int(spec.events)}")
-            atomic_write_text(mdir / "attributes_00.csv", _attributes_csv(machine, train + test if dataset == "dev" else train, cfg, model))
+                    metadata.append(
+                        f"{dataset},{machine},{split},{names[spec]},{spec.domain},{spec.label},"
+                        f"{attribute_string(spec.combo)},{spec.anomaly_kind(cfg.seed, model.anomaly_kinds)},{int(spec.events)}"
+                    )
+            atomic_write_text(
+                mdir / "attributes_00.csv",
+                _attributes_csv(machine, train + test if dataset == "dev" else train, cfg, model),
+            )
             logger.info("%s/%s: %d train, %d test clips", dataset, machine, len(train), len(test))
     atomic_write_text(root / f"eval_data_list_{cfg.year}.csv", "".join(line + "\r\n" for line in eval_list))
     atomic_write_text(root / METADATA_FILE, "\n".join(metadata) + "\n")

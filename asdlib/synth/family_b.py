@@ -70,8 +70,10 @@ class ProfileB:
     defect_res: float  # structural ring excited by the defect (Hz)
 
     def params(self) -> tuple[AttrParam, ...]:
-        return (AttrParam("rpm", "speed", tuple(map(str, self.rpm)), tuple(map(str, self.target_rpm))),
-                AttrParam("load", "load", ("20", "50"), ("80",)))
+        return (
+            AttrParam("rpm", "speed", tuple(map(str, self.rpm)), tuple(map(str, self.target_rpm))),
+            AttrParam("load", "load", ("20", "50"), ("80",)),
+        )
 
 
 @functools.lru_cache(maxsize=64)
@@ -85,8 +87,14 @@ def profile(name: str) -> ProfileB:
         target_rpm=(base - step, base + 3 * step),
         blades=int(rng.integers(3, 10)),
         slip=float(rng.uniform(0.03, 0.08)),
-        resonances=tuple((float(np.exp(rng.uniform(np.log(250.0), np.log(6000.0)))), float(rng.uniform(6.0, 14.0)),
-                          float(rng.uniform(0.15, 0.45))) for _ in range(int(rng.integers(3, 5)))),
+        resonances=tuple(
+            (
+                float(np.exp(rng.uniform(np.log(250.0), np.log(6000.0)))),
+                float(rng.uniform(6.0, 14.0)),
+                float(rng.uniform(0.15, 0.45)),
+            )
+            for _ in range(int(rng.integers(3, 5)))
+        ),
         tilt_db=float(rng.uniform(-3.0, 0.0)),
         comb_g=float(rng.uniform(0.6, 0.85)),
         comb_level=float(rng.uniform(0.6, 1.2)),
@@ -142,8 +150,16 @@ def _tones(t: np.ndarray, f: float, amps: list[float], rng: np.random.Generator)
     return sum(amp * np.sin(2 * np.pi * (k + 1) * f * t + rng.uniform(0, 2 * np.pi)) for k, amp in enumerate(amps))
 
 
-def _machine(p: ProfileB, rpm: float, load: float, rng: np.random.Generator, t: np.ndarray, sr: int,
-             anomaly: str, strength: float) -> np.ndarray:
+def _machine(
+    p: ProfileB,
+    rpm: float,
+    load: float,
+    rng: np.random.Generator,
+    t: np.ndarray,
+    sr: int,
+    anomaly: str,
+    strength: float,
+) -> np.ndarray:
     """Broadband body + rotating-order comb + hum, with the anomaly; unit-ish RMS."""
     n, f = t.size, a._freqs(t.size, sr)
     f_rot = rpm / 60.0 * (1.0 - p.slip * load) * (1.0 + RPM_JITTER * rng.standard_normal())
@@ -152,11 +168,15 @@ def _machine(p: ProfileB, rpm: float, load: float, rng: np.random.Generator, t: 
     if anomaly == "resonance_shift":
         factor = 1.0 + RESONANCE_SHIFT * strength * rng.uniform(0.5, 1.0) * rng.choice([-1.0, 1.0])
         res = tuple((fc * factor, g, w) for fc, g, w in res)
-    body = 10.0 ** ((p.tilt_db * a._log2_ratio(f, 1000.0) + a._resonance_db(f, res) + 3.0 * load * a._log2_ratio(f, 1000.0)) / 20.0)
+    body = 10.0 ** (
+        (p.tilt_db * a._log2_ratio(f, 1000.0) + a._resonance_db(f, res) + 3.0 * load * a._log2_ratio(f, 1000.0)) / 20.0
+    )
     comb = 1.0 / np.abs(1.0 - p.comb_g * np.exp(-2j * np.pi * f / f_bp)) / np.sqrt(1.0 + (f / (12 * f_bp)) ** 4)
     jit = 10.0 ** (LEVEL_JITTER_DB * rng.standard_normal(3) / 20.0)
-    x = (a._colored_noise(rng, body * comb, n) * p.comb_level * jit[0]
-         + a._colored_noise(rng, body, n) * (0.6 + 0.6 * load) * jit[1])
+    x = (
+        a._colored_noise(rng, body * comb, n) * p.comb_level * jit[0]
+        + a._colored_noise(rng, body, n) * (0.6 + 0.6 * load) * jit[1]
+    )
     rev = 2 * np.pi * f_rot * t + rng.uniform(0, 2 * np.pi)
     x = x * (1.0 + p.rev_depth * np.cos(rev) + 0.4 * p.rev_depth * np.cos(2 * rev))
     x = x + _tones(t, p.hum_freq, [1.0, 0.5, 0.25], rng) / 0.8 * p.hum_level * (0.5 + load) * jit[2]
@@ -193,7 +213,11 @@ def _machine(p: ProfileB, rpm: float, load: float, rng: np.random.Generator, t: 
 def _noise_gains(n: int, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pink, brown and speech-shaped magnitude responses."""
     f = np.maximum(a._freqs(n, sr), 20.0)
-    speech = (f / 200.0) / (1.0 + (f / 200.0) ** 2) * 10.0 ** (a._resonance_db(f, [(500.0, 8.0, 0.5), (1500.0, 6.0, 0.5)]) / 20.0)
+    speech = (
+        (f / 200.0)
+        / (1.0 + (f / 200.0) ** 2)
+        * 10.0 ** (a._resonance_db(f, [(500.0, 8.0, 0.5), (1500.0, 6.0, 0.5)]) / 20.0)
+    )
     return a._frozen(f**-0.5), a._frozen(f**-1.0), a._frozen(speech)
 
 
@@ -204,8 +228,10 @@ def _background(domain: str, rng: np.random.Generator, t: np.ndarray, sr: int) -
     if domain == "source":
         bg = a._colored_noise(rng, pink, n) + 0.5 * _tones(t, 50.0, [1.0, 0.6, 0.4, 0.3], rng)
     else:
-        talkers = sum(a._colored_noise(rng, speech, n) * np.clip(0.5 + a._smooth_noise(rng, n, int(8 * t[-1]) + 1), 0.0, None)
-                      for _ in range(4))
+        talkers = sum(
+            a._colored_noise(rng, speech, n) * np.clip(0.5 + a._smooth_noise(rng, n, int(8 * t[-1]) + 1), 0.0, None)
+            for _ in range(4)
+        )
         bg = a._colored_noise(rng, brown, n) + 0.7 * talkers / a._rms(talkers)
     return bg / a._rms(bg)
 
@@ -218,8 +244,10 @@ def _events(rng: np.random.Generator, t: np.ndarray, sr: int) -> np.ndarray:
         if rng.random() < 0.5:  # clank
             tk = np.arange(int(0.4 * sr)) / sr
             f1 = rng.uniform(300.0, 1200.0)
-            kernel = sum(np.sin(2 * np.pi * f1 * r * tk) * np.exp(-tk / (rng.uniform(0.05, 0.2) / r**0.5))
-                         for r in (1.0, 2.756, 5.404, 8.933))
+            kernel = sum(
+                np.sin(2 * np.pi * f1 * r * tk) * np.exp(-tk / (rng.uniform(0.05, 0.2) / r**0.5))
+                for r in (1.0, 2.756, 5.404, 8.933)
+            )
             count = int(rng.integers(1, 4))
             ev = a._pulse_train(n, sr, rng.uniform(0, t[-1] - 0.1, count), rng.uniform(0.5, 1.0, count), kernel)
             out += ev / (np.max(np.abs(ev)) + 1e-12) * level * 3.0
@@ -227,7 +255,9 @@ def _events(rng: np.random.Generator, t: np.ndarray, sr: int) -> np.ndarray:
             f = a._freqs(n, sr)
             ev = a._colored_noise(rng, (f / 2000.0) ** 2 / (1.0 + (f / 2000.0) ** 2), n)
             start, decay = rng.uniform(0, 0.7 * t[-1]), rng.uniform(0.2, 0.6)
-            env = np.where(t < start, 0.0, np.minimum((t - start) / 0.01, 1.0) * np.exp(-np.maximum(t - start, 0.0) / decay))
+            env = np.where(
+                t < start, 0.0, np.minimum((t - start) / 0.01, 1.0) * np.exp(-np.maximum(t - start, 0.0) / decay)
+            )
             out += ev * env * level * 1.5
     return out
 
@@ -255,4 +285,6 @@ MODEL = SoundModel("b", params, render, ANOMALY_KINDS, (("family", "b"), ("famil
 
 def default_config(**changes) -> SynthConfig:
     """The mini corpus options with family b's machines (``changes`` override any field)."""
-    return dataclasses.replace(SynthConfig(dev_machines=DEV_MACHINES, eval_machines=EVAL_MACHINES, no_attribute=NO_ATTRIBUTE), **changes)
+    return dataclasses.replace(
+        SynthConfig(dev_machines=DEV_MACHINES, eval_machines=EVAL_MACHINES, no_attribute=NO_ATTRIBUTE), **changes
+    )

@@ -68,8 +68,10 @@ class ProfileC:
     chirp: tuple[float, float]  # servo chirp start and end Hz
 
     def params(self) -> tuple[AttrParam, ...]:
-        return (AttrParam("spm", "speed", tuple(map(str, self.spm)), tuple(map(str, self.target_spm))),
-                AttrParam("material", "load", ("steel", "alu"), ("plastic",)))
+        return (
+            AttrParam("spm", "speed", tuple(map(str, self.spm)), tuple(map(str, self.target_spm))),
+            AttrParam("material", "load", ("steel", "alu"), ("plastic",)),
+        )
 
 
 @functools.lru_cache(maxsize=64)
@@ -84,8 +86,10 @@ def profile(name: str) -> ProfileC:
         target_spm=(base - step, base + 3 * step),
         phases=tuple(sorted(float(p) for p in rng.uniform(0.0, 0.9, k))),
         gains=tuple(float(g) for g in rng.uniform(0.4, 1.0, k)),
-        modes=tuple((float(np.exp(rng.uniform(np.log(400.0), np.log(5000.0)))), float(rng.uniform(0.01, 0.06)))
-                    for _ in range(int(rng.integers(3, 6)))),
+        modes=tuple(
+            (float(np.exp(rng.uniform(np.log(400.0), np.log(5000.0)))), float(rng.uniform(0.01, 0.06)))
+            for _ in range(int(rng.integers(3, 6)))
+        ),
         whine_ratio=float(rng.uniform(40.0, 90.0)),
         whine_level=float(rng.uniform(0.05, 0.2)),
         chirp=(float(rng.uniform(600.0, 1200.0)), float(rng.uniform(1500.0, 3000.0))),
@@ -100,14 +104,24 @@ def _impact(sr: int, modes: tuple[tuple[float, float], ...], rng: np.random.Gene
     """One impact: the modes struck with random weights, plus a short contact click."""
     length = int(0.25 * sr)
     t = np.arange(length) / sr
-    out = sum(rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) * np.exp(-t / tau)
-              for f, tau in modes)
+    out = sum(
+        rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) * np.exp(-t / tau)
+        for f, tau in modes
+    )
     click = rng.standard_normal(length) * np.exp(-t / 0.0008)
     return out + 0.5 * click
 
 
-def _machine(p: ProfileC, spm: float, material: str, rng: np.random.Generator, t: np.ndarray, sr: int,
-             anomaly: str, strength: float) -> np.ndarray:
+def _machine(
+    p: ProfileC,
+    spm: float,
+    material: str,
+    rng: np.random.Generator,
+    t: np.ndarray,
+    sr: int,
+    anomaly: str,
+    strength: float,
+) -> np.ndarray:
     n = t.size
     mode_f, decay_f = MATERIAL[material]
     modes = tuple((f * mode_f, tau * decay_f) for f, tau in p.modes)
@@ -134,7 +148,9 @@ def _machine(p: ProfileC, spm: float, material: str, rng: np.random.Generator, t
     if anomaly == "extra_knock":
         knock_modes = tuple((f * rng.uniform(1.3, 1.8), tau) for f, tau in modes[:2])
         kt = cycles + period * rng.uniform(0.92, 0.98)
-        x = x + a._pulse_train(n, sr, kt, np.full(kt.size, KNOCK_LEVEL * strength * max(p.gains)), _impact(sr, knock_modes, rng))
+        x = x + a._pulse_train(
+            n, sr, kt, np.full(kt.size, KNOCK_LEVEL * strength * max(p.gains)), _impact(sr, knock_modes, rng)
+        )
     elif anomaly == "rattle":
         rt = (np.array(times)[:, None] + np.cumsum(rng.uniform(0.004, 0.012, (len(times), 6)), axis=1)).ravel()
         rk = a._decay_kernel(sr, rng.uniform(2500.0, 5000.0), 0.002, 0.01, rng)
@@ -174,7 +190,9 @@ def _background(domain: str, rng: np.random.Generator, t: np.ndarray, sr: int) -
         bg = rumble * (1.0 + 0.4 * a._smooth_noise(rng, n, int(2 * t[-1]) + 1))
     else:
         ticks = rng.uniform(0, t[-1], int(400 * t[-1]) + 1)
-        rain = a._pulse_train(n, sr, ticks, rng.exponential(1.0, ticks.size), np.diff(np.exp(-np.arange(40) / 6.0), prepend=0.0))
+        rain = a._pulse_train(
+            n, sr, ticks, rng.exponential(1.0, ticks.size), np.diff(np.exp(-np.arange(40) / 6.0), prepend=0.0)
+        )
         buzz = sum(np.sin(2 * np.pi * 100.0 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in (1, 3, 5, 7, 9))
         bg = rain / a._rms(rain) + 0.5 * buzz / a._rms(buzz)
     return bg / a._rms(bg)
@@ -217,4 +235,6 @@ MODEL = SoundModel("c", params, render, ANOMALY_KINDS, (("family", "c"), ("famil
 
 def default_config(**changes) -> SynthConfig:
     """The mini corpus options with family c's machines (``changes`` override any field)."""
-    return dataclasses.replace(SynthConfig(dev_machines=DEV_MACHINES, eval_machines=EVAL_MACHINES, no_attribute=NO_ATTRIBUTE), **changes)
+    return dataclasses.replace(
+        SynthConfig(dev_machines=DEV_MACHINES, eval_machines=EVAL_MACHINES, no_attribute=NO_ATTRIBUTE), **changes
+    )

@@ -61,14 +61,24 @@ class YearSynthConfig:
     seed: int = 0
     anomaly_strength: float = 1.0
 
-    def resolved(self) -> "YearSynthConfig":
+    def resolved(self) -> YearSynthConfig:
         """Defaults filled in from the year's official machine lists; checked."""
         if self.year not in YEARS:
             raise synth.SynthError(f"year must be one of {tuple(YEARS)}, got {self.year}")
         dev, eval_ = official_machines(self.year)
-        cfg = dataclasses.replace(self, dev_machines=self.dev_machines or dev[:2], eval_machines=self.eval_machines or eval_[:2])
-        if cfg.sections < 1 or cfg.n_train_source < 1 or cfg.n_test < 1 or cfg.n_train_target < 0 or cfg.n_supplemental < 0:
-            raise synth.SynthError("sections, n_train_source, n_test >= 1 and n_train_target, n_supplemental >= 0 required")
+        cfg = dataclasses.replace(
+            self, dev_machines=self.dev_machines or dev[:2], eval_machines=self.eval_machines or eval_[:2]
+        )
+        if (
+            cfg.sections < 1
+            or cfg.n_train_source < 1
+            or cfg.n_test < 1
+            or cfg.n_train_target < 0
+            or cfg.n_supplemental < 0
+        ):
+            raise synth.SynthError(
+                "sections, n_train_source, n_test >= 1 and n_train_target, n_supplemental >= 0 required"
+            )
         if get_year(cfg.year).has_domains and cfg.n_train_target < 1:
             raise synth.SynthError(f"DCASE {cfg.year} has target-domain training clips: n_train_target must be >= 1")
         unknown = sorted(set(cfg.no_attribute) - set(cfg.dev_machines + cfg.eval_machines))
@@ -82,11 +92,19 @@ class YearSynthConfig:
 
     def synth_config(self) -> synth.SynthConfig:
         """The sound options in :mod:`asdlib.synth.corpus`'s form (its year field only names the layout)."""
-        return synth.SynthConfig(year=self.year if self.year in synth.LAYOUT_YEARS else 2024,
-                                 dev_machines=self.dev_machines, eval_machines=self.eval_machines,
-                                 no_attribute=self.no_attribute, n_train_source=self.n_train_source,
-                                 n_train_target=max(1, self.n_train_target), n_test=self.n_test, seconds=self.seconds,
-                                 sample_rate=self.sample_rate, seed=self.seed, anomaly_strength=self.anomaly_strength)
+        return synth.SynthConfig(
+            year=self.year if self.year in synth.LAYOUT_YEARS else 2024,
+            dev_machines=self.dev_machines,
+            eval_machines=self.eval_machines,
+            no_attribute=self.no_attribute,
+            n_train_source=self.n_train_source,
+            n_train_target=max(1, self.n_train_target),
+            n_test=self.n_test,
+            seconds=self.seconds,
+            sample_rate=self.sample_rate,
+            seed=self.seed,
+            anomaly_strength=self.anomaly_strength,
+        )
 
     def to_json_dict(self) -> dict:
         """Plain-JSON form plus the sound generator's version, stored in ``.done``."""
@@ -127,7 +145,9 @@ def _rng(*keys: str | int) -> np.random.Generator:
     return np.random.default_rng([k if isinstance(k, int) else zlib.crc32(k.encode("utf-8")) for k in keys])
 
 
-def _specs(cfg: YearSynthConfig, dataset: str, voice: str, split: str, domain: str, label: str, count: int) -> list[synth.ClipSpec]:
+def _specs(
+    cfg: YearSynthConfig, dataset: str, voice: str, split: str, domain: str, label: str, count: int
+) -> list[synth.ClipSpec]:
     """``count`` clips of one group, as :mod:`synth` draws them: attribute combinations balanced but
     shuffled (the file index must not reveal hidden attributes), about half with background events."""
     combos = synth.attribute_combos(synth.machine_profile(voice), domain)
@@ -167,24 +187,35 @@ def _machine_clips(cfg: YearSynthConfig, dataset: str, machine: str) -> tuple[li
         voice = f"{machine}-{section}"  # one acoustic identity per section, like a machine ID
         for domain in domains:
             n = cfg.n_train_source if domain == "source" else cfg.n_train_target
-            clips += [_Clip(s, "train", _labelled_name(cfg, machine, section, s))
-                      for s in _specs(cfg, dataset, voice, "train", domain, "normal", n)]
+            clips += [
+                _Clip(s, "train", _labelled_name(cfg, machine, section, s))
+                for s in _specs(cfg, dataset, voice, "train", domain, "normal", n)
+            ]
         if info.supplemental and cfg.n_supplemental:
-            clips += [_Clip(s, "supplemental", f"section_{section}_machine_{s.index:04d}_.wav")
-                      for s in _specs(cfg, dataset, voice, "supplemental", "source", "normal", cfg.n_supplemental)]
-        test = [s for d in domains for lab in synth.LABELS for s in _specs(cfg, dataset, voice, "test", d, lab, cfg.n_test)]
+            clips += [
+                _Clip(s, "supplemental", f"section_{section}_machine_{s.index:04d}_.wav")
+                for s in _specs(cfg, dataset, voice, "supplemental", "source", "normal", cfg.n_supplemental)
+            ]
+        test = [
+            s for d in domains for lab in synth.LABELS for s in _specs(cfg, dataset, voice, "test", d, lab, cfg.n_test)
+        ]
         if dataset == "dev":
             clips += [_Clip(s, _test_dir(cfg.year, s.domain), _labelled_name(cfg, machine, section, s)) for s in test]
             continue
-        for domain_group in ([[s for s in test if s.domain == d] for d in domains] if per_domain else [test]):
-            order = _rng(cfg.seed, "blind", voice, domain_group[0].domain if per_domain else "").permutation(len(domain_group))
+        for domain_group in [[s for s in test if s.domain == d] for d in domains] if per_domain else [test]:
+            order = _rng(cfg.seed, "blind", voice, domain_group[0].domain if per_domain else "").permutation(
+                len(domain_group)
+            )
             blinded = sorted(zip(order.tolist(), domain_group), key=lambda t: t[0])
             for j, spec in blinded:
                 name = _blinded_name(cfg.year, section, spec.domain, j)
                 labelled = _labelled_name(cfg, machine, section, spec)
                 clips.append(_Clip(spec, _test_dir(cfg.year, spec.domain), name, labelled))
-                rows.append((name, labelled, "1" if spec.label == "anomaly" else "0") if info.eval_list_columns == 3
-                            else (name, labelled))
+                rows.append(
+                    (name, labelled, "1" if spec.label == "anomaly" else "0")
+                    if info.eval_list_columns == 3
+                    else (name, labelled)
+                )
     return clips, rows
 
 
@@ -206,7 +237,11 @@ def _render(clip: _Clip, cfg: YearSynthConfig, scfg: synth.SynthConfig) -> np.nd
     x = synth.synthesize_clip(clip.spec, scfg)
     if get_year(cfg.year).channels == 1:
         return x
-    noise = _rng(cfg.seed, "far", clip.spec.machine, clip.subdir, clip.name).standard_normal(x.size) * 0.3 * float(np.std(x))
+    noise = (
+        _rng(cfg.seed, "far", clip.spec.machine, clip.subdir, clip.name).standard_normal(x.size)
+        * 0.3
+        * float(np.std(x))
+    )
     far = 0.5 * np.concatenate([np.zeros(_FAR_MIC_DELAY), x[:-_FAR_MIC_DELAY]]) + noise
     return np.stack([x, np.clip(far, -1.0, 1.0 - 1.0 / 32768)], axis=1)
 
@@ -246,10 +281,14 @@ def _check_root(root: Path, cfg: YearSynthConfig) -> bool:
         except json.JSONDecodeError as e:
             raise synth.SynthError(f"{marker} is not valid JSON ({e}); delete {root} and generate again") from e
         if recorded != cfg.to_json_dict():
-            raise synth.SynthError(f"{root} holds a synthetic corpus made with other options; use another root or delete {root}")
+            raise synth.SynthError(
+                f"{root} holds a synthetic corpus made with other options; use another root or delete {root}"
+            )
         return True
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise synth.SynthError(f"{root} exists, is not empty and has no {synth.DONE_MARKER} marker; delete it or choose another root")
+        raise synth.SynthError(
+            f"{root} exists, is not empty and has no {synth.DONE_MARKER} marker; delete it or choose another root"
+        )
     return False
 
 

@@ -169,12 +169,17 @@ class VQObjective(Objective):
         spk = sorted({u.spk for u in data.utts})
         self.keys = torch.tensor(keys, device=setup.device)  # per training clip, -1 = no codebook
         self.groups = torch.tensor([spk.index(u.spk) for u in data.utts], device=setup.device)  # machine × section
-        self.clusterer = VQClusterer([k for k in keys if k >= 0], cfg.model.embed_dim, cfg.vq,
-                                     len(data.classes)).to(setup.device)
+        self.clusterer = VQClusterer([k for k in keys if k >= 0], cfg.model.embed_dim, cfg.vq, len(data.classes)).to(
+            setup.device
+        )
         self.dual_loss = DualLevelLoss(cfg.vq)
         self.lookup: tuple[Tensor, Tensor, Tensor]  # (keys, codes, assigned) of the batch in flight, from after_forward
-        log.info("VQ clustering: %d codebooks of %d codes for clips without attributes; %d head classes",
-                 len(self.clusterer.keys), cfg.vq.num_codes, setup.num_classes)
+        log.info(
+            "VQ clustering: %d codebooks of %d codes for clips without attributes; %d head classes",
+            len(self.clusterer.keys),
+            cfg.vq.num_codes,
+            setup.num_classes,
+        )
 
     def modules(self) -> list[nn.Module]:
         return [self.clusterer]
@@ -191,7 +196,9 @@ class VQObjective(Objective):
 
     def after_loss(self, step: Step, emb: Tensor) -> None:
         """EMA codebook update on the (all-gathered) batch, identical on every rank."""
-        self.clusterer.update(gather_ranks(emb.detach().float()), gather_ranks(self.lookup[0]), generator=step.generator)
+        self.clusterer.update(
+            gather_ranks(emb.detach().float()), gather_ranks(self.lookup[0]), generator=step.generator
+        )
 
     def on_epoch_end(self, run: Run) -> None:
         """After the warm-up epoch(s): k-means (re)initialisation of the codebooks on a clean
@@ -224,7 +231,13 @@ class MixupObjective(Objective):
 
     def before_forward(self, step: Step) -> None:
         batch = step.batch
-        mixed = mixup(batch.wavs, F.one_hot(batch.labels, self.num_classes).float(), self.alpha, step.generator,
-                      lengths=batch.lengths, groups=batch.machines)
+        mixed = mixup(
+            batch.wavs,
+            F.one_hot(batch.labels, self.num_classes).float(),
+            self.alpha,
+            step.generator,
+            lengths=batch.lengths,
+            groups=batch.machines,
+        )
         step.batch = dataclasses.replace(batch, wavs=mixed.wavs, lengths=mixed.lengths)
         step.targets = [(w * v, mixed_y) for w, y in step.targets for v, mixed_y in mixed.label_sets(y)]

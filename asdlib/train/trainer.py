@@ -73,7 +73,9 @@ def load_train_data(cfg: TrainConfig, data_root: Path) -> TrainData:
         set_utts = read_data_dir(set_dir)
         set_labels, set_classes = read_labels(set_dir, set_utts)
         if classes is not None and set_classes != classes:
-            raise ValueError(f"{set_dir / 'classes.txt'} differs from the other training sets; rerun stage 2 for all sets together")
+            raise ValueError(
+                f"{set_dir / 'classes.txt'} differs from the other training sets; rerun stage 2 for all sets together"
+            )
         classes = set_classes
         utts += set_utts
         labels += set_labels
@@ -133,46 +135,77 @@ class Trainer:
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_process_group(ddp_backend(self.device.type))
         if cfg.optim.batch_size % self.world_size:
-            raise ValueError(f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of processes {self.world_size}")
+            raise ValueError(
+                f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of processes {self.world_size}"
+            )
         seed_everything(cfg.seed, str(self.device))
         self.data = load_train_data(cfg, data_root)
         entries = [OBJECTIVES.get(name) for name in OBJECTIVES.names()]
         kinds = {e.name: e.obj for e in entries if e.obj.select(cfg)}  # config errors before anything is built
         self.model = build_model(cfg, len(self.data.machines)).to(self.device)
-        setup = TrainSetup(cfg, self.data, self.device, len(self.data.classes) +
-                           sum(kind.extra_classes(cfg, self.data) for kind in kinds.values()))
+        setup = TrainSetup(
+            cfg,
+            self.data,
+            self.device,
+            len(self.data.classes) + sum(kind.extra_classes(cfg, self.data) for kind in kinds.values()),
+        )
         # in registration order; the objectives built after the model draw from the global RNG after it
         self.objectives: dict[str, Objective] = {name: kind(setup) for name, kind in kinds.items()}
         self.objective_modules = [m for o in self.objectives.values() for m in o.modules()]
-        self.dataset = ClipDataset(self.data.utts, cfg.data.sample_rate, self.data.labels, self.data.machine_ids(),
-                                   crop_samples=int(cfg.data.crop_seconds * cfg.data.sample_rate), seed=cfg.seed,
-                                   min_samples=int(cfg.data.min_seconds * cfg.data.sample_rate), channel=cfg.data.channel,
-                                   resample=cfg.data.resample)
-        self.sampler = BalancedSampler([(u.machine, u.domain) for u in self.data.utts], cfg.data.balance_power,
-                                       seed=cfg.seed, rank=self.rank, world_size=self.world_size)
+        self.dataset = ClipDataset(
+            self.data.utts,
+            cfg.data.sample_rate,
+            self.data.labels,
+            self.data.machine_ids(),
+            crop_samples=int(cfg.data.crop_seconds * cfg.data.sample_rate),
+            seed=cfg.seed,
+            min_samples=int(cfg.data.min_seconds * cfg.data.sample_rate),
+            channel=cfg.data.channel,
+            resample=cfg.data.resample,
+        )
+        self.sampler = BalancedSampler(
+            [(u.machine, u.domain) for u in self.data.utts],
+            cfg.data.balance_power,
+            seed=cfg.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
         per_rank = cfg.optim.batch_size // self.world_size
-        self.loader = DataLoader(self.dataset, batch_size=per_rank, sampler=self.sampler, collate_fn=collate,
-                                 num_workers=cfg.data.num_workers, drop_last=True)
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=per_rank,
+            sampler=self.sampler,
+            collate_fn=collate,
+            num_workers=cfg.data.num_workers,
+            drop_last=True,
+        )
         self.steps_per_epoch = len(self.loader) // cfg.optim.grad_accum
         if cfg.optim.epochs and self.steps_per_epoch == 0:
-            raise ValueError(f"{len(self.dataset)} training clips are fewer than one batch "
-                             f"({cfg.optim.batch_size} x grad_accum {cfg.optim.grad_accum}); lower optim.batch_size")
+            raise ValueError(
+                f"{len(self.dataset)} training clips are fewer than one batch "
+                f"({cfg.optim.batch_size} x grad_accum {cfg.optim.grad_accum}); lower optim.batch_size"
+            )
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW([{"params": params, "lr": cfg.optim.lr},
-                                            {"params": [p for m in self.objective_modules for p in m.parameters()],
-                                             "lr": cfg.optim.lr_head}],
-                                           weight_decay=cfg.optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": params, "lr": cfg.optim.lr},
+                {"params": [p for m in self.objective_modules for p in m.parameters()], "lr": cfg.optim.lr_head},
+            ],
+            weight_decay=cfg.optim.weight_decay,
+        )
         total = self.steps_per_epoch * cfg.optim.epochs
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_lambda(s, cfg.optim.warmup_steps, total))
+            self.optimizer, lambda s: lr_lambda(s, cfg.optim.warmup_steps, total)
+        )
         self.amp_dtype = autocast_dtype(cfg.optim, self.device)
         self.use_amp = self.amp_dtype is not None
         # Only float16 needs loss scaling (its small exponent range underflows gradients); bfloat16 does not.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         # Modules that skip whole layers in training (BEATs encoder_layerdrop): they draw from a
         # generator seeded alike on all ranks (see train_epoch), so every rank skips the same layers.
-        self.layerdrop_modules = [m for m in self.model.modules()
-                                  if hasattr(m, "layerdrop_generator") and getattr(m, "layerdrop", 0) > 0]
+        self.layerdrop_modules = [
+            m for m in self.model.modules() if hasattr(m, "layerdrop_generator") and getattr(m, "layerdrop", 0) > 0
+        ]
         self.ddp_model: nn.Module = self.model
         if self.world_size > 1 and params:
             # Some trainable parameters never get a gradient (full fine-tuning of s3prl models: the
@@ -182,10 +215,13 @@ class Trainer:
             # gradient is left as it is, as in one process).
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             if self.layerdrop_modules:
-                self.ddp_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids,
-                                                                     find_unused_parameters=True)
+                self.ddp_model = nn.parallel.DistributedDataParallel(
+                    self.model, device_ids=device_ids, find_unused_parameters=True
+                )
             else:
-                self.ddp_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids, static_graph=True)
+                self.ddp_model = nn.parallel.DistributedDataParallel(
+                    self.model, device_ids=device_ids, static_graph=True
+                )
         self.epoch = 0
         self.losses: list[dict[str, float]] = []  # per-epoch record, written to train_losses.json
 
@@ -197,16 +233,24 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.rank:
             return
-        state = {"epoch": self.epoch, "model": trainable_state(self.model),
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict(), "classes": self.data.classes, "machines": self.data.machines}
+        state = {
+            "epoch": self.epoch,
+            "model": trainable_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "classes": self.data.classes,
+            "machines": self.data.machines,
+        }
         for objective in self.objectives.values():
             state.update(objective.state_dict())
         path = self.ckpt_dir / f"epoch_{self.epoch}.pt"
         with atomic_write(path, "wb") as f:
             torch.save(state, f)
         atomic_write_text(self.ckpt_dir / "latest", path.name + "\n")
-        for old in sorted(self.ckpt_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))[:-self.cfg.optim.keep_checkpoints]:
+        for old in sorted(self.ckpt_dir.glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))[
+            : -self.cfg.optim.keep_checkpoints
+        ]:
             old.unlink()
         log.info("saved %s", path)
 
@@ -219,9 +263,13 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as e:
-            raise CheckpointError(f"{path}: unreadable checkpoint ({e}); delete it and point {latest} at the previous epoch") from e
+            raise CheckpointError(
+                f"{path}: unreadable checkpoint ({e}); delete it and point {latest} at the previous epoch"
+            ) from e
         if state["classes"] != self.data.classes or state["machines"] != self.data.machines:
-            raise CheckpointError(f"{path}: the training classes/machines changed since this checkpoint; use a new --tag")
+            raise CheckpointError(
+                f"{path}: the training classes/machines changed since this checkpoint; use a new --tag"
+            )
         load_trainable_state(self.model, state["model"], str(path))
         for objective in self.objectives.values():
             objective.load_state_dict(state)
@@ -251,8 +299,16 @@ class Trainer:
         if self.rank:
             return
         buf = io.BytesIO()
-        torch.save({"epoch": self.epoch, "model": trainable_state(self.model), "classes": self.data.classes,
-                    "machines": self.data.machines, "upstream": upstream_record(self.cfg.upstream.path)}, buf)
+        torch.save(
+            {
+                "epoch": self.epoch,
+                "model": trainable_state(self.model),
+                "classes": self.data.classes,
+                "machines": self.data.machines,
+                "upstream": upstream_record(self.cfg.upstream.path),
+            },
+            buf,
+        )
         path = self.exp_dir / "model.pt"
         if path.is_file() and path.read_bytes() == buf.getvalue():
             log.info("%s is up to date", path)
@@ -283,9 +339,15 @@ class Trainer:
         # Only whole accumulation groups: a trailing partial group's gradient would leak into the next
         # epoch's first step, and a resumed run (gradients are not checkpointed) would lose it.
         batches = self.steps_per_epoch * cfg.grad_accum
-        bar = tqdm(itertools.islice(self.loader, batches), total=batches, desc=f"epoch {self.epoch + 1}",
-                   disable=self.rank > 0, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0,
-                   ascii=not sys.stderr.isatty())
+        bar = tqdm(
+            itertools.islice(self.loader, batches),
+            total=batches,
+            desc=f"epoch {self.epoch + 1}",
+            disable=self.rank > 0,
+            file=sys.stderr,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            ascii=not sys.stderr.isatty(),
+        )
         for i, batch in enumerate(bar):
             batch = batch.to(self.device)
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
@@ -353,12 +415,23 @@ class Trainer:
         crop), so an objective that fits something at an epoch end sees the model's embeddings, not
         the epoch's augmented ones taken from weights that moved during it. Under DDP each rank
         embeds a strided share; the gathered result is sorted by clip index, identical on every rank."""
-        mine = clips[self.rank::self.world_size].tolist()
-        clean = ClipDataset(self.dataset.utts, self.dataset.sample_rate, self.dataset.labels, self.dataset.machines,
-                            crop_samples=0, min_samples=self.dataset.min_samples, channel=self.dataset.channel,
-                            resample=self.dataset.resample)
-        loader = DataLoader(torch.utils.data.Subset(clean, mine), batch_size=self.cfg.optim.batch_size // self.world_size,
-                            collate_fn=collate, num_workers=self.cfg.data.num_workers)
+        mine = clips[self.rank :: self.world_size].tolist()
+        clean = ClipDataset(
+            self.dataset.utts,
+            self.dataset.sample_rate,
+            self.dataset.labels,
+            self.dataset.machines,
+            crop_samples=0,
+            min_samples=self.dataset.min_samples,
+            channel=self.dataset.channel,
+            resample=self.dataset.resample,
+        )
+        loader = DataLoader(
+            torch.utils.data.Subset(clean, mine),
+            batch_size=self.cfg.optim.batch_size // self.world_size,
+            collate_fn=collate,
+            num_workers=self.cfg.data.num_workers,
+        )
         was_training = self.model.training
         self.model.eval()
         embs, indices = [torch.zeros(0, self.cfg.model.embed_dim)], [torch.zeros(0, dtype=torch.long)]
@@ -382,19 +455,33 @@ class Trainer:
             dump_config(self.cfg, self.exp_dir / "config.yaml")
         if resume:
             self.resume()
-        log.info("training on %d clips, %d classes, %d machines, %d steps/epoch, %d epochs, %d process(es)",
-                 len(self.dataset), len(self.data.classes), len(self.data.machines), self.steps_per_epoch,
-                 self.cfg.optim.epochs, self.world_size)
+        log.info(
+            "training on %d clips, %d classes, %d machines, %d steps/epoch, %d epochs, %d process(es)",
+            len(self.dataset),
+            len(self.data.classes),
+            len(self.data.machines),
+            self.steps_per_epoch,
+            self.cfg.optim.epochs,
+            self.world_size,
+        )
         while self.epoch < self.cfg.optim.epochs:
             start = time.time()
             loss, terms = self.train_epoch()
             self.epoch += 1
             for objective in self.objectives.values():
                 objective.on_epoch_end(self)
-            log.info("epoch %d/%d: loss %.4f (%s), lr %.2e, %.1f s", self.epoch, self.cfg.optim.epochs, loss,
-                     ", ".join(f"{name} {value:.4f}" for name, value in terms.items()),
-                     self.scheduler.get_last_lr()[0], time.time() - start)
-            self.losses.append({"epoch": self.epoch, "loss": loss, "terms": terms, "lr": self.scheduler.get_last_lr()[0]})
+            log.info(
+                "epoch %d/%d: loss %.4f (%s), lr %.2e, %.1f s",
+                self.epoch,
+                self.cfg.optim.epochs,
+                loss,
+                ", ".join(f"{name} {value:.4f}" for name, value in terms.items()),
+                self.scheduler.get_last_lr()[0],
+                time.time() - start,
+            )
+            self.losses.append(
+                {"epoch": self.epoch, "loss": loss, "terms": terms, "lr": self.scheduler.get_last_lr()[0]}
+            )
             if self.rank == 0:
                 atomic_write_text(self.exp_dir / "train_losses.json", json.dumps(self.losses, indent=1) + "\n")
             self.save_checkpoint()

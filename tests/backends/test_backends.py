@@ -50,7 +50,9 @@ def backend(kind: str, **kw) -> object:
     return make_backend(cfg, [D])
 
 
-def auc(kind: str, train: tuple[list[str], np.ndarray], labels: np.ndarray, test: np.ndarray, domain: str, **kw) -> float:
+def auc(
+    kind: str, train: tuple[list[str], np.ndarray], labels: np.ndarray, test: np.ndarray, domain: str, **kw
+) -> float:
     utts = [make_utt("fan", "00", f"b{i}", dom) for i, dom in enumerate(train[0])]
     queries = [make_utt("fan", "00", f"t{i}", domain, "unknown") for i in range(len(test))]
     return roc_auc_score(labels, backend(kind, **kw).fit(utts, train[1]).score(queries, test))
@@ -74,7 +76,11 @@ def test_knn_smote_raises_target_auc_with_three_target_clips():
     rng = np.random.default_rng(0)
     train = three_target_clips(rng)
     bank_clips = train[1][-3:]
-    anomalies = bank_clips[rng.integers(0, 3, 50)] * np.cos(0.25) + np.sin(0.25) * unit(3) + 0.002 * rng.standard_normal((50, D))
+    anomalies = (
+        bank_clips[rng.integers(0, 3, 50)] * np.cos(0.25)
+        + np.sin(0.25) * unit(3)
+        + 0.002 * rng.standard_normal((50, D))
+    )
     test = np.concatenate([target_normals(rng), anomalies])
     plain, smote = auc("knn", train, LABELS, test, "target"), auc("knn_smote", train, LABELS, test, "target")
     assert plain < 0.8 and smote > 0.95
@@ -113,7 +119,10 @@ def test_mahalanobis_uses_the_shape_of_the_normal_distribution():
         x[:, 2:] += 0.01 * rng.standard_normal((n, D - 2))
         return x
 
-    train = (["source"] * 200 + ["target"] * 3, np.concatenate([normals(200), unit(5) + 0.05 * rng.standard_normal((3, D))]))
+    train = (
+        ["source"] * 200 + ["target"] * 3,
+        np.concatenate([normals(200), unit(5) + 0.05 * rng.standard_normal((3, D))]),
+    )
     anomalies = normals(50)
     anomalies[:, 2] += 0.04
     test = np.concatenate([normals(50), anomalies])
@@ -178,8 +187,13 @@ def test_fusion_standardises_each_member_on_leave_one_out_training_scores():
 
 
 def test_fusion_of_two_experiments_reads_each_members_columns():
-    cfg = from_dict(BackendConfig, {"kind": "fusion", "conf": {"members": [{"kind": "knn"}, {"kind": "knn", "exp_dir": "exp/logmel"}],
-                                                                "combine": "max"}})
+    cfg = from_dict(
+        BackendConfig,
+        {
+            "kind": "fusion",
+            "conf": {"members": [{"kind": "knn"}, {"kind": "knn", "exp_dir": "exp/logmel"}], "combine": "max"},
+        },
+    )
     assert feature_sources(cfg) == ["", "exp/logmel"]
     fused = make_backend(cfg, [D, 8])
     assert [cols for _, cols in fused.members] == [slice(0, D), slice(D, D + 8)]
@@ -187,8 +201,14 @@ def test_fusion_of_two_experiments_reads_each_members_columns():
 
 def test_fusion_member_on_the_appended_log_mel_reads_the_last_columns():
     members = [{"kind": "knn_rescaled"}, {"kind": "mahalanobis", "features": "logmel"}]
-    cfg = from_dict(TrainConfig, {"model": {"embed_dim": D}, "logmel": {"n_mels": 8},
-                                  "backend": {"kind": "fusion", "conf": {"members": members}}})
+    cfg = from_dict(
+        TrainConfig,
+        {
+            "model": {"embed_dim": D},
+            "logmel": {"n_mels": 8},
+            "backend": {"kind": "fusion", "conf": {"members": members}},
+        },
+    )
     assert cfg.backend.uses_logmel and feature_sources(cfg.backend) == ["", "logmel"]
     assert own_widths(cfg, D + 8) == [D, 8]
     fused = make_backend(cfg.backend, own_widths(cfg, D + 8))
@@ -200,14 +220,23 @@ def test_fusion_member_on_the_appended_log_mel_reads_the_last_columns():
     plain = from_dict(TrainConfig, {"backend": {"kind": "knn"}})
     assert not plain.backend.uses_logmel and own_widths(plain, D) == [D]
     with pytest.raises(ValueError, match="features: logmel is computed with this experiment"):
-        from_dict(BackendConfig, {"kind": "fusion", "conf": {"members": [
-            {"kind": "knn"}, {"kind": "knn", "features": "logmel", "exp_dir": "exp/logmel_knn"}]}})
+        from_dict(
+            BackendConfig,
+            {
+                "kind": "fusion",
+                "conf": {
+                    "members": [{"kind": "knn"}, {"kind": "knn", "features": "logmel", "exp_dir": "exp/logmel_knn"}]
+                },
+            },
+        )
 
 
 @pytest.mark.parametrize("n_target, synthetic", [(1, 0), (2, 58), (3, 57), (10, 50)])
 def test_smote_lowers_k_neighbors_for_small_target_banks(n_target, synthetic):
     rng = np.random.default_rng(0)
-    utts = [make_utt("fan", "00", f"s{i}") for i in range(60)] + [make_utt("fan", "00", f"t{i}", "target") for i in range(n_target)]
+    utts = [make_utt("fan", "00", f"s{i}") for i in range(60)] + [
+        make_utt("fan", "00", f"t{i}", "target") for i in range(n_target)
+    ]
     fitted = KnnSmoteBackend(smote_k=5).fit(utts, rng.standard_normal((60 + n_target, D)))
     target = fitted.banks[("fan", "00")][1]
     assert len(target.ids) == n_target + synthetic and list(target.ids).count("") == synthetic
@@ -220,8 +249,11 @@ def _exp(tmp_path, backend_cfg: dict):
     for name, utts, emb in (("train", bank, bank_emb), ("test", query, query_emb)):
         write_data_dir(data / name, [dataclasses.replace(u, path=str(tmp_path / "x.wav")) for u in utts])
         (exp / "embed" / name).mkdir(parents=True)
-        write_vectors(exp / "embed" / name / "embeddings.ark", exp / "embed" / name / "embeddings.scp",
-                      {u.utt_id: e.astype(np.float32) for u, e in zip(utts, emb)})
+        write_vectors(
+            exp / "embed" / name / "embeddings.ark",
+            exp / "embed" / name / "embeddings.scp",
+            {u.utt_id: e.astype(np.float32) for u, e in zip(utts, emb)},
+        )
     cfg = from_dict(TrainConfig, {"embedder": "logmel", "data": {"train_sets": ["train"]}, "backend": backend_cfg})
     dump_config(cfg, exp / "config.yaml")
     return cfg, data, exp, query
@@ -240,12 +272,17 @@ def test_packed_bank_scores_as_stage_5(tmp_path, kind):
 
 
 def test_fusion_with_another_experiment_does_not_pack(tmp_path):
-    fusion = {"kind": "fusion", "conf": {"members": [{"kind": "knn"}, {"kind": "knn", "exp_dir": str(tmp_path / "other")}]}}
+    fusion = {
+        "kind": "fusion",
+        "conf": {"members": [{"kind": "knn"}, {"kind": "knn", "exp_dir": str(tmp_path / "other")}]},
+    }
     cfg, data, exp, _ = _exp(tmp_path, fusion)
     with pytest.raises(BackendError, match="cannot compute for new recordings"):
         check_packable(cfg.backend)
     with pytest.raises(BackendError, match="cannot compute for new recordings"):
-        pack.main(["--exp_dir", str(exp), "--data_root", str(data), "--train_sets", "train", "--out_dir", str(exp / "packed")])
+        pack.main(
+            ["--exp_dir", str(exp), "--data_root", str(data), "--train_sets", "train", "--out_dir", str(exp / "packed")]
+        )
 
 
 def test_backend_tuning_configs_change_only_the_back_end():
@@ -268,7 +305,11 @@ def test_mahalanobis_fits_a_target_domain_of_two_clips():
     """With 2 clips Ledoit-Wolf returns a singular covariance (inverse and Cholesky fail): a small
     domain takes its section's covariance, around its own mean."""
     rng = np.random.default_rng(0)
-    train = (["source"] * 200 + ["target"] * 2,
-             np.concatenate([unit(0) + 0.05 * rng.standard_normal((200, D)), unit(1) + 0.05 * rng.standard_normal((2, D))]))
-    test = np.concatenate([unit(1) + 0.05 * rng.standard_normal((50, D)), unit(3) + 0.05 * rng.standard_normal((50, D))])
+    train = (
+        ["source"] * 200 + ["target"] * 2,
+        np.concatenate([unit(0) + 0.05 * rng.standard_normal((200, D)), unit(1) + 0.05 * rng.standard_normal((2, D))]),
+    )
+    test = np.concatenate(
+        [unit(1) + 0.05 * rng.standard_normal((50, D)), unit(3) + 0.05 * rng.standard_normal((50, D))]
+    )
     assert auc("mahalanobis", train, LABELS, test, "target") > 0.95

@@ -18,15 +18,22 @@ ATOL = 1e-6  # distances are float32 products
 
 def _bank():
     """fan 00: source e1, e2; target e3. fan 01: source e1 only (sections must not mix)."""
-    utts = [make_utt("fan", "00", "s1"), make_utt("fan", "00", "s2"), make_utt("fan", "00", "t1", "target"),
-            make_utt("fan", "01", "s1")]
+    utts = [
+        make_utt("fan", "00", "s1"),
+        make_utt("fan", "00", "s2"),
+        make_utt("fan", "00", "t1", "target"),
+        make_utt("fan", "01", "s1"),
+    ]
     emb = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0, 0, 1.0]])
     return utts, emb * np.array([[2.0], [0.5], [3.0], [1.0]])  # norms must not matter
 
 
 def _queries():
-    utts = [make_utt("fan", "00", "q1", "source", "unknown"), make_utt("fan", "00", "q2", "target", "unknown"),
-            make_utt("fan", "01", "q3", "source", "unknown")]
+    utts = [
+        make_utt("fan", "00", "q1", "source", "unknown"),
+        make_utt("fan", "00", "q2", "target", "unknown"),
+        make_utt("fan", "01", "q3", "source", "unknown"),
+    ]
     return utts, np.array([[C30, S30, 0], [0, 0.6, 0.8], [7.0, 0, 0]])
 
 
@@ -57,8 +64,9 @@ def test_exclude_self_gives_the_distance_to_the_nearest_other_clip():
     backend = KnnBackend(k=1).fit(utts, emb)
     np.testing.assert_allclose(backend.score(utts, emb), 0.0, atol=ATOL)
     loo = backend.score(utts, emb, exclude_self=True)
-    np.testing.assert_allclose(loo, [1 - math.cos(math.radians(10)), 1 - math.cos(math.radians(10)),
-                                     1 - math.cos(math.radians(80))], atol=ATOL)
+    np.testing.assert_allclose(
+        loo, [1 - math.cos(math.radians(10)), 1 - math.cos(math.radians(10)), 1 - math.cos(math.radians(80))], atol=ATOL
+    )
     k2 = KnnBackend(k=2).fit(utts, emb).score(utts, emb, exclude_self=True)
     np.testing.assert_allclose(k2[0], (1 - math.cos(math.radians(10)) + 1) / 2, atol=ATOL)
     # only the same utt-id is left out: another clip with the same embedding still matches at distance 0
@@ -88,15 +96,20 @@ def test_higher_means_more_anomalous_on_separable_data():
     test_normal = centre + 0.1 * rng.standard_normal((10, 16))
     test_anomaly = -centre + 0.1 * rng.standard_normal((10, 16))
     backend = KnnBackend(k=3).fit([make_utt("fan", "00", f"n{i}") for i in range(50)], normal)
-    scores = backend.score([make_utt("fan", "00", f"t{i}") for i in range(20)], np.concatenate([test_normal, test_anomaly]))
+    scores = backend.score(
+        [make_utt("fan", "00", f"t{i}") for i in range(20)], np.concatenate([test_normal, test_anomaly])
+    )
     assert scores[:10].max() < scores[10:].min()
 
 
 def _random_set(n_bank: int = 600, n_query: int = 700, dim: int = 48, seed: int = 0):
     """Two sections with source and target banks, and queries of both sections (more than one query block)."""
     rng = np.random.default_rng(seed)
-    bank = [make_utt("fan", s, f"b{i}", "target" if i % 10 == 0 else "source") for s in ("00", "01")
-            for i in range(n_bank // 2)]
+    bank = [
+        make_utt("fan", s, f"b{i}", "target" if i % 10 == 0 else "source")
+        for s in ("00", "01")
+        for i in range(n_bank // 2)
+    ]
     query = [make_utt("fan", "00" if i % 3 else "01", f"q{i}", "source", "unknown") for i in range(n_query)]
     return bank, rng.standard_normal((n_bank, dim)), query, rng.standard_normal((n_query, dim))
 
@@ -132,7 +145,7 @@ def test_matches_a_float64_reference(k, domain_wise, monkeypatch):
     ref = []
     for u, x in zip(query, q):
         per_domain = []
-        for dom in (("source", "target") if domain_wise else ("source|target",)):
+        for dom in ("source", "target") if domain_wise else ("source|target",):
             sel = [i for i, v in enumerate(bank) if v.section == u.section and v.domain in dom.split("|")]
             per_domain.append(np.sort(1.0 - b[sel] @ x)[:k].mean())
         ref.append(min(per_domain))

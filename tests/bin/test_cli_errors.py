@@ -32,39 +32,95 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
     a_file.write_text("")
     out = ["--out_ark", str(tmp / "o.ark"), "--out_scp", str(tmp / "o.scp")]
     return {
-        "aggregate_scores": (["--exp_dir", str(missing), "--data_dir", str(missing), "--scores_dir", str(missing)],
-                             str(missing)),
+        "aggregate_scores": (
+            ["--exp_dir", str(missing), "--data_dir", str(missing), "--scores_dir", str(missing)],
+            str(missing),
+        ),
         "make_windows": (["--config", str(bad_config), str(missing)], "bogus_key"),
         "prepare_custom": (["--corpus", str(missing), "--data_dir", str(tmp / "data")], str(missing)),
         "check_upstream": (["--config", str(bad_config)], "bogus_key"),
         "compare_results": (["--set", "eval_test", "--out", str(tmp / "cmp.md"), str(missing)], str(missing)),
-        "download_dcase": (["--year", "2024", "--root", str(tmp / "corpus"), "--mirror", missing.as_uri(), "--kinds", "dev",
-                            "--machines", "fan", "--zenodo_checksums", "false", "--eval_list", "false", "--retries", "0"],
-                           "file not found"),
-        "evaluate": (["--year", "2024", "--data_dir", str(missing), "--scores", str(missing / "scores.scp"),
-                      "--out_dir", str(tmp / "res")], str(missing)),
+        "download_dcase": (
+            [
+                "--year",
+                "2024",
+                "--root",
+                str(tmp / "corpus"),
+                "--mirror",
+                missing.as_uri(),
+                "--kinds",
+                "dev",
+                "--machines",
+                "fan",
+                "--zenodo_checksums",
+                "false",
+                "--eval_list",
+                "false",
+                "--retries",
+                "0",
+            ],
+            "file not found",
+        ),
+        "evaluate": (
+            [
+                "--year",
+                "2024",
+                "--data_dir",
+                str(missing),
+                "--scores",
+                str(missing / "scores.scp"),
+                "--out_dir",
+                str(tmp / "res"),
+            ],
+            str(missing),
+        ),
         "extract": (["--exp_dir", str(missing), "--data_dir", str(missing), *out, "--device", "cpu"], str(missing)),
         "infer": (["--packed", str(missing), "--machine", "fan", str(missing / "x.wav")], str(missing)),
         "make_labels": (["--train_sets", str(missing)], str(missing)),
         "make_random_upstream": (["--name", "hubert", "--out", str(a_file / "hubert.pt")], str(a_file)),
         "make_recipe": (["--year", "1999", "--dir", str(tmp / "recipe")], "unsupported DCASE year 1999"),
         "make_synth": (["--root", str(tmp / "synth"), "--seconds", "0.1"], "seconds must be in [0.5, 60], got 0.1"),
-        "pack": (["--exp_dir", str(missing), "--train_sets", "dev_train", "--out_dir", str(tmp / "packed")], str(missing)),
+        "pack": (
+            ["--exp_dir", str(missing), "--train_sets", "dev_train", "--out_dir", str(tmp / "packed")],
+            str(missing),
+        ),
         "registry_tables": ([str(missing / "page.md")], str(missing / "page.md")),
         "prepare_dcase": (["--year", "2024", "--root", str(missing), "--data_dir", str(tmp / "data")], str(missing)),
-        "select_backend": ([str(missing), "--logmel_exp", str(missing), "--set", "dev_test", "--year", "2024"], str(missing)),
+        "select_backend": (
+            [str(missing), "--logmel_exp", str(missing), "--set", "dev_test", "--year", "2024"],
+            str(missing),
+        ),
         "score": (["--exp_dir", str(missing), "--test_set", "dev_test", *out], str(missing)),
         "train": (["--config", str(bad_config), "--exp_dir", str(tmp / "exp"), "--device", "cpu"], "bogus_key"),
         "validate_data": ([str(missing)], str(missing)),
-        "write_submission": (["--year", "2024", "--data_root", str(missing), "--scores_dir", str(missing),
-                              "--test_set", "eval_test", "--train_sets", "dev_train"], str(missing)),
+        "write_submission": (
+            [
+                "--year",
+                "2024",
+                "--data_root",
+                str(missing),
+                "--scores_dir",
+                str(missing),
+                "--test_set",
+                "eval_test",
+                "--train_sets",
+                "dev_train",
+            ],
+            str(missing),
+        ),
     }
 
 
 def run_cli(module: str, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", f"asdlib.bin.{module}", *argv], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", f"asdlib.bin.{module}", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -100,6 +156,20 @@ def test_score_rejects_unknown_keys(tmp_path: Path) -> None:
     (exp / "config.yaml").write_text("embedder: logmel\n")
     message = f"{keys}: 2 utt-ids not in {data / 'dev_test'} (first: fan-00-zz1, fan-00-zz2)"
     with pytest.raises(DataDirError, match=re.escape(message)):
-        score.main(["--exp_dir", str(exp), "--data_root", str(data), "--test_set", "dev_test", "--keys", str(keys),
-                    "--out_ark", str(tmp_path / "s.ark"), "--out_scp", str(tmp_path / "s.scp")])
+        score.main(
+            [
+                "--exp_dir",
+                str(exp),
+                "--data_root",
+                str(data),
+                "--test_set",
+                "dev_test",
+                "--keys",
+                str(keys),
+                "--out_ark",
+                str(tmp_path / "s.ark"),
+                "--out_scp",
+                str(tmp_path / "s.scp"),
+            ]
+        )
     assert not (tmp_path / "s.scp").exists()

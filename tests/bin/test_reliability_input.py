@@ -116,9 +116,18 @@ def logs(caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("input") / "corpus with space ü"
-    generate_corpus(root, SynthConfig(dev_machines=("fan", "gearbox"), eval_machines=("ToyDrone",),
-                                      no_attribute=("gearbox",), n_train_source=3, n_train_target=1, n_test=1,
-                                      seconds=1.0))
+    generate_corpus(
+        root,
+        SynthConfig(
+            dev_machines=("fan", "gearbox"),
+            eval_machines=("ToyDrone",),
+            no_attribute=("gearbox",),
+            n_train_source=3,
+            n_train_target=1,
+            n_test=1,
+            seconds=1.0,
+        ),
+    )
     return root
 
 
@@ -144,7 +153,9 @@ def trained(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     config = root / "train.yaml"
     config.write_text(CONFIG.replace("UPSTREAM", json.dumps(str(upstream))))
     exp = root / "exp"
-    assert train.main(["--config", str(config), "--data_root", str(data), "--exp_dir", str(exp), "--device", "cpu"]) == 0
+    assert (
+        train.main(["--config", str(config), "--data_root", str(data), "--exp_dir", str(exp), "--device", "cpu"]) == 0
+    )
     return {"data": data, "exp": exp, "config": config, "upstream": upstream}
 
 
@@ -155,8 +166,18 @@ def copy_exp(trained: dict[str, Path], tmp_path: Path) -> Path:
 
 
 def extract_argv(exp: Path, data_dir: Path, out: Path) -> list[str]:
-    return ["--exp_dir", str(exp), "--data_dir", str(data_dir), "--out_ark", str(out / "embeddings.ark"),
-            "--out_scp", str(out / "embeddings.scp"), "--device", "cpu"]
+    return [
+        "--exp_dir",
+        str(exp),
+        "--data_dir",
+        str(data_dir),
+        "--out_ark",
+        str(out / "embeddings.ark"),
+        "--out_scp",
+        str(out / "embeddings.scp"),
+        "--device",
+        "cpu",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +215,9 @@ AUDIO_CASES = {
 
 
 @pytest.mark.parametrize("case", list(AUDIO_CASES))
-def test_bad_audio_fails_stage_1_or_moves_to_bad_list(case: str, fresh: tuple[Path, Path], logs: Callable[[], str]) -> None:
+def test_bad_audio_fails_stage_1_or_moves_to_bad_list(
+    case: str, fresh: tuple[Path, Path], logs: Callable[[], str]
+) -> None:
     corpus, data = fresh
     set_dir = data / "dev_train"
     ids = [u.utt_id for u in read_data_dir(set_dir)]
@@ -218,7 +241,9 @@ def test_bad_audio_fails_stage_1_or_moves_to_bad_list(case: str, fresh: tuple[Pa
     assert snapshot(corpus) == corpus_before  # the bad file itself is kept
 
 
-def test_skip_bad_keeps_stage_2_files_consistent_and_bad_list_across_reruns(fresh: tuple[Path, Path], logs: Callable[[], str]) -> None:
+def test_skip_bad_keeps_stage_2_files_consistent_and_bad_list_across_reruns(
+    fresh: tuple[Path, Path], logs: Callable[[], str]
+) -> None:
     corpus, data = fresh
     set_dir = data / "dev_train"
     assert make_labels.main(["--train_sets", str(set_dir)]) == 0  # stage 2 ran before a stage-1 rerun
@@ -266,19 +291,25 @@ def test_extraction_names_a_file_that_went_bad_and_keeps_old_outputs(trained: di
     bad = tmp_path / "copy of clip.wav"
     bad.write_bytes(Path(utt.path).read_bytes()[:30])
     (data / "dev_test" / "wav.scp").write_text((data / "dev_test" / "wav.scp").read_text().replace(utt.path, str(bad)))
-    with pytest.raises(AudioError, match=re.escape(f"{utt.utt_id} ({bad}): not a readable audio file") + ".*--skip_bad true"):
+    with pytest.raises(
+        AudioError, match=re.escape(f"{utt.utt_id} ({bad}): not a readable audio file") + ".*--skip_bad true"
+    ):
         extract.main(extract_argv(trained["exp"], data / "dev_test", out))
     assert snapshot(out) == before
 
 
-def test_training_names_a_file_that_went_bad_and_keeps_its_checkpoints(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_training_names_a_file_that_went_bad_and_keeps_its_checkpoints(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     shutil.copytree(trained["data"], data)
     exp = copy_exp(trained, tmp_path)
     utt = read_data_dir(data / "dev_train")[0]
     bad = tmp_path / "silent.wav"
     sf.write(str(bad), np.zeros(16000, np.float32), 16000)
-    (data / "dev_train" / "wav.scp").write_text((data / "dev_train" / "wav.scp").read_text().replace(utt.path, str(bad)))
+    (data / "dev_train" / "wav.scp").write_text(
+        (data / "dev_train" / "wav.scp").read_text().replace(utt.path, str(bad))
+    )
     config = tmp_path / "train.yaml"
     config.write_text(trained["config"].read_text().replace("epochs: 1", "epochs: 2"))
     before = snapshot(exp)
@@ -311,8 +342,14 @@ def _drop_line(d: Path) -> None:
 DATADIR_CASES = {
     "duplicate utt-id": (_duplicate_line, r"wav.scp:3: duplicate key"),
     "unsorted file": (_swap_lines, r"utt2label:2: not sorted \(C locale\) .* sort it with 'LC_ALL=C sort'"),
-    "inconsistent files": (_drop_line, r"utt2domain: keys differ from .*wav.scp \(missing \[.*\], extra \[\]\);.*regenerate"),
-    "missing file": (lambda d: (d / "utt2label").unlink(), r"utt2label is missing: regenerate the data dir with stage 1"),
+    "inconsistent files": (
+        _drop_line,
+        r"utt2domain: keys differ from .*wav.scp \(missing \[.*\], extra \[\]\);.*regenerate",
+    ),
+    "missing file": (
+        lambda d: (d / "utt2label").unlink(),
+        r"utt2label is missing: regenerate the data dir with stage 1",
+    ),
 }
 
 
@@ -377,29 +414,42 @@ def test_missing_attributes_csv_is_reported(fresh: tuple[Path, Path], logs: Call
 
 
 CONFIG_CASES = {
-    "unknown key": ("optim: {epochs: 1, epoch: 3}", r":optim: unknown key 'epoch' for OptimConfig; valid keys: .*epochs"),
+    "unknown key": (
+        "optim: {epochs: 1, epoch: 3}",
+        r":optim: unknown key 'epoch' for OptimConfig; valid keys: .*epochs",
+    ),
     "wrong type": ("optim: {lr: fast}", r":optim:lr: expected a number, got str 'fast'"),
     "out of range": ("optim: {batch_size: 0}", r":optim: optim: epochs >= 0, batch_size >= 1"),
-    "Python tag": ("seed: !!python/object/apply:os.system ['touch PWNED']", r": not valid YAML: could not determine a constructor"),
-    "missing upstream": ("upstream: {name: hubert, path: /nowhere/hubert.pt}",
-                         r"upstream checkpoint not found: /nowhere/hubert.pt; download .*make_random_upstream"),
+    "Python tag": (
+        "seed: !!python/object/apply:os.system ['touch PWNED']",
+        r": not valid YAML: could not determine a constructor",
+    ),
+    "missing upstream": (
+        "upstream: {name: hubert, path: /nowhere/hubert.pt}",
+        r"upstream checkpoint not found: /nowhere/hubert.pt; download .*make_random_upstream",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
-def test_bad_config_is_named_and_the_experiment_is_untouched(case: str, trained: dict[str, Path], tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_config_is_named_and_the_experiment_is_untouched(
+    case: str, trained: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     text, message = CONFIG_CASES[case]
     config = tmp_path / "bad config.yaml"
     base = trained["config"].read_text()
     key = text.split(":", 1)[0]
-    config.write_text("\n".join(line for line in base.splitlines() if not line.startswith(key + ":")) + "\n" + text + "\n")
+    config.write_text(
+        "\n".join(line for line in base.splitlines() if not line.startswith(key + ":")) + "\n" + text + "\n"
+    )
     exp = copy_exp(trained, tmp_path)
     before = snapshot(exp)
     monkeypatch.chdir(tmp_path)
     names = "" if case == "missing upstream" else re.escape(str(config))
     with pytest.raises((ConfigError, FileNotFoundError), match=names + message):
-        train.main(["--config", str(config), "--data_root", str(trained["data"]), "--exp_dir", str(exp), "--device", "cpu"])
+        train.main(
+            ["--config", str(config), "--data_root", str(trained["data"]), "--exp_dir", str(exp), "--device", "cpu"]
+        )
     assert snapshot(exp) == before and not (tmp_path / "PWNED").exists()
 
 
@@ -415,10 +465,17 @@ def test_missing_model_file(trained: dict[str, Path], tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    (("finetune: {mode: frozen}", "finetune: {mode: lora, rank: 2}"), r"first missing keys: \['upstream\..*lora_"),
-    (("embed_dim: 16", "embed_dim: 8"), r"first shape mismatches \(checkpoint vs model\): \['proj.bias \(16,\) vs \(8,\)'"),
-], ids=["other keys", "other shapes"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("finetune: {mode: frozen}", "finetune: {mode: lora, rank: 2}"), r"first missing keys: \['upstream\..*lora_"),
+        (
+            ("embed_dim: 16", "embed_dim: 8"),
+            r"first shape mismatches \(checkpoint vs model\): \['proj.bias \(16,\) vs \(8,\)'",
+        ),
+    ],
+    ids=["other keys", "other shapes"],
+)
 def test_checkpoint_of_another_architecture(trained: dict[str, Path], tmp_path: Path, change, message) -> None:
     exp = copy_exp(trained, tmp_path)
     cfg = trained["config"].read_text().replace(*change)
@@ -426,7 +483,12 @@ def test_checkpoint_of_another_architecture(trained: dict[str, Path], tmp_path: 
     config = tmp_path / "other.yaml"
     config.write_text(cfg)
     dump_config(load_train_config(config), exp / "config.yaml")
-    with pytest.raises(RuntimeError, match=re.escape(f"{exp / 'model.pt'}: checkpoint does not match the model built from the config") + ".*" + message):
+    with pytest.raises(
+        RuntimeError,
+        match=re.escape(f"{exp / 'model.pt'}: checkpoint does not match the model built from the config")
+        + ".*"
+        + message,
+    ):
         extract.main(extract_argv(exp, trained["data"] / "dev_test", tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
@@ -435,7 +497,9 @@ def test_truncated_model_file(trained: dict[str, Path], tmp_path: Path) -> None:
     exp = copy_exp(trained, tmp_path)
     data = (exp / "model.pt").read_bytes()
     (exp / "model.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(RuntimeError, match=re.escape(f"{exp / 'model.pt'}: unreadable model file") + "(?s:.*)rerun stage 3"):
+    with pytest.raises(
+        RuntimeError, match=re.escape(f"{exp / 'model.pt'}: unreadable model file") + "(?s:.*)rerun stage 3"
+    ):
         extract.main(extract_argv(exp, trained["data"] / "dev_test", tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
@@ -447,10 +511,19 @@ def test_truncated_training_checkpoint(trained: dict[str, Path], tmp_path: Path)
     config = tmp_path / "train.yaml"
     config.write_text(trained["config"].read_text().replace("epochs: 1", "epochs: 2"))
     before = snapshot(exp)
-    with pytest.raises(RuntimeError, match=re.escape(f"{ckpt}: unreadable checkpoint") + "(?s:.*)" + re.escape(f"delete it and point {exp / 'checkpoints' / 'latest'} at the previous epoch")):
-        train.main(["--config", str(config), "--data_root", str(trained["data"]), "--exp_dir", str(exp), "--device", "cpu"])
+    with pytest.raises(
+        RuntimeError,
+        match=re.escape(f"{ckpt}: unreadable checkpoint")
+        + "(?s:.*)"
+        + re.escape(f"delete it and point {exp / 'checkpoints' / 'latest'} at the previous epoch"),
+    ):
+        train.main(
+            ["--config", str(config), "--data_root", str(trained["data"]), "--exp_dir", str(exp), "--device", "cpu"]
+        )
     after = snapshot(exp)
-    assert {k: v for k, v in after.items() if k != "config.yaml"} == {k: v for k, v in before.items() if k != "config.yaml"}
+    assert {k: v for k, v in after.items() if k != "config.yaml"} == {
+        k: v for k, v in before.items() if k != "config.yaml"
+    }
 
 
 def test_checkpoint_with_pickled_objects_needs_the_explicit_opt_in(trained: dict[str, Path], tmp_path: Path) -> None:
@@ -458,7 +531,11 @@ def test_checkpoint_with_pickled_objects_needs_the_explicit_opt_in(trained: dict
     state["args"] = argparse.Namespace(note="fairseq-style config object")
     ckpt = tmp_path / "with objects.pt"
     torch.save(state, ckpt)
-    with pytest.raises(ValueError, match=re.escape(f"{ckpt}: torch.load(weights_only=True) refused it") + "(?s:.*)argparse.Namespace(?s:.*)upstream.allow_unsafe_pickle: true"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{ckpt}: torch.load(weights_only=True) refused it")
+        + "(?s:.*)argparse.Namespace(?s:.*)upstream.allow_unsafe_pickle: true",
+    ):
         build_upstream(UpstreamConfig(name="hubert", path=str(ckpt)))
     opted_in = build_upstream(UpstreamConfig(name="hubert", path=str(ckpt), allow_unsafe_pickle=True))
     plain = build_upstream(UpstreamConfig(name="hubert", path=str(trained["upstream"])))
@@ -478,10 +555,18 @@ def test_full_disk_while_writing_embeddings(trained: dict[str, Path], tmp_path: 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (256, 256))
 
-    proc = subprocess.run([sys.executable, "-m", "asdlib.bin.extract", *extract_argv(trained["exp"], trained["data"] / "dev_test", out)],
-                          preexec_fn=limit, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "asdlib.bin.extract", *extract_argv(trained["exp"], trained["data"] / "dev_test", out)],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1
-    assert f"could not write {(out / 'embeddings.ark').resolve()}: File too large (check free disk space and permissions)" in proc.stderr
+    assert (
+        f"could not write {(out / 'embeddings.ark').resolve()}: File too large (check free disk space and permissions)"
+        in proc.stderr
+    )
     assert snapshot(out) == before  # old outputs intact, no temp files left
 
 
@@ -498,8 +583,24 @@ def test_downloaded_archive_with_path_traversal_is_refused(tmp_path: Path) -> No
         zf.writestr("fan/train/section_00_source_train_normal_0000_a_1.wav", b"RIFF")
         zf.writestr("fan/../../../evil.sh", b"echo owned\n")
     root = tmp_path / "corpus"
-    argv = ["--year", "2024", "--root", str(root), "--mirror", mirror.as_uri(), "--kinds", "dev", "--machines", "fan",
-            "--zenodo_checksums", "false", "--eval_list", "false", "--retries", "0"]
+    argv = [
+        "--year",
+        "2024",
+        "--root",
+        str(root),
+        "--mirror",
+        mirror.as_uri(),
+        "--kinds",
+        "dev",
+        "--machines",
+        "fan",
+        "--zenodo_checksums",
+        "false",
+        "--eval_list",
+        "false",
+        "--retries",
+        "0",
+    ]
     err = error_of(download_dcase.main, argv)
     assert f"{arc.file_name}: member 'fan/../../../evil.sh' contains '..'" in err
     assert not list(tmp_path.rglob("evil.sh")) and not (root / "dev_data" / "fan").exists()

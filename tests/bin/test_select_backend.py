@@ -24,10 +24,19 @@ SSL = {"upstream": {"name": "beats", "path": "beats.pt"}, "model": {"embed_dim":
 
 
 def _sets(rng: np.random.Generator) -> dict[str, list]:
-    train = [make_utt(m, "00", f"tr{d}{i}", d) for m in ("fan", "valve") for d, n in (("source", 30), ("target", 4))
-             for i in range(n)]
-    test = [make_utt(m, "00", f"te{d}{lab}{i}", d, lab) for m in ("fan", "valve") for d in ("source", "target")
-            for lab in ("normal", "anomaly") for i in range(10)]
+    train = [
+        make_utt(m, "00", f"tr{d}{i}", d)
+        for m in ("fan", "valve")
+        for d, n in (("source", 30), ("target", 4))
+        for i in range(n)
+    ]
+    test = [
+        make_utt(m, "00", f"te{d}{lab}{i}", d, lab)
+        for m in ("fan", "valve")
+        for d in ("source", "target")
+        for lab in ("normal", "anomaly")
+        for i in range(10)
+    ]
     return {"train": train, "test": test}
 
 
@@ -41,13 +50,19 @@ def _corpus(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, list]]:
         for root, width, informative in ((exp, M, False), (logmel, L, True)):
             # around one direction; anomalies turn to another one in the informative stream (the
             # kNN distance is cosine)
-            vecs = {u.utt_id: (np.eye(width)[int(informative and u.label == "anomaly")] + 0.2 * rng.standard_normal(width))
-                    .astype(np.float32) for u in utts}
+            vecs = {
+                u.utt_id: (
+                    np.eye(width)[int(informative and u.label == "anomaly")] + 0.2 * rng.standard_normal(width)
+                ).astype(np.float32)
+                for u in utts
+            }
             (root / "embed" / name).mkdir(parents=True, exist_ok=True)
             write_vectors(root / "embed" / name / "embeddings.ark", root / "embed" / name / "embeddings.scp", vecs)
     dump_config(from_dict(TrainConfig, SSL), exp / "config.yaml")
-    dump_config(from_dict(TrainConfig, {"embedder": "logmel", "logmel": {"n_mels": L}, "data": {"train_sets": ["train"]}}),
-                logmel / "config.yaml")
+    dump_config(
+        from_dict(TrainConfig, {"embedder": "logmel", "logmel": {"n_mels": L}, "data": {"train_sets": ["train"]}}),
+        logmel / "config.yaml",
+    )
     return data, exp, logmel, sets
 
 
@@ -61,8 +76,26 @@ def test_ranking_finds_the_informative_stream_and_matches_stage_5(tmp_path, caps
     # the experiment's own log-mel section must match the log-mel experiment's (n_mels L)
     dump_config(from_dict(TrainConfig, {**SSL, "logmel": {"n_mels": L}}), exp / "config.yaml")
     out = tmp_path / "rank.md"
-    assert select_backend.main([str(exp), "--logmel_exp", str(logmel), "--data_root", str(data), "--set", "test",
-                                "--year", "2024", "--kinds", "knn,mahalanobis", "--out", str(out)]) == 0
+    assert (
+        select_backend.main(
+            [
+                str(exp),
+                "--logmel_exp",
+                str(logmel),
+                "--data_root",
+                str(data),
+                "--set",
+                "test",
+                "--year",
+                "2024",
+                "--kinds",
+                "knn,mahalanobis",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = _table(capsys)
     assert len(rows) == 4 + 6  # 4 single back ends, C(4, 2) fusions
     assert out.read_text().count("\n| ") == len(rows) + 1
@@ -74,15 +107,19 @@ def test_ranking_finds_the_informative_stream_and_matches_stage_5(tmp_path, caps
     # the score of a fusion row is what stage 5 gives the config it stands for (features: logmel)
     fusion = next(r for r in rows if r[2] == "knn + mahalanobis on logmel")
     members = [{"kind": "knn"}, {"kind": "mahalanobis", "features": "logmel"}]
-    cfg = from_dict(TrainConfig, {**SSL, "logmel": {"n_mels": L},
-                                  "backend": {"kind": "fusion", "conf": {"members": members}}})
+    cfg = from_dict(
+        TrainConfig, {**SSL, "logmel": {"n_mels": L}, "backend": {"kind": "fusion", "conf": {"members": members}}}
+    )
     fused = tmp_path / "exp" / "fused"  # stage 4 of that config: the model's embedding, then the log-mel
     embed = fused / "embed"
     for name, utts in sets.items():
         a, b = (embeddings_for(utts, root / "embed" / name / "embeddings.scp") for root in (exp, logmel))
         (embed / name).mkdir(parents=True)
-        write_vectors(embed / name / "embeddings.ark", embed / name / "embeddings.scp",
-                      {u.utt_id: v for u, v in zip(utts, np.concatenate([a, b], axis=1))})
+        write_vectors(
+            embed / name / "embeddings.ark",
+            embed / name / "embeddings.scp",
+            {u.utt_id: v for u, v in zip(utts, np.concatenate([a, b], axis=1))},
+        )
     backend, _, _ = fit_backend(cfg, data, embed)
     test = sets["test"]
     scores5 = backend.score(test, features_for(cfg, test, embed, "test")[0])
@@ -90,19 +127,38 @@ def test_ranking_finds_the_informative_stream_and_matches_stage_5(tmp_path, caps
     assert f"{100 * ev.official_score:.2f}" == fusion[3]
     # an experiment whose embeddings carry the appended log-mel is ranked on its embedder's columns
     dump_config(cfg, fused / "config.yaml")
-    select_backend.main([str(fused), "--logmel_exp", str(logmel), "--data_root", str(data), "--set", "test",
-                         "--year", "2024", "--kinds", "knn,mahalanobis"])
+    select_backend.main(
+        [
+            str(fused),
+            "--logmel_exp",
+            str(logmel),
+            "--data_root",
+            str(data),
+            "--set",
+            "test",
+            "--year",
+            "2024",
+            "--kinds",
+            "knn,mahalanobis",
+        ]
+    )
     assert [r[1:] for r in _table(capsys)] == [["fused", *r[2:]] for r in rows]
 
 
 def test_log_mel_settings_must_match(tmp_path):
     data, exp, logmel, _ = _corpus(tmp_path)  # exp keeps the default n_mels 64, the log-mel experiment has L
     with pytest.raises(ValueError, match="logmel section or data.sample_rate differ"):
-        select_backend.main([str(exp), "--logmel_exp", str(logmel), "--data_root", str(data), "--set", "test", "--year", "2024"])
+        select_backend.main(
+            [str(exp), "--logmel_exp", str(logmel), "--data_root", str(data), "--set", "test", "--year", "2024"]
+        )
     with pytest.raises(ValueError, match="embedder is ssl, not logmel"):
-        select_backend.main([str(logmel), "--logmel_exp", str(exp), "--data_root", str(data), "--set", "test", "--year", "2024"])
+        select_backend.main(
+            [str(logmel), "--logmel_exp", str(exp), "--data_root", str(data), "--set", "test", "--year", "2024"]
+        )
     with pytest.raises(ValueError, match="unknown"):
-        select_backend.main([str(exp), "--logmel_exp", str(logmel), "--set", "test", "--year", "2024", "--kinds", "lof"])
+        select_backend.main(
+            [str(exp), "--logmel_exp", str(logmel), "--set", "test", "--year", "2024", "--kinds", "lof"]
+        )
 
 
 def test_candidates_are_every_single_back_end_and_fusion():

@@ -22,8 +22,15 @@ FILES = ["spk2utt", "utt2attr", "utt2domain", "utt2label", "utt2machine", "utt2s
 def _utts() -> list[Utt]:
     return [
         make_utt("fan", "00", "section_00_source_train_normal_0001", attr="noAttribute"),
-        make_utt("bearing", "01", "section_01_target_test_anomaly_0002_vel_8", "target", "anomaly", "vel_8",
-                 path="/data/my corpus/bearing/section_01 target é ü 音.wav"),
+        make_utt(
+            "bearing",
+            "01",
+            "section_01_target_test_anomaly_0002_vel_8",
+            "target",
+            "anomaly",
+            "vel_8",
+            path="/data/my corpus/bearing/section_01 target é ü 音.wav",
+        ),
         make_utt("ToyCar", "00", "section_00_source_test_normal_0003_car_A1", "source", "normal", "car_A1"),
         make_utt("fan", "00", "section_00_target_test_anomaly_0004", "target", "anomaly"),
         make_utt("ToyCar", "00", "section_00_unknown", "unknown", "unknown"),
@@ -61,15 +68,23 @@ def test_paths_with_spaces_and_non_ascii(tmp_path):
     bearing = next(u for u in read_data_dir(d) if u.machine == "bearing")
     assert bearing.path == "/data/my corpus/bearing/section_01 target é ü 音.wav"
     assert bearing.file_name == "section_01 target é ü 音.wav"
-    assert "bearing-01-section_01_target_test_anomaly_0002_vel_8 /data/my corpus/" in (d / "wav.scp").read_text(encoding="utf-8")
+    assert "bearing-01-section_01_target_test_anomaly_0002_vel_8 /data/my corpus/" in (d / "wav.scp").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_spk2utt_and_utt2spk(tmp_path):
     d = _write(tmp_path)
     spk2utt = read_kv(d / "spk2utt")
     assert list(spk2utt) == ["ToyCar-00", "bearing-01", "fan-00"]
-    assert spk2utt["fan-00"].split() == ["fan-00-section_00_source_train_normal_0001", "fan-00-section_00_target_test_anomaly_0004"]
-    assert spk2utt["ToyCar-00"].split() == ["ToyCar-00-section_00_source_test_normal_0003_car_A1", "ToyCar-00-section_00_unknown"]
+    assert spk2utt["fan-00"].split() == [
+        "fan-00-section_00_source_train_normal_0001",
+        "fan-00-section_00_target_test_anomaly_0004",
+    ]
+    assert spk2utt["ToyCar-00"].split() == [
+        "ToyCar-00-section_00_source_test_normal_0003_car_A1",
+        "ToyCar-00-section_00_unknown",
+    ]
     utt2spk = read_kv(d / "utt2spk")
     assert utt2spk["bearing-01-section_01_target_test_anomaly_0002_vel_8"] == "bearing-01"
     assert all(v == "-".join(k.split("-")[:2]) for k, v in utt2spk.items()) and len(utt2spk) == 5
@@ -113,25 +128,58 @@ def test_keys_differ_between_files(tmp_path):
     d = _write(tmp_path)
     lines = (d / "utt2label").read_text().splitlines(keepends=True)
     (d / "utt2label").write_text("".join(lines[:-1]))
-    with pytest.raises(DataDirError, match=r"utt2label: keys differ from .*wav\.scp \(missing \['fan-00-section_00_target"):
+    with pytest.raises(
+        DataDirError, match=r"utt2label: keys differ from .*wav\.scp \(missing \['fan-00-section_00_target"
+    ):
         read_data_dir(d)
 
 
 def test_malformed_line(tmp_path):
     d = _write(tmp_path)
-    _edit(d / "utt2attr", "fan-00-section_00_source_train_normal_0001 noAttribute", "fan-00-section_00_source_train_normal_0001")
+    _edit(
+        d / "utt2attr",
+        "fan-00-section_00_source_train_normal_0001 noAttribute",
+        "fan-00-section_00_source_train_normal_0001",
+    )
     with pytest.raises(DataDirError, match="utt2attr:4: expected '<key> <value>'"):
         read_data_dir(d)
 
 
-@pytest.mark.parametrize("name, old, new, what", [
-    ("utt2section", "section_00_source_train_normal_0001 00", "section_00_source_train_normal_0001 0", "section '0' .* two digits"),
-    ("utt2domain", "section_00_source_train_normal_0001 source", "section_00_source_train_normal_0001 src", "domain 'src'"),
-    ("utt2label", "section_00_source_train_normal_0001 normal", "section_00_source_train_normal_0001 ok", "label 'ok'"),
-    ("utt2machine", "section_00_source_train_normal_0001 fan", "section_00_source_train_normal_0001 valve",
-     "must start with its speaker id 'valve-00-'"),
-    ("utt2spk", "section_00_source_train_normal_0001 fan-00", "section_00_source_train_normal_0001 fan-01", "utt2spk: must map"),
-])
+@pytest.mark.parametrize(
+    "name, old, new, what",
+    [
+        (
+            "utt2section",
+            "section_00_source_train_normal_0001 00",
+            "section_00_source_train_normal_0001 0",
+            "section '0' .* two digits",
+        ),
+        (
+            "utt2domain",
+            "section_00_source_train_normal_0001 source",
+            "section_00_source_train_normal_0001 src",
+            "domain 'src'",
+        ),
+        (
+            "utt2label",
+            "section_00_source_train_normal_0001 normal",
+            "section_00_source_train_normal_0001 ok",
+            "label 'ok'",
+        ),
+        (
+            "utt2machine",
+            "section_00_source_train_normal_0001 fan",
+            "section_00_source_train_normal_0001 valve",
+            "must start with its speaker id 'valve-00-'",
+        ),
+        (
+            "utt2spk",
+            "section_00_source_train_normal_0001 fan-00",
+            "section_00_source_train_normal_0001 fan-01",
+            "utt2spk: must map",
+        ),
+    ],
+)
 def test_bad_values_on_read(tmp_path, name, old, new, what):
     d = _write(tmp_path)
     _edit(d / name, old, new)
@@ -140,16 +188,22 @@ def test_bad_values_on_read(tmp_path, name, old, new, what):
     assert "dev_test" in str(info.value)
 
 
-@pytest.mark.parametrize("utt, what", [
-    (make_utt("fan", "00", "a", domain="both"), "domain 'both'"),
-    (make_utt("fan", "00", "a", label="abnormal"), "label 'abnormal'"),
-    (make_utt("fan", "0x", "a"), "section '0x'"),
-    (make_utt("fan", "00", "a", attr="has space"), "attr 'has space'"),
-    (make_utt("fan", "00", "a", attr=""), "attr ''"),
-    (Utt("fan-01-a", "/x.wav", "fan", "00", "source", "normal", "noAttribute"), "'fan-01-a' must start with its speaker id 'fan-00-'"),
-    (Utt("fan-00-a", "", "fan", "00", "source", "normal", "noAttribute"), "empty wav path"),
-    (Utt("fan-00-a", "/x\n.wav", "fan", "00", "source", "normal", "noAttribute"), "contains a newline"),
-])
+@pytest.mark.parametrize(
+    "utt, what",
+    [
+        (make_utt("fan", "00", "a", domain="both"), "domain 'both'"),
+        (make_utt("fan", "00", "a", label="abnormal"), "label 'abnormal'"),
+        (make_utt("fan", "0x", "a"), "section '0x'"),
+        (make_utt("fan", "00", "a", attr="has space"), "attr 'has space'"),
+        (make_utt("fan", "00", "a", attr=""), "attr ''"),
+        (
+            Utt("fan-01-a", "/x.wav", "fan", "00", "source", "normal", "noAttribute"),
+            "'fan-01-a' must start with its speaker id 'fan-00-'",
+        ),
+        (Utt("fan-00-a", "", "fan", "00", "source", "normal", "noAttribute"), "empty wav path"),
+        (Utt("fan-00-a", "/x\n.wav", "fan", "00", "source", "normal", "noAttribute"), "contains a newline"),
+    ],
+)
 def test_bad_values_on_write(tmp_path, utt, what):
     with pytest.raises(DataDirError, match=what):
         write_data_dir(tmp_path / "set", [make_utt("fan", "00", "ok"), utt])
@@ -173,13 +227,23 @@ def test_empty_set(tmp_path):
 
 
 def test_summary_table_counts():
-    utts = ([make_utt("fan", "00", f"s{i}") for i in range(3)]
-            + [make_utt("fan", "00", "t", "target", "anomaly")]
-            + [make_utt("ToyCar", "01", f"s{i}") for i in range(2)]
-            + [make_utt("fan", "01", "u", "target", "normal")])
+    utts = (
+        [make_utt("fan", "00", f"s{i}") for i in range(3)]
+        + [make_utt("fan", "00", "t", "target", "anomaly")]
+        + [make_utt("ToyCar", "01", f"s{i}") for i in range(2)]
+        + [make_utt("fan", "01", "u", "target", "normal")]
+    )
     rows = [line.split() for line in summary_table(utts).splitlines()]
     header = rows[0]
-    assert header == ["machine", "section", "source/normal", "source/anomaly", "target/normal", "target/anomaly", "total"]
+    assert header == [
+        "machine",
+        "section",
+        "source/normal",
+        "source/anomaly",
+        "target/normal",
+        "target/anomaly",
+        "total",
+    ]
     table = {tuple(r[:2]): [int(c) for c in r[2:]] for r in rows[2:-1]}
     assert list(table) == [("ToyCar", "01"), ("fan", "00"), ("fan", "01")]
     assert table[("ToyCar", "01")] == [2, 0, 0, 0, 2]

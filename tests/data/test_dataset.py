@@ -25,7 +25,7 @@ def clips(write_wav):
 
 def _start(full: np.ndarray, crop: np.ndarray) -> int:
     start = int(np.argmin(np.abs(full - crop[0])))
-    np.testing.assert_array_equal(full[start:start + crop.size], crop)
+    np.testing.assert_array_equal(full[start : start + crop.size], crop)
     return start
 
 
@@ -68,8 +68,10 @@ def test_short_clips_are_not_cropped(clips):
 
 
 def test_collate_pads_with_zeros():
-    examples = [Example(4, np.array([1.0, 2.0, 3.0], np.float32), 1, 0),
-                Example(7, np.array([5.0, 6.0, 7.0, 8.0, 9.0], np.float32), 2, 1)]
+    examples = [
+        Example(4, np.array([1.0, 2.0, 3.0], np.float32), 1, 0),
+        Example(7, np.array([5.0, 6.0, 7.0, 8.0, 9.0], np.float32), 2, 1),
+    ]
     batch = collate(examples)
     assert batch.wavs.shape == (2, 5) and batch.wavs.dtype == torch.float32
     assert batch.wavs[0].tolist() == [1, 2, 3, 0, 0]
@@ -82,7 +84,7 @@ def _groups() -> list[str]:
     return ["a"] * 90 + ["b"] * 10
 
 
-@pytest.mark.parametrize("power, share_b", [(0.0, 0.10), (0.5, 10 ** 0.5 / (90 ** 0.5 + 10 ** 0.5)), (1.0, 0.5)])
+@pytest.mark.parametrize("power, share_b", [(0.0, 0.10), (0.5, 10**0.5 / (90**0.5 + 10**0.5)), (1.0, 0.5)])
 def test_balancing_power(power, share_b):
     groups = _groups()
     sampler = BalancedSampler(groups, power=power, num_samples=20000, seed=3)
@@ -120,7 +122,7 @@ def test_rank_shards_interleave_the_global_order(num_samples):
     assert len(shards[0]) == len(shards[1])  # unequal shards would make DDP ranks wait for each other forever
     order = list(single)
     interleaved = [i for pair in zip(*shards) for i in pair]
-    assert interleaved == order[:len(interleaved)]
+    assert interleaved == order[: len(interleaved)]
     assert len(order) - len(interleaved) < 2
 
 
@@ -128,11 +130,18 @@ def test_rank_shards_interleave_the_global_order(num_samples):
 def test_ddp_global_batches_equal_single_process_batches(num_samples, batch_size):
     """Per-rank batch B/W: the union of the ranks' i-th batches is the single process's i-th batch."""
     data = list(range(100))
-    single = DataLoader(data, batch_size=batch_size, sampler=BalancedSampler(_groups(), num_samples=num_samples, seed=1),
-                        drop_last=True)
-    ranks = [DataLoader(data, batch_size=batch_size // 2, drop_last=True,
-                        sampler=BalancedSampler(_groups(), num_samples=num_samples, seed=1, rank=r, world_size=2))
-             for r in range(2)]
+    single = DataLoader(
+        data, batch_size=batch_size, sampler=BalancedSampler(_groups(), num_samples=num_samples, seed=1), drop_last=True
+    )
+    ranks = [
+        DataLoader(
+            data,
+            batch_size=batch_size // 2,
+            drop_last=True,
+            sampler=BalancedSampler(_groups(), num_samples=num_samples, seed=1, rank=r, world_size=2),
+        )
+        for r in range(2)
+    ]
     assert len(ranks[0]) == len(ranks[1]) == len(single)
     for batch, b0, b1 in zip(single, *ranks):
         assert sorted(batch.tolist()) == sorted(b0.tolist() + b1.tolist())

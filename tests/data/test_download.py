@@ -64,7 +64,9 @@ def test_table_facts():
     with pytest.raises(ValueError, match="ToyCircuit"):
         zenodo.archives(2023, machines_=("ToyCircuit",))
     assert {a.machine for a in zenodo.archives(2020, ("dev",), ("fan", "pump"))} == {"fan", "pump"}
-    assert zenodo.eval_list_url(2024).endswith("/datasets/eval_data_list_2024.csv") and zenodo.eval_list_url(2026) is None
+    assert (
+        zenodo.eval_list_url(2024).endswith("/datasets/eval_data_list_2024.csv") and zenodo.eval_list_url(2026) is None
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,12 +80,14 @@ def make_zip(path: Path, members: dict[str, bytes], symlinks: dict[str, str] | N
             zf.writestr(name, data)
         for name, target in (symlinks or {}).items():
             info = zipfile.ZipInfo(name)
-            info.external_attr = (0o120777 << 16)  # S_IFLNK
+            info.external_attr = 0o120777 << 16  # S_IFLNK
             zf.writestr(info, target)
     return path
 
 
-@pytest.mark.parametrize("name", ["../evil.txt", "fan/../../evil.txt", "/tmp/evil.txt", "C:/evil.txt", "fan\\..\\..\\evil.txt"])
+@pytest.mark.parametrize(
+    "name", ["../evil.txt", "fan/../../evil.txt", "/tmp/evil.txt", "C:/evil.txt", "fan\\..\\..\\evil.txt"]
+)
 def test_safe_extract_rejects_escaping_names(tmp_path, name):
     archive = make_zip(tmp_path / "a.zip", {"fan/train/ok.wav": b"x", name: b"evil"})
     target = tmp_path / "out" / "dev_data"
@@ -118,8 +122,6 @@ def test_member_mapper_normalises_layouts(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Downloads: resume and verification
-
-
 
 
 def test_http_download_resumes_a_part_file(tmp_path):
@@ -179,7 +181,10 @@ def test_zenodo_record_formats():
     for record in (legacy, rdm):
         assert dl.zenodo_file_info(record, "dev_fan.zip") == Expected(size=10, md5="abc")
     assert dl.zenodo_file_info(legacy, "other.zip") == Expected()
-    assert dl.mirror_url("https://zenodo.org/record/1/files/a.zip", "file:///m/") == "file:///m/zenodo.org/record/1/files/a.zip"
+    assert (
+        dl.mirror_url("https://zenodo.org/record/1/files/a.zip", "file:///m/")
+        == "file:///m/zenodo.org/record/1/files/a.zip"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,8 +194,9 @@ def test_zenodo_record_formats():
 def build_mirror(year: int, tmp_path: Path, corrupt: str | None = None) -> tuple[Path, Path, tuple[str, ...]]:
     """A synthetic corpus of ``year``, packed into the official archives of its machines, in a mirror tree."""
     corpus = tmp_path / "orig"
-    cfg = generate_year_corpus(corpus, YearSynthConfig(year=year, n_train_source=2, n_train_target=1, n_test=1,
-                                                       sections=2, seconds=0.5))
+    cfg = generate_year_corpus(
+        corpus, YearSynthConfig(year=year, n_train_source=2, n_train_target=1, n_test=1, sections=2, seconds=0.5)
+    )
     mirror = tmp_path / "mirror"
     machines = tuple(dict.fromkeys(cfg.dev_machines + cfg.eval_machines))
     records: dict[int, list[dict]] = {}
@@ -209,7 +215,9 @@ def build_mirror(year: int, tmp_path: Path, corrupt: str | None = None) -> tuple
         make_zip(zpath, {prefix + str(p.relative_to(mdir.parent)): p.read_bytes() for p in wanted})
         data = zpath.read_bytes()
         md5 = "0" * 32 if corrupt == arc.file_name else hashlib.md5(data).hexdigest()
-        records.setdefault(arc.record_id, []).append({"key": arc.file_name, "size": len(data), "checksum": f"md5:{md5}"})
+        records.setdefault(arc.record_id, []).append(
+            {"key": arc.file_name, "size": len(data), "checksum": f"md5:{md5}"}
+        )
     for record_id, files in records.items():
         api = mirror / "zenodo.org" / "api" / "records" / str(record_id)
         api.parent.mkdir(parents=True, exist_ok=True)
@@ -221,8 +229,10 @@ def build_mirror(year: int, tmp_path: Path, corrupt: str | None = None) -> tuple
 
 
 def summary(built):
-    return {name: sorted((u.machine, u.section, u.domain, u.label, u.attr, Path(u.path).name) for u in utts)
-            for name, utts in built.items()}
+    return {
+        name: sorted((u.machine, u.section, u.domain, u.label, u.attr, Path(u.path).name) for u in utts)
+        for name, utts in built.items()
+    }
 
 
 @pytest.mark.parametrize("year", [2020, 2021, 2022, 2025])
@@ -245,7 +255,18 @@ def test_corrupt_archive_is_rejected(tmp_path):
     arc = zenodo.archive(2021, "eval_test", "ToyCar")
     _, mirror, machines = build_mirror(2021, tmp_path, corrupt=arc.file_name)
     root = tmp_path / "downloaded"
-    argv = ["--year", "2021", "--root", str(root), "--mirror", mirror.as_uri(), "--machines", ",".join(machines), "--retries", "0"]
+    argv = [
+        "--year",
+        "2021",
+        "--root",
+        str(root),
+        "--mirror",
+        mirror.as_uri(),
+        "--machines",
+        ",".join(machines),
+        "--retries",
+        "0",
+    ]
     with pytest.raises(DownloadError):
         download_dcase.main(argv)
     assert not (root / "eval_data" / "ToyCar" / "source_test").exists()

@@ -18,8 +18,11 @@ from asdlib.data.labels import (
 
 def _sets():
     """Two training sets, each in data-dir (C-locale) order as read_data_dir returns them."""
-    dev = [make_utt("fan", "00", "a", attr="noAttribute"), make_utt("fan", "01", "b", attr="vel_8"),
-           make_utt("ToyCar", "00", "c", attr="car_A1")]
+    dev = [
+        make_utt("fan", "00", "a", attr="noAttribute"),
+        make_utt("fan", "01", "b", attr="vel_8"),
+        make_utt("ToyCar", "00", "c", attr="car_A1"),
+    ]
     ev = [make_utt("fan", "01", "d", attr="vel_8"), make_utt("valve", "03", "e", "target", attr="pat_2")]
     return sorted(dev, key=lambda u: u.utt_id.encode()), ev
 
@@ -75,9 +78,11 @@ def test_read_labels_errors(tmp_path):
 
 
 def test_utt2dur(tmp_path, write_wav):
-    utts = [make_utt("fan", "00", "a", path=write_wav("a.wav", n=8000)),
-            make_utt("fan", "00", "b", path=write_wav("b.wav", n=12345)),
-            make_utt("fan", "00", "c", path=write_wav("c.wav", n=4410, sr=44100))]
+    utts = [
+        make_utt("fan", "00", "a", path=write_wav("a.wav", n=8000)),
+        make_utt("fan", "00", "b", path=write_wav("b.wav", n=12345)),
+        make_utt("fan", "00", "c", path=write_wav("c.wav", n=4410, sr=44100)),
+    ]
     write_durations(tmp_path, utts)
     assert read_kv(tmp_path / "utt2dur") == {"fan-00-a": "0.500", "fan-00-b": "0.772", "fan-00-c": "0.100"}
 

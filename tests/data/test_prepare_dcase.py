@@ -84,7 +84,11 @@ def attr_for(year: int, machine: str, i: int) -> str:
 def train_names(year: int, machine: str, section: str) -> list[str]:
     if year == 2020:
         return [f"normal_id_{section}_{i:08d}.wav" for i in range(3)]
-    return [f"section_{section}_{d}_train_normal_{i:04d}{attr_for(year, machine, i)}.wav" for d, n in (("source", 2), ("target", 1)) for i in range(n)]
+    return [
+        f"section_{section}_{d}_train_normal_{i:04d}{attr_for(year, machine, i)}.wav"
+        for d, n in (("source", 2), ("target", 1))
+        for i in range(n)
+    ]
 
 
 def dev_test_names(year: int, machine: str, section: str) -> list[tuple[str, str]]:
@@ -147,15 +151,30 @@ def expected_eval_counts(year: int, machines: set[str] | None = None) -> collect
 
 # Facts quoted in docs/dcase.md: (machine, section, domain, label) -> count
 DOC_FACTS = {
-    2020: {("fan", "01", "source", "normal"): 100, ("fan", "01", "source", "anomaly"): 326, ("ToyCar", "05", "source", "anomaly"): 265,
-           ("fan", "05", "source", "normal"): 109, ("ToyConveyor", "06", "source", "anomaly"): 355},
-    2021: {("gearbox", "03", "source", "normal"): 130, ("gearbox", "03", "source", "anomaly"): 104,
-           ("gearbox", "03", "target", "normal"): 104, ("gearbox", "03", "target", "anomaly"): 182,
-           ("slider", "05", "source", "normal"): 103, ("fan", "04", "target", "anomaly"): 100},
+    2020: {
+        ("fan", "01", "source", "normal"): 100,
+        ("fan", "01", "source", "anomaly"): 326,
+        ("ToyCar", "05", "source", "anomaly"): 265,
+        ("fan", "05", "source", "normal"): 109,
+        ("ToyConveyor", "06", "source", "anomaly"): 355,
+    },
+    2021: {
+        ("gearbox", "03", "source", "normal"): 130,
+        ("gearbox", "03", "source", "anomaly"): 104,
+        ("gearbox", "03", "target", "normal"): 104,
+        ("gearbox", "03", "target", "anomaly"): 182,
+        ("slider", "05", "source", "normal"): 103,
+        ("fan", "04", "target", "anomaly"): 100,
+    },
     2022: {("bearing", "03", "target", "anomaly"): 50, ("valve", "05", "source", "normal"): 50},
-    2023: {("grinder", "00", "source", "normal"): 107, ("grinder", "00", "source", "anomaly"): 27,
-           ("grinder", "00", "target", "normal"): 36, ("grinder", "00", "target", "anomaly"): 30,
-           ("bandsaw", "00", "source", "normal"): 67, ("shaker", "00", "target", "anomaly"): 46},
+    2023: {
+        ("grinder", "00", "source", "normal"): 107,
+        ("grinder", "00", "source", "anomaly"): 27,
+        ("grinder", "00", "target", "normal"): 36,
+        ("grinder", "00", "target", "anomaly"): 30,
+        ("bandsaw", "00", "source", "normal"): 67,
+        ("shaker", "00", "target", "anomaly"): 46,
+    },
     2024: {("RoboticArm", "00", "source", "normal"): 50, ("3DPrinter", "00", "target", "anomaly"): 50},
     2025: {("AutoTrash", "00", "target", "anomaly"): 50, ("CoffeeGrinder", "00", "source", "normal"): 50},
 }
@@ -230,6 +249,7 @@ def test_both_layouts_give_the_same_sets(tmp_path):
     build_corpus(tmp_path / "baseline", 2023, raw=True, machines=machines)
     a = prepare(2023, tmp_path / "zenodo", tmp_path / "da")
     b = prepare(2023, tmp_path / "baseline", tmp_path / "db")
+
     def strip(utts):
         return [(u.utt_id, u.machine, u.section, u.domain, u.label, u.attr, Path(u.path).name) for u in utts]
 
@@ -254,7 +274,11 @@ def test_paths_with_spaces_and_non_ascii(tmp_path):
 
 def test_eval_test_without_list(tmp_path):
     """--eval_list none: label unknown; domain from the name (2020 source, 2021 visible) or unknown (2022+)."""
-    for year, machine, domains in ((2020, "pump", {"source"}), (2021, "valve", {"source", "target"}), (2022, "fan", {"unknown"})):
+    for year, machine, domains in (
+        (2020, "pump", {"source"}),
+        (2021, "valve", {"source", "target"}),
+        (2022, "fan", {"unknown"}),
+    ):
         build_corpus(tmp_path / str(year), year, raw=False, machines={machine}, with_list=False)
         built = prepare(year, tmp_path / str(year), tmp_path / f"d{year}", sets=["eval_test"], eval_list="none")
         assert {u.label for u in built["eval_test"]} == {"unknown"}
@@ -266,7 +290,11 @@ def test_eval_test_without_list(tmp_path):
 def flipped_list(year: int, machine: str) -> str:
     """The official rows of one machine with normal/anomaly swapped in the labelled names (a user's own list)."""
     swap = {"_normal_": "_anomaly_", "_anomaly_": "_normal_"}
-    rows = [f"{r[0]},{next(r[1].replace(a, b) for a, b in swap.items() if a in r[1])}" for m, r in list_rows(official_list(year)) if m == machine]
+    rows = [
+        f"{r[0]},{next(r[1].replace(a, b) for a, b in swap.items() if a in r[1])}"
+        for m, r in list_rows(official_list(year))
+        if m == machine
+    ]
     return "\r\n".join([machine, *rows]) + "\r\n"
 
 
@@ -330,10 +358,15 @@ def test_2022_toy_truth_from_the_evaluator(tmp_path, where, caplog):
     assert listed[("ToyCar", "section_03_0001.wav")][:2] == ("normal", "target")  # the list's (wrong) entry
     for machine in ("ToyCar", "ToyTrain"):
         assert {k[1]: v for k, v in got.items() if k[0] == machine} == read_evaluator_truth(2022, machine)
-        assert f"DCASE 2022 {machine}: label and domain of 600 eval test clips taken from the official 2022 evaluator" in caplog.text
+        assert (
+            f"DCASE 2022 {machine}: label and domain of 600 eval test clips taken from the official 2022 evaluator"
+            in caplog.text
+        )
     assert "disagrees on 430" in caplog.text and "disagrees on 451" in caplog.text
     # the other machine types keep the list's label and domain
-    assert {k[1]: v for k, v in got.items() if k[0] == "fan"} == {k[1]: e[:2] for k, e in listed.items() if k[0] == "fan"}
+    assert {k[1]: v for k, v in got.items() if k[0] == "fan"} == {
+        k[1]: e[:2] for k, e in listed.items() if k[0] == "fan"
+    }
     assert {u.attr for u in built["eval_test"]} == {"noAttribute"}
 
 
@@ -349,7 +382,9 @@ def test_2022_list_and_evaluator_agree_except_toy_types():
     assert list(corrected) == list(listed)  # same clips, same order
     assert all(corrected[k] == e for k, e in listed.items() if k[0] not in ("ToyCar", "ToyTrain"))
     assert all(corrected[k].labelled_name == e.labelled_name for k, e in listed.items())  # kept, unverified
-    assert correct_2022_toy_truth(read_eval_list(official_list(2023), 2023), 2023) == read_eval_list(official_list(2023), 2023)
+    assert correct_2022_toy_truth(read_eval_list(official_list(2023), 2023), 2023) == read_eval_list(
+        official_list(2023), 2023
+    )
 
 
 def test_2022_toy_truth_only_for_the_official_rows(tmp_path):
@@ -357,7 +392,10 @@ def test_2022_toy_truth_only_for_the_official_rows(tmp_path):
     official_row = "section_03_0001.wav,section_03_target_test_normal_0030_car_G1_spd_34V_mic_1_noise_6.wav"
     p = tmp_path / "l.csv"
     p.write_text(f"ToyCar\n{official_row}\n")
-    assert correct_2022_toy_truth(read_eval_list(p, 2022), 2022)[("ToyCar", "section_03_0001.wav")][:2] == ("normal", "source")
+    assert correct_2022_toy_truth(read_eval_list(p, 2022), 2022)[("ToyCar", "section_03_0001.wav")][:2] == (
+        "normal",
+        "source",
+    )
     p.write_text(f"ToyCar\n{official_row}\nsection_03_0002.wav,section_03_target_test_anomaly_0000_car_X.wav\n")
     entries = read_eval_list(p, 2022)
     assert correct_2022_toy_truth(entries, 2022) == entries
@@ -384,7 +422,9 @@ def test_eval_list_mismatch_is_a_clear_error(tmp_path):
     (test_dir / "section_00_0007.wav").unlink()
     c.add("eval_data", "ToyTank", "test", "section_00_0999.wav")
     with pytest.raises(EvalListError) as e:
-        prepare(2023, tmp_path / "c", tmp_path / "d", sets=["eval_train", "eval_test"], eval_list=str(official_list(2023)))
+        prepare(
+            2023, tmp_path / "c", tmp_path / "d", sets=["eval_train", "eval_test"], eval_list=str(official_list(2023))
+        )
     msg = str(e.value)
     assert "ToyTank: 1 listed files missing on disk, e.g. section_00_0007.wav" in msg
     assert "ToyTank: 1 files on disk not in the list, e.g. section_00_0999.wav" in msg
@@ -442,7 +482,9 @@ def test_supplemental_2025(tmp_path, caplog):
     assert [u.utt_id for u in sup] == ["ToyPet-00-section_00_machine_0001_", "ToyPet-00-section_00_machine_0002_"]
     assert {(u.domain, u.label, u.attr) for u in sup} == {("source", "normal", "noAttribute")}
     assert len(built["dev_supplemental"]) == 2 and len(built["eval_train"]) == 3
-    c.add("eval_data", "bearing", "train", "section_00_source_train_normal_0000_x.wav")  # a machine without supplemental/
+    c.add(
+        "eval_data", "bearing", "train", "section_00_source_train_normal_0000_x.wav"
+    )  # a machine without supplemental/
     assert len(prepare(2025, tmp_path / "c", tmp_path / "d", sets=["eval_supplemental"])["eval_supplemental"]) == 2
     shutil.rmtree(c.mdir("dev_data", "bearing") / "supplemental")
     with pytest.raises(PrepError, match="no machine dir has a supplemental/ dir"):
@@ -453,8 +495,20 @@ def test_supplemental_2025(tmp_path, caplog):
 
 def test_cli(tmp_path, capsys):
     build_corpus(tmp_path / "c", 2020, raw=False, machines={"ToyConveyor"})
-    rc = prepare_dcase.main(["--year", "2020", "--root", str(tmp_path / "c"), "--data_dir", str(tmp_path / "data"),
-                             "--eval_list", str(official_list(2020)), "--sets", "dev_train,eval_test"])
+    rc = prepare_dcase.main(
+        [
+            "--year",
+            "2020",
+            "--root",
+            str(tmp_path / "c"),
+            "--data_dir",
+            str(tmp_path / "data"),
+            "--eval_list",
+            str(official_list(2020)),
+            "--sets",
+            "dev_train,eval_test",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "eval_test: 1665 utterances" in out and "ToyConveyor  04" in out and "dev_train: 9 utterances" in out
@@ -487,7 +541,11 @@ def test_eval_list_crlf_and_lf_read_the_same(tmp_path):
     a, b = read_eval_list(tmp_path / "crlf.csv", 2023), read_eval_list(tmp_path / "lf.csv", 2023)
     assert a == b and len(a) == 1400
     assert all(not k[1].endswith("\r") and not v.labelled_name.endswith("\r") for k, v in a.items())
-    assert a[("bandsaw", "section_00_0005.wav")] == ("anomaly", "source", "section_00_source_test_anomaly_0005_vel_15.wav")
+    assert a[("bandsaw", "section_00_0005.wav")] == (
+        "anomaly",
+        "source",
+        "section_00_source_test_anomaly_0005_vel_15.wav",
+    )
 
 
 def test_eval_list_2020_third_column(tmp_path):
@@ -511,10 +569,22 @@ def test_eval_list_2020_third_column(tmp_path):
     [
         ("section_00_0000.wav,section_00_source_test_normal_0000_a.wav\n", "before the first machine-type line"),
         ("fan\nsection_00_0000.wav,section_00_source_test_normal_0000_a.wav,0\n", "expected a machine-type line or 2"),
-        ("fan\nsection_00_0000.wav,section_00_source_test_normal_0000_a.wav\nsection_00_0000.wav,section_00_target_test_normal_0001_a.wav\n", "listed twice"),
-        ("fan\nsection_00_0000.wav,section_00_source_test_normal_0000_a.wav\nsection_00_0001.wav,section_00_source_test_normal_0000_a.wav\n", "also on line 2"),
-        ("fan\nsection_00_0000.wav,section_01_source_test_normal_0000_a.wav\n", "section of 'section_00_0000.wav' \\(00\\) differs"),
-        ("fan\nsection_00_source_test_normal_0000_a.wav,section_00_source_test_normal_0000_a.wav\n", "first column .* is a labelled name"),
+        (
+            "fan\nsection_00_0000.wav,section_00_source_test_normal_0000_a.wav\nsection_00_0000.wav,section_00_target_test_normal_0001_a.wav\n",
+            "listed twice",
+        ),
+        (
+            "fan\nsection_00_0000.wav,section_00_source_test_normal_0000_a.wav\nsection_00_0001.wav,section_00_source_test_normal_0000_a.wav\n",
+            "also on line 2",
+        ),
+        (
+            "fan\nsection_00_0000.wav,section_01_source_test_normal_0000_a.wav\n",
+            "section of 'section_00_0000.wav' \\(00\\) differs",
+        ),
+        (
+            "fan\nsection_00_source_test_normal_0000_a.wav,section_00_source_test_normal_0000_a.wav\n",
+            "first column .* is a labelled name",
+        ),
         ("fan\nsection_00_0000.wav,section_00_source_train_normal_0000_a.wav\n", "eval lists hold test clips only"),
         ("fan\nsection_00_0000.wav,section_00_0001.wav\n", "not a DCASE 2023 labelled file name"),
         ("fan\n\n", "no clip rows found"),
@@ -541,6 +611,9 @@ def test_check_eval_list_reports_missing_extra_and_unknown_machines(tmp_path, ca
     names = {m: {b for (mm, b) in entries if mm == m} for m in ("fan", "valve")}
     with caplog.at_level(logging.WARNING):
         absent = check_eval_list(entries, names, "L")
-    assert absent == ["ToyCar", "ToyTrain", "bearing", "gearbox", "slider"] and "without evaluation test files" in caplog.text
+    assert (
+        absent == ["ToyCar", "ToyTrain", "bearing", "gearbox", "slider"]
+        and "without evaluation test files" in caplog.text
+    )
     with pytest.raises(EvalListError, match="pump: not in the list at all"):
         check_eval_list(entries, {**names, "pump": {"section_03_0000.wav"}}, "L")

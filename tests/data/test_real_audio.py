@@ -75,11 +75,17 @@ def test_windows_are_utterances_of_a_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data" / "train"
     write_data_dir(data, utts)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("embedder: logmel\ndata: {resample: true, channel: mean, window_seconds: 2.0, window_min_seconds: 0.5}\n")
+    cfg.write_text(
+        "embedder: logmel\ndata: {resample: true, channel: mean, window_seconds: 2.0, window_min_seconds: 0.5}\n"
+    )
     assert make_windows.main([str(data), "--config", str(cfg)]) == 0
     got = read_data_dir(data)
-    assert [u.utt_id for u in got] == ["pump-00-long-w00000000", "pump-00-long-w00002000", "pump-00-long-w00004000",
-                                       "pump-00-short-w00000000"]
+    assert [u.utt_id for u in got] == [
+        "pump-00-long-w00000000",
+        "pump-00-long-w00002000",
+        "pump-00-long-w00004000",
+        "pump-00-short-w00000000",
+    ]
     assert read_kv(data / SEG_FILE)["pump-00-long-w00004000"] == "pump-00-long 4.000 5.000"
     assert {u.rec_id for u in got} == {"pump-00-long", "pump-00-short"}
     assert make_windows.main([str(data), "--config", str(cfg)]) == 0  # already windowed: unchanged

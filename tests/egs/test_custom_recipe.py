@@ -38,7 +38,9 @@ N_TRAIN = 40
 FPR = 0.05
 
 
-def _clip(rng: np.random.Generator, sr: int, seconds: float, hum: float, stereo: bool, anomaly: bool = False) -> np.ndarray:
+def _clip(
+    rng: np.random.Generator, sr: int, seconds: float, hum: float, stereo: bool, anomaly: bool = False
+) -> np.ndarray:
     t = np.arange(int(sr * seconds)) / sr
     x = 0.3 * np.sin(2 * np.pi * hum * t) + 0.05 * rng.standard_normal(t.size)
     if anomaly:
@@ -55,7 +57,11 @@ def make_corpus(root: Path) -> None:
             d = root / machine / split
             d.mkdir(parents=True)
             for i in range(n):
-                sf.write(str(d / f"rec {i:02d}.{fmt}"), _clip(rng, sr, 1.0 + (i % 3) * 0.5, hum, stereo, label == "anomaly"), sr)
+                sf.write(
+                    str(d / f"rec {i:02d}.{fmt}"),
+                    _clip(rng, sr, 1.0 + (i % 3) * 0.5, hum, stereo, label == "anomaly"),
+                    sr,
+                )
     sf.write(str(root / "fan" / "test" / "normal" / "shift_long.wav"), _clip(rng, 48000, 180.0, 230.0, False), 48000)
 
 
@@ -76,24 +82,57 @@ def done(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     recipe = root / "egs" / "custom"
     mirror_recipe(CUSTOM, recipe)
     (recipe / "conf" / "tiny.yaml").write_text(TINY)
-    subprocess.run(["python", "-m", "asdlib.bin.make_random_upstream", "--name", "hubert", "--out",
-                    str(recipe / "downloads" / "hubert_tiny_random.pt"), "--seed", "0"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "python",
+            "-m",
+            "asdlib.bin.make_random_upstream",
+            "--name",
+            "hubert",
+            "--out",
+            str(recipe / "downloads" / "hubert_tiny_random.pt"),
+            "--seed",
+            "0",
+        ],
+        check=True,
+        capture_output=True,
+    )
     corpus = root / "plant recordings"
     make_corpus(corpus)
-    proc = run(recipe, "--corpus", str(corpus), "--train_config", "conf/tiny.yaml", "--nj", "2", "--fpr", str(FPR),
-               "--pack_tar", "true")
+    proc = run(
+        recipe,
+        "--corpus",
+        str(corpus),
+        "--train_config",
+        "conf/tiny.yaml",
+        "--nj",
+        "2",
+        "--fpr",
+        str(FPR),
+        "--pack_tar",
+        "true",
+    )
     exp = recipe / "exp" / "tiny"
     # the model leaves: packed/ is moved elsewhere and exp/ deleted
     away = root / "plant" / "model"
     away.parent.mkdir()
     shutil.copytree(exp / "packed", away)
     shutil.copy2(exp / "packed.tar", root / "plant" / "model.tar")
-    stage5 = {"windows": read_scores(exp / "scores" / "test" / "scores.scp"),
-              "files": read_scores(exp / "scores" / "test" / "file_scores.scp")}
+    stage5 = {
+        "windows": read_scores(exp / "scores" / "test" / "scores.scp"),
+        "files": read_scores(exp / "scores" / "test" / "file_scores.scp"),
+    }
     test_utts = read_data_dir(recipe / "data" / "test")
     shutil.rmtree(recipe / "exp")
-    return {"recipe": recipe, "corpus": corpus, "packed": away, "tar": root / "plant" / "model.tar",
-            "stage5": stage5, "utts": test_utts, "log": proc.stderr}
+    return {
+        "recipe": recipe,
+        "corpus": corpus,
+        "packed": away,
+        "tar": root / "plant" / "model.tar",
+        "stage5": stage5,
+        "utts": test_utts,
+        "log": proc.stderr,
+    }
 
 
 def _csv(text: str) -> list[dict[str, str]]:
@@ -133,8 +172,21 @@ def test_packed_model_scores_equal_stage_5_after_exp_is_gone(done: dict) -> None
     pumps = sorted((corpus / "pump" / "test").rglob("*.flac"))
     lst.write_text("".join(f"{p} pump\n" for p in pumps))
     out, png = done["packed"].parent / "out.json", done["packed"].parent / "report.png"
-    proc = infer("--packed", str(done["tar"]), "--list", str(lst), "--format", "json", "--out", str(out),
-                 "--report", str(png), str(corpus / "fan" / "test" / "normal" / "shift_long.wav"), "--machine", "fan")
+    proc = infer(
+        "--packed",
+        str(done["tar"]),
+        "--list",
+        str(lst),
+        "--format",
+        "json",
+        "--out",
+        str(out),
+        "--report",
+        str(png),
+        str(corpus / "fan" / "test" / "normal" / "shift_long.wav"),
+        "--machine",
+        "fan",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["target_fpr"] == FPR and png.stat().st_size > 0
@@ -151,7 +203,10 @@ def test_thresholds_are_calibrated_on_held_out_normals(done: dict) -> None:
     assert set(manifest["thresholds"]) == {"pump", "fan"}
     assert "FPR measured on held-out normals" in done["log"]
     assert manifest["audio"]["sample_rate"] == 16000 and manifest["windowing"]["window_seconds"] == 2.0
-    assert all(not Path(f).is_absolute() for f in manifest["files"]) and "upstream/hubert_tiny_random.pt" in manifest["files"]
+    assert (
+        all(not Path(f).is_absolute() for f in manifest["files"])
+        and "upstream/hubert_tiny_random.pt" in manifest["files"]
+    )
     print(f"measured FPR on held-out normals: {cal['measured_fpr']:.4f} (target {FPR})")
 
 
@@ -184,17 +239,34 @@ def test_bad_input_is_one_error_line_and_nothing_is_lost(done: dict, tmp_path: P
     # an unreadable and a too-short recording
     junk = tmp_path / "junk.wav"
     junk.write_text("not audio\n" * 10)
-    assert "not a readable audio file" in _error(infer("--packed", str(done["packed"]), "--machine", "fan", clip, str(junk)))
+    assert "not a readable audio file" in _error(
+        infer("--packed", str(done["packed"]), "--machine", "fan", clip, str(junk))
+    )
     short = tmp_path / "short.flac"
     sf.write(str(short), np.full(4410, 0.1, np.float32), 44100)
-    assert "shorter than the model's minimum" in _error(infer("--packed", str(done["packed"]), "--machine", "pump", str(short),
-                                                              "--out", str(out)))
+    assert "shorter than the model's minimum" in _error(
+        infer("--packed", str(done["packed"]), "--machine", "pump", str(short), "--out", str(out))
+    )
     assert out.read_text() == "previous results\n"
     # an override of an unknown key: stage 3 refuses before touching anything
     recipe = done["recipe"]
     before = sorted(p.relative_to(recipe).as_posix() for p in recipe.rglob("*"))
-    proc = run(recipe, "--corpus", str(done["corpus"]), "--train_config", "conf/tiny.yaml", "--stage", "3",
-               "--stop_stage", "3", "--tag", "typo", "--train_args", "optim.lrr=1e-4", check=False)
+    proc = run(
+        recipe,
+        "--corpus",
+        str(done["corpus"]),
+        "--train_config",
+        "conf/tiny.yaml",
+        "--stage",
+        "3",
+        "--stop_stage",
+        "3",
+        "--tag",
+        "typo",
+        "--train_args",
+        "optim.lrr=1e-4",
+        check=False,
+    )
     assert proc.returncode != 0 and "unknown key 'optim.lrr'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (recipe / "exp" / "typo" / "config.yaml").exists()

@@ -47,8 +47,14 @@ backend:  # the mini default's kind: a fusion with a member on the log-mel stage
 
 
 def run(recipe: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        ["./run.sh", *args],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     assert proc.returncode == 0, f"./run.sh {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
 
@@ -60,10 +66,31 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mirror_recipe(MINI, recipe)
     (recipe / "conf" / "tuning" / "tiny.yaml").write_text(TINY)
     corpus = root / "corpus with space ü"
-    subprocess.run(["python", "-m", "asdlib.bin.make_synth", "--root", str(corpus), "--dev_machines", "fan,gearbox",
-                    "--eval_machines", "ToyDrone,ToothBrush", "--no_attribute", "gearbox,ToothBrush",
-                    "--n_train_source", "8", "--n_train_target", "2", "--n_test", "3", "--seconds", "1.0"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "python",
+            "-m",
+            "asdlib.bin.make_synth",
+            "--root",
+            str(corpus),
+            "--dev_machines",
+            "fan,gearbox",
+            "--eval_machines",
+            "ToyDrone,ToothBrush",
+            "--no_attribute",
+            "gearbox,ToothBrush",
+            "--n_train_source",
+            "8",
+            "--n_train_target",
+            "2",
+            "--n_test",
+            "3",
+            "--seconds",
+            "1.0",
+        ],
+        check=True,
+        capture_output=True,
+    )
     os.environ["MINI"] = str(corpus)
     run(recipe, "--train_config", "conf/tuning/tiny.yaml", "--stop_stage", "7")
     return recipe
@@ -100,8 +127,12 @@ def test_experiment_outputs_follow_the_contract(recipe: Path) -> None:
     utt = read_data_dir(recipe / "data" / "eval_test")[0]
     wav = load_wav(utt.path, 16000)
     logmel = LogMelMean(LogMelConfig(n_mels=16), 16000)(torch.from_numpy(wav)[None], torch.tensor([wav.size]))
-    np.testing.assert_allclose(read_vectors(exp / "embed" / "eval_test" / "embeddings.scp")[utt.utt_id][32:],
-                               logmel[0].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        read_vectors(exp / "embed" / "eval_test" / "embeddings.scp")[utt.utt_id][32:],
+        logmel[0].numpy(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     for name in ("dev_test", "eval_test"):
         utts = read_data_dir(recipe / "data" / name)
         scores = read_scores(exp / "scores" / name / "scores.scp")
@@ -127,14 +158,22 @@ def test_packed_model_scores_new_recordings(recipe: Path) -> None:
     wav = read_data_dir(recipe / "data" / "eval_test")[0]
     # one thread, as stage 4's jobs run (cmd.sh --num_threads 1): another thread count moves embeddings
     # by float32 rounding (~1e-7), which the default fusion's whitening members amplify to ~1e-5
-    proc = subprocess.run(["python", "-m", "asdlib.bin.infer", "--packed", str(packed), "--machine", wav.machine, wav.path],
-                          capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        ["python", "-m", "asdlib.bin.infer", "--packed", str(packed), "--machine", wav.machine, wav.path],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     (row,) = csv.DictReader(io.StringIO(proc.stdout))
     assert row["file"] == wav.path and row["kind"] == "file" and row["decision"] in ("normal", "anomaly")
     stage5 = read_scores(recipe / "exp" / "tiny" / "scores" / "eval_test" / "scores.scp")[wav.utt_id]
     assert abs(float(row["score"]) - stage5) < 1e-6
-    proc = subprocess.run(["python", "-m", "asdlib.bin.infer", "--packed", str(packed), "--machine", "nosuch", wav.path],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["python", "-m", "asdlib.bin.infer", "--packed", str(packed), "--machine", "nosuch", wav.path],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[-1].startswith("ERROR: unknown machine 'nosuch'")
     assert f"{wav.machine}/{wav.section}" in proc.stderr  # the machine/sections the banks know
@@ -148,13 +187,24 @@ def test_rerun_of_stages_3_to_5_reproduces_the_scores(recipe: Path) -> None:
 
 
 def test_slurm_backend_gives_the_same_scores(recipe: Path, slurm_cluster: None) -> None:
-    proc = run(recipe, "--train_config", "conf/tuning/tiny.yaml", "--tag", "tiny_slurm", "--stage", "3",
-               "--stop_stage", "5", env={"cmd_backend": "slurm"})
+    proc = run(
+        recipe,
+        "--train_config",
+        "conf/tuning/tiny.yaml",
+        "--tag",
+        "tiny_slurm",
+        "--stage",
+        "3",
+        "--stop_stage",
+        "5",
+        env={"cmd_backend": "slurm"},
+    )
     assert proc.stderr.count("Slurm job") >= 1 + 4 + 4  # training, 4 embedding sets, 2 + 2 scoring runs
     exp = recipe / "exp"
     for name in ("dev_test", "eval_test"):
-        assert read_scores(exp / "tiny_slurm" / "scores" / name / "scores.scp") == \
-            read_scores(exp / "tiny" / "scores" / name / "scores.scp")
+        assert read_scores(exp / "tiny_slurm" / "scores" / name / "scores.scp") == read_scores(
+            exp / "tiny" / "scores" / name / "scores.scp"
+        )
 
 
 def test_outputs_do_not_depend_on_nj(recipe: Path) -> None:

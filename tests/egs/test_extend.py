@@ -121,9 +121,31 @@ def build_toy(cfg: UpstreamConfig) -> ToyUpstream:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("extend_corpus")
-    subprocess.run(["python", "-m", "asdlib.bin.make_synth", "--root", str(root), "--dev_machines", "fan",
-                    "--eval_machines", "ToyDrone", "--no_attribute", "ToyDrone", "--n_train_source", "8", "--n_train_target", "2", "--n_test", "3",
-                    "--seconds", "1.0"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "python",
+            "-m",
+            "asdlib.bin.make_synth",
+            "--root",
+            str(root),
+            "--dev_machines",
+            "fan",
+            "--eval_machines",
+            "ToyDrone",
+            "--no_attribute",
+            "ToyDrone",
+            "--n_train_source",
+            "8",
+            "--n_train_target",
+            "2",
+            "--n_test",
+            "3",
+            "--seconds",
+            "1.0",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return root
 
 
@@ -133,14 +155,27 @@ def run_recipe(tmp_path: Path, corpus: Path, plugin: str, code: str, config: str
     (tmp_path / "plugins" / f"{plugin}.py").write_text(code)
     recipe = mirror_recipe(REPO / "egs" / "mini", tmp_path / "egs" / "mini")
     (recipe / "conf" / "tuning" / "toy.yaml").write_text(config)
-    env = {**os.environ, "MINI": str(corpus), "ASDLIB_PLUGINS": plugin,
-           "PYTHONPATH": f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}"}
+    env = {
+        **os.environ,
+        "MINI": str(corpus),
+        "ASDLIB_PLUGINS": plugin,
+        "PYTHONPATH": f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}",
+    }
     if plugin == "toy_upstream":
         (recipe / "downloads").mkdir()
-        subprocess.run(["python", "-c", f"import toy_upstream; toy_upstream.save_random('{recipe}/downloads/toy.pt')"],
-                       check=True, env=env)
-    proc = subprocess.run(["./run.sh", "--train_config", "conf/tuning/toy.yaml", "--stop_stage", "6"], cwd=recipe,
-                          capture_output=True, text=True, env=env, timeout=900)
+        subprocess.run(
+            ["python", "-c", f"import toy_upstream; toy_upstream.save_random('{recipe}/downloads/toy.pt')"],
+            check=True,
+            env=env,
+        )
+    proc = subprocess.run(
+        ["./run.sh", "--train_config", "conf/tuning/toy.yaml", "--stop_stage", "6"],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return recipe / "exp" / "toy"
 
@@ -154,15 +189,25 @@ def check_scored(exp: Path, recipe_data: Path) -> dict:
 
 
 def test_add_a_back_end(tmp_path: Path, corpus: Path) -> None:
-    exp = run_recipe(tmp_path, corpus, "toy_backend", TOY_BACKEND,
-                     "embedder: logmel\nbackend: {kind: centroid, conf: {power: 2.0}}\n")
+    exp = run_recipe(
+        tmp_path,
+        corpus,
+        "toy_backend",
+        TOY_BACKEND,
+        "embedder: logmel\nbackend: {kind: centroid, conf: {power: 2.0}}\n",
+    )
     check_scored(exp, exp.parents[1] / "data")
     resolved = (exp / "config.yaml").read_text()
     assert "kind: centroid" in resolved and "power: 2.0" in resolved
 
 
 def test_add_an_upstream(tmp_path: Path, corpus: Path) -> None:
-    exp = run_recipe(tmp_path, corpus, "toy_upstream", TOY_UPSTREAM, """\
+    exp = run_recipe(
+        tmp_path,
+        corpus,
+        "toy_upstream",
+        TOY_UPSTREAM,
+        """\
 embedder: ssl
 upstream: {name: toy, path: downloads/toy.pt, conf: {gain: 2.0}}
 finetune: {mode: lora, rank: 2}
@@ -171,7 +216,8 @@ model: {pooling_hidden: 8, embed_dim: 16}
 optim: {epochs: 1, batch_size: 4, warmup_steps: 1}
 data: {crop_seconds: 0.0}
 backend: {kind: knn}
-""")
+""",
+    )
     check_scored(exp, exp.parents[1] / "data")
     assert "gain: 2.0" in (exp / "config.yaml").read_text()
     log = (exp / "train.log").read_text()
@@ -193,23 +239,45 @@ def test_add_a_year(tmp_path: Path) -> None:
     in that year's format."""
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "year_2027.py").write_text(YEAR_PLUGIN)
-    env = {**os.environ, "ASDLIB_PLUGINS": "year_2027",
-           "PYTHONPATH": f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}"}
+    env = {
+        **os.environ,
+        "ASDLIB_PLUGINS": "year_2027",
+        "PYTHONPATH": f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}",
+    }
     corpus, recipe = tmp_path / "corpus", tmp_path / "egs" / "dcase2027"
-    subprocess.run(["python", "-c", "from asdlib.synth.years import YearSynthConfig, generate_year_corpus; "
-                    f"generate_year_corpus('{corpus}', YearSynthConfig(year=2027, n_train_source=4, n_train_target=2, "
-                    "n_test=2, seconds=1.0))"], check=True, env=env)
+    subprocess.run(
+        [
+            "python",
+            "-c",
+            "from asdlib.synth.years import YearSynthConfig, generate_year_corpus; "
+            f"generate_year_corpus('{corpus}', YearSynthConfig(year=2027, n_train_source=4, n_train_target=2, "
+            "n_test=2, seconds=1.0))",
+        ],
+        check=True,
+        env=env,
+    )
     assert (corpus / "eval_data_list_2027.csv").is_file()
-    subprocess.run([str(REPO / "egs" / "TEMPLATE" / "setup.sh"), str(recipe), "--year", "2027"], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        [str(REPO / "egs" / "TEMPLATE" / "setup.sh"), str(recipe), "--year", "2027"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     (recipe / "conf" / "tuning").mkdir()
     (recipe / "conf" / "tuning" / "toy.yaml").write_text("embedder: logmel\nbackend: {kind: knn}\n")
-    proc = subprocess.run(["./run.sh", "--train_config", "conf/tuning/toy.yaml", "--stop_stage", "6", "--nj", "1"],
-                          cwd=recipe, capture_output=True, text=True, timeout=900, env={**env, "DCASE2027": str(corpus)})
+    proc = subprocess.run(
+        ["./run.sh", "--train_config", "conf/tuning/toy.yaml", "--stop_stage", "6", "--nj", "1"],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**env, "DCASE2027": str(corpus)},
+    )
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     exp = recipe / "exp" / "toy"
     result = check_scored(exp, recipe / "data")
     assert result["metric"].startswith("dcase2022-2025")  # the scoring rule the row inherits
     machines = {u.machine for u in read_data_dir(recipe / "data" / "eval_test")}
-    assert machines and all((exp / "scores" / "eval_test" / f"anomaly_score_{m}_section_00_test.csv").is_file()
-                            for m in machines)
+    assert machines and all(
+        (exp / "scores" / "eval_test" / f"anomaly_score_{m}_section_00_test.csv").is_file() for m in machines
+    )

@@ -44,7 +44,14 @@ def values(proc: subprocess.CompletedProcess) -> dict[str, str]:
 
 
 def test_defaults_without_options(demo):
-    assert values(demo()) == {"stage": "1", "stop_stage": "10", "use_gpu": "false", "opts": "", "nargs": "0", "args": ""}
+    assert values(demo()) == {
+        "stage": "1",
+        "stop_stage": "10",
+        "use_gpu": "false",
+        "opts": "",
+        "nargs": "0",
+        "args": "",
+    }
 
 
 def test_space_and_equals_forms_and_dash_to_underscore(demo):

@@ -41,8 +41,11 @@ def blind_recipe(tmp_path: Path) -> Path:
     for name in ("asd.sh", "cmd.sh", "utils"):
         (recipe / name).symlink_to(REPO / "egs" / "TEMPLATE" / name)
     (recipe / "path.sh").write_text(f'. "{REPO}/path.sh"\n')
-    utts = [make_utt(m, "00", f"section_00_{i:04d}", domain="unknown", label="unknown")
-            for m in ("fan", "valve") for i in range(4)]
+    utts = [
+        make_utt(m, "00", f"section_00_{i:04d}", domain="unknown", label="unknown")
+        for m in ("fan", "valve")
+        for i in range(4)
+    ]
     write_data_dir(recipe / "data" / "eval_test", utts)
     scores = recipe / "exp" / "train" / "scores" / "eval_test"
     write_scores(scores / "scores.ark", scores / "scores.scp", {u.utt_id: float(i) for i, u in enumerate(utts)})
@@ -60,7 +63,9 @@ def test_stage_6_fails_on_a_set_without_ground_truth_unless_skipped(tmp_path: Pa
     assert '--local_data_opts "--eval_list /path/eval_data_list_2024.csv"' in errors[0]
     assert "--skip_unlabelled true" in errors[0]
     assert "Successfully finished" not in proc.stderr
-    proc = subprocess.run([*args, "--skip_unlabelled", "true"], cwd=recipe, capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [*args, "--skip_unlabelled", "true"], cwd=recipe, capture_output=True, text=True, timeout=120, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert "no ground truth, nothing evaluated" in proc.stderr and "Successfully finished stages 6-6" in proc.stderr
     assert not (recipe / "exp" / "train" / "results").exists()

@@ -28,8 +28,8 @@ from sklearn.metrics import roc_auc_score
 from asdlib.config import load_train_config
 from asdlib.data.datadir import read_data_dir
 from asdlib.synth.years import YearSynthConfig, generate_year_corpus
-from asdlib.years import get_year
 from asdlib.years import YEARS as TABLE
+from asdlib.years import get_year
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_YEARS = tuple(TABLE)
@@ -43,7 +43,11 @@ model: {{pooling_hidden: 16, embed_dim: 32}}
 optim: {{epochs: 1, batch_size: 4, warmup_steps: 1}}
 data: {{crop_seconds: 0.0, channel: {channel}}}
 """
-BLINDED = {2020: r"id_\d\d_\d{8}\.wav", 2021: r"section_\d\d_(source|target)_test_\d{4}\.wav", 2022: r"section_\d\d_\d{4}\.wav"}
+BLINDED = {
+    2020: r"id_\d\d_\d{8}\.wav",
+    2021: r"section_\d\d_(source|target)_test_\d{4}\.wav",
+    2022: r"section_\d\d_\d{4}\.wav",
+}
 NO_ATTRIBUTE = {2024: ("ToyTrain",), 2025: ("ToyTrain",)}  # hidden-attribute machines, as in the real data
 
 
@@ -53,20 +57,38 @@ def mirror_year(year: int, dest: Path) -> Path:
 
 def run_year(year: int, base: Path, upstream: Path) -> tuple[Path, Path, subprocess.CompletedProcess]:
     corpus = base / f"corpus {year}"  # a space in the path on purpose
-    generate_year_corpus(corpus, YearSynthConfig(year=year, no_attribute=NO_ATTRIBUTE.get(year, ()), n_train_source=3,
-                                                 n_train_target=1, n_test=2, n_supplemental=2, seconds=1.0))
+    generate_year_corpus(
+        corpus,
+        YearSynthConfig(
+            year=year,
+            no_attribute=NO_ATTRIBUTE.get(year, ()),
+            n_train_source=3,
+            n_train_target=1,
+            n_test=2,
+            n_supplemental=2,
+            seconds=1.0,
+        ),
+    )
     recipe = mirror_year(year, base / "egs" / f"dcase{year}")
     (recipe / "conf" / "tiny.yaml").write_text(TINY.format(upstream=upstream, channel=0 if year == 2026 else "null"))
-    proc = subprocess.run(["./run.sh", "--train_config", "conf/tiny.yaml", "--stop_stage", "6", "--nj", "1"],
-                          cwd=recipe, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, f"DCASE{year}": str(corpus)})
+    proc = subprocess.run(
+        ["./run.sh", "--train_config", "conf/tiny.yaml", "--stop_stage", "6", "--nj", "1"],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, f"DCASE{year}": str(corpus)},
+    )
     return recipe, corpus, proc
 
 
 def selected_years(request: pytest.FixtureRequest) -> list[int]:
     """Years whose tests were selected (so that `-k 2021` runs one recipe, not six)."""
-    years = {item.callspec.params["year"] for item in request.session.items
-             if item.module is request.module and hasattr(item, "callspec") and "year" in item.callspec.params}
+    years = {
+        item.callspec.params["year"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec") and "year" in item.callspec.params
+    }
     return sorted(years)
 
 
@@ -74,8 +96,11 @@ def selected_years(request: pytest.FixtureRequest) -> list[int]:
 def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("years")
     upstream = base / "hubert_tiny.pt"
-    subprocess.run(["python", "-m", "asdlib.bin.make_random_upstream", "--name", "hubert", "--out", str(upstream)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["python", "-m", "asdlib.bin.make_random_upstream", "--name", "hubert", "--out", str(upstream)],
+        check=True,
+        capture_output=True,
+    )
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1)))
     futures = {year: pool.submit(run_year, year, base, upstream) for year in selected_years(request)}
     yield futures
@@ -94,7 +119,11 @@ def expected_csvs(year: int, utts) -> set[str]:
         if year == 2020:
             names.add(f"anomaly_score_{u.machine}_id_{u.section}.csv")
             continue
-        stem = f"{u.machine}_section_{u.section}_{u.domain}_test" if year == 2021 else f"{u.machine}_section_{u.section}_test"
+        stem = (
+            f"{u.machine}_section_{u.section}_{u.domain}_test"
+            if year == 2021
+            else f"{u.machine}_section_{u.section}_test"
+        )
         names |= {f"anomaly_score_{stem}.csv", f"decision_result_{stem}.csv"}
     return names
 
@@ -117,7 +146,7 @@ def official_from_csvs(year: int, scores_dir: Path, truth: dict[tuple[str, str],
     per_machine: dict[str, list[tuple[float, float]]] = {}
     pooled: list[float] = []
     for path in sorted(scores_dir.glob("anomaly_score_*.csv")):
-        machine = path.name[len("anomaly_score_"):].split("_")[0]
+        machine = path.name[len("anomaly_score_") :].split("_")[0]
         rows = sorted(csv.reader(open(path, newline="")))
         y = np.array([truth[(machine, r[0])][0] for r in rows])
         dom = np.array([truth[(machine, r[0])][1] for r in rows])
@@ -162,7 +191,9 @@ def test_run_sh_through_stage_6(runs, year):
         result = json.loads((exp / "results" / name / "results.json").read_text())
         assert 0.0 <= result["official_score"] <= 1.0
         assert result["metric"].startswith(f"dcase{year}" if year <= 2021 else "dcase2022-2025")
-        assert {(m, s) for m, secs in result["per_machine"].items() for s in secs} == {(u.machine, u.section) for u in utts}
+        assert {(m, s) for m, secs in result["per_machine"].items() for s in secs} == {
+            (u.machine, u.section) for u in utts
+        }
     if year == 2026:
         return
     if year == 2020:
@@ -170,7 +201,9 @@ def test_run_sh_through_stage_6(runs, year):
         assert {u.domain for u in read_data_dir(recipe / "data" / "dev_test")} == {"source"}
     truth = read_eval_list(corpus / f"eval_data_list_{year}.csv", year)
     result = json.loads((exp / "results" / "eval_test" / "results.json").read_text())
-    assert result["official_score"] == pytest.approx(official_from_csvs(year, exp / "scores" / "eval_test", truth), abs=1e-9)
+    assert result["official_score"] == pytest.approx(
+        official_from_csvs(year, exp / "scores" / "eval_test", truth), abs=1e-9
+    )
 
 
 @pytest.mark.parametrize("year", YEARS)
@@ -198,17 +231,24 @@ def test_synthetic_corpus_has_the_year_format(tmp_path, year):
     assert bool(supplemental) == (year == 2025)
     generate_year_corpus(tmp_path / "c", cfg)  # same options: a no-op
     with pytest.raises(SynthError):
-        generate_year_corpus(tmp_path / "c", YearSynthConfig(year=year, n_train_source=3, n_train_target=1, n_test=1, seconds=0.5))
+        generate_year_corpus(
+            tmp_path / "c", YearSynthConfig(year=year, n_train_source=3, n_train_target=1, n_test=1, seconds=0.5)
+        )
 
 
 def test_synthetic_2026_is_stereo(tmp_path):
     import soundfile as sf
 
-    generate_year_corpus(tmp_path / "c", YearSynthConfig(year=2026, n_train_source=2, n_train_target=1, n_test=1, seconds=0.5))
+    generate_year_corpus(
+        tmp_path / "c", YearSynthConfig(year=2026, n_train_source=2, n_train_target=1, n_test=1, seconds=0.5)
+    )
     wavs = sorted((tmp_path / "c" / "dev_data").rglob("*.wav"))
     data, sr = sf.read(str(wavs[0]))
     assert data.shape == (8000, 2) and sr == 16000 and not np.allclose(data[:, 0], data[:, 1])
-    assert all(re.fullmatch(r"section_00_(source|target)_(train|test)_(normal|anomaly)_\d{4}_\S+_noise_[12]\.wav", w.name) for w in wavs)
+    assert all(
+        re.fullmatch(r"section_00_(source|target)_(train|test)_(normal|anomaly)_\d{4}_\S+_noise_[12]\.wav", w.name)
+        for w in wavs
+    )
     from asdlib.bin.prepare_dcase import prepare
 
     built = prepare(2026, tmp_path / "c", tmp_path / "data", sets=("dev_train", "dev_test", "eval_train"))
@@ -226,15 +266,17 @@ def test_recipe_configs_load(year):
         cfg = load_train_config(path)
         name = path.stem
         if name.startswith("upstream_"):
-            assert cfg.upstream.name == name.split("_", 1)[1] and cfg.finetune.mode == "lora" and cfg.finetune.rank == 64
+            assert (
+                cfg.upstream.name == name.split("_", 1)[1] and cfg.finetune.mode == "lora" and cfg.finetune.rank == 64
+            )
         elif name.startswith("lora_r"):
-            assert cfg.finetune.mode == "lora" and cfg.finetune.rank == int(name[len("lora_r"):])
+            assert cfg.finetune.mode == "lora" and cfg.finetune.rank == int(name[len("lora_r") :])
         elif name.startswith("finetune_"):
             assert cfg.finetune.mode == name.split("_", 1)[1]
         # far_mic: the default system on the other channel; backend_<kind>: the default with another back end
         if name not in ("train", "far_mic") and not name.startswith("backend_"):
             assert cfg.mga.enabled == (name in ("mga", "mga_vq")) and cfg.vq.enabled == (name in ("vq", "mga_vq")), name
-        assert cfg.backend.kind == (name[len("backend_"):] if name.startswith("backend_") else "knn"), name
+        assert cfg.backend.kind == (name[len("backend_") :] if name.startswith("backend_") else "knn"), name
         assert cfg.head.kind == "arcface"
         assert cfg.data.channel == ((1 if name == "far_mic" else 0) if year == 2026 else None), name  # 2026 is stereo
     default = load_train_config(conf / "train.yaml")
@@ -252,8 +294,11 @@ def tiny_upstreams(tmp_path_factory: pytest.TempPathFactory):
     def get(name: str):
         if name not in cache:
             out = base / name
-            subprocess.run(["python", "-m", "asdlib.bin.make_random_upstream", "--name", name, "--out", str(out)],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["python", "-m", "asdlib.bin.make_random_upstream", "--name", name, "--out", str(out)],
+                check=True,
+                capture_output=True,
+            )
             cache[name] = build_upstream(UpstreamConfig(name=name, path=str(out)))
         return cache[name]
 

@@ -37,8 +37,11 @@ def differences(want: Any, got: Any, key: str = "") -> list[str]:
     if key in NOT_COMPARED:
         return []
     if isinstance(want, dict) and isinstance(got, dict):
-        return [d for k in sorted(set(want) | set(got))
-                for d in differences(want.get(k, "<absent>"), got.get(k, "<absent>"), f"{key}.{k}" if key else k)]
+        return [
+            d
+            for k in sorted(set(want) | set(got))
+            for d in differences(want.get(k, "<absent>"), got.get(k, "<absent>"), f"{key}.{k}" if key else k)
+        ]
     return [] if want == got else [f"{key or '<top>'}: fixture {want!r}, now {got!r}"]
 
 
@@ -48,8 +51,10 @@ FIXED = json.loads(FIXTURE.read_text())
 def test_the_fixture_covers_every_recipe_yaml() -> None:
     missing = sorted(set(recipe_yamls()) - set(FIXED))
     stale = sorted(set(FIXED) - set(recipe_yamls()))
-    assert not missing, (f"{missing[0]} has no entry in {FIXTURE.name}; add it deliberately: "
-                         f"python tests/egs/test_resolved_configs.py {missing[0]}")
+    assert not missing, (
+        f"{missing[0]} has no entry in {FIXTURE.name}; add it deliberately: "
+        f"python tests/egs/test_resolved_configs.py {missing[0]}"
+    )
     assert not stale, f"{FIXTURE.name} has an entry for {stale[0]}, which no longer exists; delete the entry"
 
 

@@ -49,7 +49,9 @@ def test_new_year_recipe_runs(tmp_path: Path) -> None:
     proc = setup(str(recipe), "--year", "2027", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "# DCASE 2027 Task 2 recipe: a year from a plugin." in (recipe / "run.sh").read_text()
-    assert (recipe / "conf" / "train.yaml").read_bytes() == (REPO / "egs" / "dcase2026" / "conf" / "train.yaml").read_bytes()
+    assert (recipe / "conf" / "train.yaml").read_bytes() == (
+        REPO / "egs" / "dcase2026" / "conf" / "train.yaml"
+    ).read_bytes()
     for script in ("./run.sh", "local/data.sh"):
         run = subprocess.run([script, "--help"], cwd=recipe, capture_output=True, text=True, timeout=60, env=env)
         assert run.returncode == 0 and run.stdout.count("Usage:") == 1, (script, run.stdout, run.stderr)
@@ -65,8 +67,14 @@ def test_stage_1_of_a_recipe_made_outside_egs(year: int, tmp_path: Path) -> None
     generate_year_corpus(corpus, YearSynthConfig(year=year, n_train_source=2, n_train_target=1, n_test=1, seconds=0.5))
     recipe = tmp_path / "deep" / "dir" / f"r{year}"
     assert setup(str(recipe), "--year", str(year)).returncode == 0
-    proc = subprocess.run(["local/data.sh"], cwd=recipe, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, f"DCASE{year}": str(corpus)})
+    proc = subprocess.run(
+        ["local/data.sh"],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, f"DCASE{year}": str(corpus)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     expected = {"dev_train", "dev_test", "eval_train"} | ({"eval_test"} if YEARS[year].eval_test else set())
     assert {p.name for p in (recipe / "data").iterdir()} == expected

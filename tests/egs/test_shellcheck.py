@@ -53,5 +53,7 @@ def test_scripts_are_found():
 
 def test_shellcheck_clean():
     scripts = shell_scripts()
-    proc = subprocess.run([shellcheck(), "--format=gcc", *scripts], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [shellcheck(), "--format=gcc", *scripts], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, f"shellcheck findings:\n{proc.stdout}{proc.stderr}"

@@ -26,6 +26,7 @@ def _names(d) -> list[str]:
 
 # -- atomic writes --------------------------------------------------------------------------
 
+
 def test_atomic_write_replaces_content_on_success(tmp_path):
     p = tmp_path / "sub" / "out.txt"  # parent dirs are created
     atomic_write_text(p, "old\n")
@@ -117,6 +118,7 @@ def test_new_file_gets_umask_permissions_like_open(tmp_path):
 
 
 # -- ark / scp ------------------------------------------------------------------------------
+
 
 def _vectors(n: int = 4, dim: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)

@@ -184,7 +184,11 @@ def test_rerun_repeats_only_failed_jobs(tmp_path):
 
 def test_rerun_repeats_unfinished_jobs(tmp_path):
     # job 2 kills its task script: no footer, no status file
-    args = ["JOB=1:2", "log/k.JOB.log", 'echo x >> count.JOB; if [ JOB = 2 ] && [ -n "${KILL:-}" ]; then kill -9 $PPID; fi']
+    args = [
+        "JOB=1:2",
+        "log/k.JOB.log",
+        'echo x >> count.JOB; if [ JOB = 2 ] && [ -n "${KILL:-}" ]; then kill -9 $PPID; fi',
+    ]
     proc = sh(tmp_path, "local.sh", *args, env={**ENV, "KILL": "1"})
     assert proc.returncode == 1
     assert "job 2: did not finish" in proc.stderr

@@ -54,8 +54,18 @@ export extract_cmd="utils/local.sh --max_jobs_run ${EXTRACT_JOBS:-2}"
 export score_cmd="utils/local.sh --max_jobs_run ${SCORE_JOBS:-2}"
 """
 SETS = ("dev_train", "dev_test")
-ARGS = ("--train_config", "conf/tuning/tiny.yaml", "--train_sets", "dev_train", "--test_sets", "dev_test",
-        "--nj", "2", "--stop_stage", "5")
+ARGS = (
+    "--train_config",
+    "conf/tuning/tiny.yaml",
+    "--train_sets",
+    "dev_train",
+    "--test_sets",
+    "dev_test",
+    "--nj",
+    "2",
+    "--stop_stage",
+    "5",
+)
 KILLED = (*ARGS, "--tag", "killed", "--stage", "3")
 
 
@@ -70,8 +80,14 @@ def run_and_kill(recipe: Path, marker: Path, *args: str, env: dict[str, str] | N
     return the run's output."""
     log = recipe / "killed_run.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(["./run.sh", *args], cwd=recipe, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            ["./run.sh", *args],
+            cwd=recipe,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
         deadline = time.monotonic() + 240
         while not marker.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -124,9 +140,18 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     mirror_recipe(MINI, recipe, cmd_sh=CMD_SH)
     (recipe / "conf" / "tuning" / "tiny.yaml").write_text(TINY)
     corpus = root / "corpus with space ü"
-    generate_corpus(corpus, SynthConfig(dev_machines=("fan", "gearbox"), eval_machines=("ToyDrone",),
-                                        no_attribute=("gearbox",), n_train_source=6, n_train_target=2, n_test=1,
-                                        seconds=1.0))
+    generate_corpus(
+        corpus,
+        SynthConfig(
+            dev_machines=("fan", "gearbox"),
+            eval_machines=("ToyDrone",),
+            no_attribute=("gearbox",),
+            n_train_source=6,
+            n_train_target=2,
+            n_test=1,
+            seconds=1.0,
+        ),
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINI", str(corpus))  # db.sh reads it
         yield recipe
@@ -149,7 +174,10 @@ def test_kill_during_training_resumes_from_the_last_checkpoint(recipe: Path, ref
     run_and_kill(recipe, status, *KILLED, env={"EXTRACT_JOBS": "1"})
     assert f"resumed from {exp.relative_to(recipe) / 'checkpoints' / latest}" in (exp / "train.log").read_text()
     model = torch.load(exp / "model.pt", weights_only=True)["model"]
-    assert all(torch.equal(v, reference["model"][k]) for k, v in model.items()) and model.keys() == reference["model"].keys()
+    assert (
+        all(torch.equal(v, reference["model"][k]) for k, v in model.items())
+        and model.keys() == reference["model"].keys()
+    )
 
 
 def test_kill_during_extraction_reruns_only_the_unfinished_job(recipe: Path) -> None:
@@ -173,7 +201,9 @@ def test_kill_during_extraction_reruns_only_the_unfinished_job(recipe: Path) -> 
 def test_kill_during_scoring_reruns_only_the_unfinished_job(recipe: Path, reference: dict[str, object]) -> None:
     exp = recipe / "exp" / "killed"
     log_dir = exp / "scores" / "dev_train" / "log"
-    assert not (log_dir / "q" / "scores.2.log.status").exists() and not (exp / "scores" / "dev_train" / ".done").exists()
+    assert (
+        not (log_dir / "q" / "scores.2.log.status").exists() and not (exp / "scores" / "dev_train" / ".done").exists()
+    )
     assert_no_partial_outputs(exp)
     job1_log = (log_dir / "scores.1.log").read_bytes()
     out = run(recipe, *KILLED).stderr

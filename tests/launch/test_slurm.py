@@ -34,7 +34,9 @@ def recipe(tmp_path: Path, slurm_cluster: None) -> Path:
 
 
 def slurm(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(UTILS / "slurm.sh"), *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(UTILS / "slurm.sh"), *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120
+    )
 
 
 def counts(d: Path, n: int) -> list[int]:
@@ -122,8 +124,19 @@ def test_asd_sh_starts_multi_node_training_through_srun_torchrun() -> None:
 
 def test_multi_node_job_step_keeps_the_path_sh_environment(recipe_env: Path) -> None:
     (recipe_env / "env_dump.py").write_text(ENV_DUMP)
-    proc = slurm(recipe_env, "--num_nodes", "1", "--num_threads", "2", "log/env.log",
-                 "utils/srun_torchrun.sh", "1", "1", "env_dump.py", "env.json")
+    proc = slurm(
+        recipe_env,
+        "--num_nodes",
+        "1",
+        "--num_threads",
+        "2",
+        "log/env.log",
+        "utils/srun_torchrun.sh",
+        "1",
+        "1",
+        "env_dump.py",
+        "env.json",
+    )
     log = (recipe_env / "log" / "env.log").read_text()
     assert proc.returncode == 0, proc.stderr + log
     env = json.loads((recipe_env / "env.json").read_text())
@@ -140,19 +153,67 @@ def test_multi_node_job_step_keeps_the_path_sh_environment(recipe_env: Path) -> 
 def test_multi_node_training_with_a_space_in_the_exp_path(recipe_env: Path) -> None:
     work = recipe_env
     py = sys.executable
-    for args in (["asdlib.bin.make_synth", "--root", "corpus", "--dev_machines", "fan", "--eval_machines", "ToyDrone", "--no_attribute", "",
-                  "--n_train_source", "4", "--n_train_target", "2", "--n_test", "1", "--seconds", "1.0"],
-                 ["asdlib.bin.make_random_upstream", "--name", "hubert", "--out", "hubert.pt"],
-                 ["asdlib.bin.prepare_dcase", "--year", "2024", "--root", "corpus", "--data_dir", "data"],
-                 ["asdlib.bin.make_labels", "--train_sets", "data/dev_train", "data/eval_train",
-                  "--other_sets", "data/dev_test", "data/eval_test"]):
+    for args in (
+        [
+            "asdlib.bin.make_synth",
+            "--root",
+            "corpus",
+            "--dev_machines",
+            "fan",
+            "--eval_machines",
+            "ToyDrone",
+            "--no_attribute",
+            "",
+            "--n_train_source",
+            "4",
+            "--n_train_target",
+            "2",
+            "--n_test",
+            "1",
+            "--seconds",
+            "1.0",
+        ],
+        ["asdlib.bin.make_random_upstream", "--name", "hubert", "--out", "hubert.pt"],
+        ["asdlib.bin.prepare_dcase", "--year", "2024", "--root", "corpus", "--data_dir", "data"],
+        [
+            "asdlib.bin.make_labels",
+            "--train_sets",
+            "data/dev_train",
+            "data/eval_train",
+            "--other_sets",
+            "data/dev_test",
+            "data/eval_test",
+        ],
+    ):
         subprocess.run([py, "-m", *args], cwd=work, check=True, capture_output=True, env=ENV)
     (work / "tiny.yaml").write_text(TINY_TRAIN)
     exp = "exp/multi node"
     # the command asd.sh stage 3 builds for --num_nodes M (here M = 1: the test cluster has one node)
-    proc = slurm(work, "--gpu", "0", "--num_threads", "1", "--num_nodes", "1", f"{exp}/train.log",
-                 "utils/srun_torchrun.sh", "1", "1", "-m", "asdlib.bin.train", "--config", "tiny.yaml",
-                 "--data_root", "data", "--exp_dir", exp, "--resume", "true", "--device", "cpu")
+    proc = slurm(
+        work,
+        "--gpu",
+        "0",
+        "--num_threads",
+        "1",
+        "--num_nodes",
+        "1",
+        f"{exp}/train.log",
+        "utils/srun_torchrun.sh",
+        "1",
+        "1",
+        "-m",
+        "asdlib.bin.train",
+        "--config",
+        "tiny.yaml",
+        "--data_root",
+        "data",
+        "--exp_dir",
+        exp,
+        "--resume",
+        "true",
+        "--device",
+        "cpu",
+    )
     log = (work / exp / "train.log").read_text()
     assert proc.returncode == 0, proc.stderr + log[-4000:]
     assert (work / exp / "model.pt").is_file() and list((work / exp / "checkpoints").glob("epoch_*.pt"))

@@ -28,10 +28,17 @@ def bf16() -> torch.autocast:
 def test_contrastive_losses_are_float32_under_autocast() -> None:
     emb, groups, codes, assigned = data()
     cfg = VQConfig(enabled=True)
-    ref = [supcon_loss(emb, groups), code_infonce_loss(emb, codes, assigned), DualLevelLoss(cfg)(emb, groups, codes, assigned).total]
+    ref = [
+        supcon_loss(emb, groups),
+        code_infonce_loss(emb, codes, assigned),
+        DualLevelLoss(cfg)(emb, groups, codes, assigned).total,
+    ]
     with bf16():
-        got = [supcon_loss(emb, groups), code_infonce_loss(emb, codes, assigned),
-               DualLevelLoss(cfg)(emb, groups, codes, assigned).total]
+        got = [
+            supcon_loss(emb, groups),
+            code_infonce_loss(emb, codes, assigned),
+            DualLevelLoss(cfg)(emb, groups, codes, assigned).total,
+        ]
     for r, x in zip(ref, got):
         assert x.dtype == torch.float32
         torch.testing.assert_close(x, r, rtol=1e-6, atol=1e-6)

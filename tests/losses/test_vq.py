@@ -106,8 +106,14 @@ def _gearbox_set(seed: int) -> dict[str, torch.Tensor | list]:
     attrs = ["A" if int(a) == 0 else "B" for a in fan_attr] + ["noAttribute"] * gear.size(0)
     machines = [0] * fan.size(0) + [1] * gear.size(0)
     labels = [classes.index(f"fan-00-{a}") for a in attrs[: fan.size(0)]] + [2] * gear.size(0)
-    return {"emb": emb, "attrs": attrs, "machines": machines, "labels": torch.tensor(labels),
-            "hidden": hidden, "classes": classes}
+    return {
+        "emb": emb,
+        "attrs": attrs,
+        "machines": machines,
+        "labels": torch.tensor(labels),
+        "hidden": hidden,
+        "classes": classes,
+    }
 
 
 def _train(clusterer: VQClusterer, data: dict, keys: torch.Tensor, seed: int, steps: int = 40) -> None:
@@ -222,8 +228,9 @@ def test_default_config_keys_codebooks_by_machine():
 
     assert VQConfig().codebook_per == "machine"
     # two sections of one machine type without attributes (static classes 3 and 4, machine 1): one codebook
-    keys = codebook_keys(["noAttribute", "noAttribute", "a", "noAttribute"], [1, 1, 0, 2], [3, 4, 0, 5],
-                         VQConfig().codebook_per)
+    keys = codebook_keys(
+        ["noAttribute", "noAttribute", "a", "noAttribute"], [1, 1, 0, 2], [3, 4, 0, 5], VQConfig().codebook_per
+    )
     assert keys == [1, 1, -1, 2]
     repo = Path(__file__).resolve().parents[2]
     for config in sorted(repo.glob("egs/*/conf/train.yaml")):

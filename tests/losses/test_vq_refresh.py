@@ -29,7 +29,9 @@ data: {crop_seconds: 0.5, train_sets: [dev_train]}
 @pytest.fixture(scope="module")
 def trainer(tiny_work: Path) -> Trainer:
     (tiny_work / "vq_refresh.yaml").write_text(CONFIG.replace("UPSTREAM", str(tiny_work / "hubert.pt")))
-    return Trainer(load_train_config(tiny_work / "vq_refresh.yaml"), tiny_work / "exp" / "vq_refresh", tiny_work / "data")
+    return Trainer(
+        load_train_config(tiny_work / "vq_refresh.yaml"), tiny_work / "exp" / "vq_refresh", tiny_work / "data"
+    )
 
 
 def test_refresh_uses_a_clean_eval_mode_pass(trainer: Trainer, monkeypatch: pytest.MonkeyPatch) -> None:

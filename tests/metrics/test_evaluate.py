@@ -36,8 +36,17 @@ def make_set(tmp_path: Path, labelled: bool = True, seed: int = 0) -> tuple[Path
                 for i in range(5):
                     stem = f"section_00_{domain}_test_{label}_{i:04d}_noAttribute"
                     utt_id = f"{machine}-00-{stem}"
-                    utts.append(Utt(utt_id, str(tmp_path / "wav" / machine / f"{stem}.wav"), machine, "00",
-                                    domain if labelled else "unknown", label if labelled else "unknown", "noAttribute"))
+                    utts.append(
+                        Utt(
+                            utt_id,
+                            str(tmp_path / "wav" / machine / f"{stem}.wav"),
+                            machine,
+                            "00",
+                            domain if labelled else "unknown",
+                            label if labelled else "unknown",
+                            "noAttribute",
+                        )
+                    )
                     scores[utt_id] = float(np.float32(rng.random() + (0.5 if label == "anomaly" else 0.0)))
     data_dir = tmp_path / "data" / "dev_test"
     write_data_dir(data_dir, utts)
@@ -84,11 +93,24 @@ def test_evaluate_errors(tmp_path):
     partial = tmp_path / "partial"
     partial.mkdir()
     kept = dict(sorted(scores.items())[3:])
-    kaldiio.save_ark(str(partial / "scores.ark"), {k: np.array([v], dtype=np.float32) for k, v in kept.items()},
-                     scp=str(partial / "scores.scp"))
+    kaldiio.save_ark(
+        str(partial / "scores.ark"),
+        {k: np.array([v], dtype=np.float32) for k, v in kept.items()},
+        scp=str(partial / "scores.scp"),
+    )
     with pytest.raises(ValueError, match="3 utt-ids") as err:  # python -m: one ERROR line (asdlib.utils.run_main)
-        evaluate.main(["--year", "2023", "--data_dir", str(data_dir), "--scores", str(partial / "scores.scp"),
-                       "--out_dir", str(tmp_path / "res")])
+        evaluate.main(
+            [
+                "--year",
+                "2023",
+                "--data_dir",
+                str(data_dir),
+                "--scores",
+                str(partial / "scores.scp"),
+                "--out_dir",
+                str(tmp_path / "res"),
+            ]
+        )
     assert sorted(scores)[0] in str(err.value)
     assert not (tmp_path / "res" / "results.json").exists()
 
@@ -108,9 +130,27 @@ def test_evaluate_runs_as_module(tmp_path):
     data_dir, scp, _ = make_set(tmp_path, seed=1)
     out = tmp_path / "res"
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "asdlib.bin.evaluate", "--year", "2022", "--data_dir", str(data_dir),
-                           "--scores", str(scp), "--out_dir", str(out), "--plots", "false"],
-                          capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asdlib.bin.evaluate",
+            "--year",
+            "2022",
+            "--data_dir",
+            str(data_dir),
+            "--scores",
+            str(scp),
+            "--out_dir",
+            str(out),
+            "--plots",
+            "false",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "official score" in proc.stdout
     assert (out / "results.json").is_file() and not list(out.glob("*.png"))

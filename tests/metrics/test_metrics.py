@@ -49,6 +49,7 @@ def build(machine: str, section: str, groups: dict[tuple[str, str], list[float]]
 
 # ---------------------------------------------------------------- building blocks, by hand
 
+
 def test_auc_counts_pairs():
     # normals 0.0..0.9; anomaly 0.95 beats all 10 normals, 0.85 beats 9 -> 19 of 20 pairs
     y = [0] * 10 + [1, 1]
@@ -84,13 +85,31 @@ def test_hmean_eps_floor():
 
 # ---------------------------------------------------------------- year rules on hand-built sets
 
+
 @pytest.mark.parametrize("year", [2022, 2023, 2024, 2025])
 def test_rule_2022_to_2025(year):
-    recs = build("fan", "00", {("source", "normal"): [0.1, 0.2], ("target", "normal"): [0.5, 0.6],
-                                ("source", "anomaly"): [0.3], ("target", "anomaly"): [0.7]})
+    recs = build(
+        "fan",
+        "00",
+        {
+            ("source", "normal"): [0.1, 0.2],
+            ("target", "normal"): [0.5, 0.6],
+            ("source", "anomaly"): [0.3],
+            ("target", "anomaly"): [0.7],
+        },
+    )
     # second machine: perfectly separated -> all ones
-    recs += build("valve", "00", {("source", "normal"): [0.1], ("target", "normal"): [0.2],
-                                  ("source", "anomaly"): [0.8], ("target", "anomaly"): [0.9]}, start=100)
+    recs += build(
+        "valve",
+        "00",
+        {
+            ("source", "normal"): [0.1],
+            ("target", "normal"): [0.2],
+            ("source", "anomaly"): [0.8],
+            ("target", "anomaly"): [0.9],
+        },
+        start=100,
+    )
     ev = official_score(year, recs)
     fan = ev.per_machine["fan"]["00"]
     # AUC(source): source normals {.1,.2} vs ALL anomalies {.3,.7}: 4/4; AUC(target): {.5,.6} vs {.3,.7}: 2/4
@@ -108,8 +127,16 @@ def test_rule_2022_to_2025(year):
 
 
 def test_rule_2021_per_domain():
-    recs = build("fan", "03", {("source", "normal"): [0.1, 0.2], ("source", "anomaly"): [0.3, 0.15],
-                                ("target", "normal"): [0.5, 0.9], ("target", "anomaly"): [0.8, 0.7]})
+    recs = build(
+        "fan",
+        "03",
+        {
+            ("source", "normal"): [0.1, 0.2],
+            ("source", "anomaly"): [0.3, 0.15],
+            ("target", "normal"): [0.5, 0.9],
+            ("target", "anomaly"): [0.8, 0.7],
+        },
+    )
     ev = official_score(2021, recs)
     m = ev.per_machine["fan"]["03"]
     # source domain only: AUC 3/4; ROC (0,.5) -> (.5,.5): tpr .5 on [0,.1]
@@ -147,8 +174,9 @@ def test_unknown_labels_need_the_eval_list():
     assert "asdlib/resources/dcase/" in msg and "--skip_unlabelled true" in msg
     with pytest.raises(UnlabelledDataError):  # nothing left after skipping
         official_score(2023, recs, skip_unknown=True)
-    labelled = build("fan", "00", {("source", "normal"): [0.1], ("target", "normal"): [0.2],
-                                   ("source", "anomaly"): [0.8]}, start=10)
+    labelled = build(
+        "fan", "00", {("source", "normal"): [0.1], ("target", "normal"): [0.2], ("source", "anomaly"): [0.8]}, start=10
+    )
     ev = official_score(2023, recs + labelled, skip_unknown=True)
     assert ev.skipped == ("ToyDrone/00",)
     assert list(ev.per_machine) == ["fan"]
@@ -170,21 +198,59 @@ def test_bad_inputs_are_clear_errors():
 def test_2024_published_baseline_score():
     # EV24 README, "_seed13711_official_score_paper.csv", DCASE2024_baseline_task2_MSE rows (full precision;
     # the 4-digit values of docs/dcase.md §5 give 0.56508507..., rounding is not enough to reproduce it).
-    machines = ["3DPrinter", "AirCompressor", "Scanner", "ToyCircuit", "HoveringDrone", "HairDryer",
-                "ToothBrush", "RoboticArm", "BrushlessMotor"]
-    src = [0.7912, 0.65, 0.6916, 0.7658, 0.8601999999999999, 0.6224000000000001, 0.7504000000000001, 0.6596,
-           0.7070000000000001]
-    tgt = [0.47959999999999997, 0.4824, 0.5374000000000001, 0.5266000000000001, 0.43879999999999997, 0.4598,
-           0.6948, 0.4152, 0.6352]
-    pa = [0.4942105263157895, 0.5547368421052632, 0.5010526315789474, 0.5, 0.5021052631578947, 0.5163157894736842,
-          0.5273684210526316, 0.511578947368421, 0.5557894736842105]
-    per_machine = {m: {"00": {"auc_source": s, "auc_target": t, "pauc": p}}
-                   for m, s, t, p in zip(machines, src, tgt, pa)}
+    machines = [
+        "3DPrinter",
+        "AirCompressor",
+        "Scanner",
+        "ToyCircuit",
+        "HoveringDrone",
+        "HairDryer",
+        "ToothBrush",
+        "RoboticArm",
+        "BrushlessMotor",
+    ]
+    src = [
+        0.7912,
+        0.65,
+        0.6916,
+        0.7658,
+        0.8601999999999999,
+        0.6224000000000001,
+        0.7504000000000001,
+        0.6596,
+        0.7070000000000001,
+    ]
+    tgt = [
+        0.47959999999999997,
+        0.4824,
+        0.5374000000000001,
+        0.5266000000000001,
+        0.43879999999999997,
+        0.4598,
+        0.6948,
+        0.4152,
+        0.6352,
+    ]
+    pa = [
+        0.4942105263157895,
+        0.5547368421052632,
+        0.5010526315789474,
+        0.5,
+        0.5021052631578947,
+        0.5163157894736842,
+        0.5273684210526316,
+        0.511578947368421,
+        0.5557894736842105,
+    ]
+    per_machine = {
+        m: {"00": {"auc_source": s, "auc_target": t, "pauc": p}} for m, s, t, p in zip(machines, src, tgt, pa)
+    }
     assert official_from_per_machine(2024, per_machine) == 0.5650830191796572
     assert hmean_eps(src + tgt + pa) == 0.5650830191796572
 
 
 # ---------------------------------------------------------------- evaluators' ground truth vs a plain re-implementation
+
 
 def plain_auc(y, s):
     pos = [si for yi, si in zip(y, s) if yi == 1]
@@ -244,8 +310,11 @@ def gt_2020(rng):
         label = int(row[2])
         score = fake_score(rng, label)
         truth.setdefault(machine, {}).setdefault(section, []).append((label, score))
-        recs.append(ScoredUtt(f"{machine}-{section}-{row[0]}", row[0], machine, section, "source",
-                              ["normal", "anomaly"][label], score))
+        recs.append(
+            ScoredUtt(
+                f"{machine}-{section}-{row[0]}", row[0], machine, section, "source", ["normal", "anomaly"][label], score
+            )
+        )
     per_type_auc, per_type_pauc = [], []
     for sections in truth.values():
         aucs = [plain_auc(*zip(*v)) for v in sections.values()]
@@ -266,8 +335,17 @@ def gt_2021(rng):
             score = fake_score(rng, int(label))
             y.append(int(label))
             s.append(score)
-            recs.append(ScoredUtt(f"{machine}-{section}-{name}", name, machine, section, domain,
-                                  ["normal", "anomaly"][int(label)], score))
+            recs.append(
+                ScoredUtt(
+                    f"{machine}-{section}-{name}",
+                    name,
+                    machine,
+                    section,
+                    domain,
+                    ["normal", "anomaly"][int(label)],
+                    score,
+                )
+            )
         values += [plain_auc(y, s), plain_pauc(y, s)]
     return recs, plain_hmean(values)
 
@@ -284,8 +362,17 @@ def gt_2022_style(rng, year):
             ys.append(int(label))
             ss.append(score)
             ds.append(int(domains[name]))
-            recs.append(ScoredUtt(f"{machine}-{section}-{name}", name, machine, section,
-                                  ["source", "target"][int(domains[name])], ["normal", "anomaly"][int(label)], score))
+            recs.append(
+                ScoredUtt(
+                    f"{machine}-{section}-{name}",
+                    name,
+                    machine,
+                    section,
+                    ["source", "target"][int(domains[name])],
+                    ["normal", "anomaly"][int(label)],
+                    score,
+                )
+            )
         for dom, out in ((0, src), (1, tgt)):
             keep = [i for i in range(len(ys)) if ds[i] == dom or ys[i] == 1]
             out.append(plain_auc([ys[i] for i in keep], [ss[i] for i in keep]))

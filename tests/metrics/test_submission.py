@@ -45,8 +45,10 @@ def test_round_trip_and_decisions_2023(tmp_path):
     order = rng.permutation(20)
     recs = [rec("ToyDrone", "00", "unknown", names[i], scores[i]) for i in order]
     written = write_submission(2023, recs, tmp_path, thresholds={("ToyDrone", "00"): 0.5})
-    assert sorted(p.name for p in written) == ["anomaly_score_ToyDrone_section_00_test.csv",
-                                               "decision_result_ToyDrone_section_00_test.csv"]
+    assert sorted(p.name for p in written) == [
+        "anomaly_score_ToyDrone_section_00_test.csv",
+        "decision_result_ToyDrone_section_00_test.csv",
+    ]
     text = (tmp_path / "anomaly_score_ToyDrone_section_00_test.csv").read_text()
     assert text.splitlines()[0] == f"section_00_0000.wav,{float(scores[0])!r}"  # sorted, no header, comma
     back = read_submission_csv(tmp_path / "anomaly_score_ToyDrone_section_00_test.csv")
@@ -56,12 +58,16 @@ def test_round_trip_and_decisions_2023(tmp_path):
 
 
 def test_2021_files_per_domain_and_2020_without_decisions(tmp_path):
-    recs = [rec("fan", "03", d, f"section_03_{d}_test_{i:04d}.wav", i / 10)
-            for d in ("source", "target") for i in range(3)]
+    recs = [
+        rec("fan", "03", d, f"section_03_{d}_test_{i:04d}.wav", i / 10) for d in ("source", "target") for i in range(3)
+    ]
     written = write_submission(2021, recs, tmp_path / "y21", thresholds={("fan", "03"): 0.15})
     assert sorted(p.name for p in written) == [
-        "anomaly_score_fan_section_03_source_test.csv", "anomaly_score_fan_section_03_target_test.csv",
-        "decision_result_fan_section_03_source_test.csv", "decision_result_fan_section_03_target_test.csv"]
+        "anomaly_score_fan_section_03_source_test.csv",
+        "anomaly_score_fan_section_03_target_test.csv",
+        "decision_result_fan_section_03_source_test.csv",
+        "decision_result_fan_section_03_target_test.csv",
+    ]
     tgt = read_submission_csv(tmp_path / "y21" / "decision_result_fan_section_03_target_test.csv")
     assert [v for _, v in tgt] == [0.0, 0.0, 1.0]
     recs20 = [rec("ToyCar", "05", "source", f"id_05_{i:08d}.wav", i / 10) for i in range(3)]

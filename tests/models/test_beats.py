@@ -16,10 +16,23 @@ from asdlib.models.upstream import build_upstream
 from asdlib.synth.checkpoints import save_random_beats
 
 LAYERS, DIM = 2, 64
-TINY = dict(encoder_layers=LAYERS, encoder_embed_dim=DIM, encoder_ffn_embed_dim=128, encoder_attention_heads=4,
-            embed_dim=32, conv_pos=16, conv_pos_groups=4, relative_position_embedding=True, num_buckets=320,
-            max_distance=800, gru_rel_pos=True, deep_norm=True, dropout=0.0, attention_dropout=0.0,
-            layer_wise_gradient_decay_ratio=0.6)
+TINY = dict(
+    encoder_layers=LAYERS,
+    encoder_embed_dim=DIM,
+    encoder_ffn_embed_dim=128,
+    encoder_attention_heads=4,
+    embed_dim=32,
+    conv_pos=16,
+    conv_pos_groups=4,
+    relative_position_embedding=True,
+    num_buckets=320,
+    max_distance=800,
+    gru_rel_pos=True,
+    deep_norm=True,
+    dropout=0.0,
+    attention_dropout=0.0,
+    layer_wise_gradient_decay_ratio=0.6,
+)
 TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "grep_linear", "fc1", "fc2"]
 
 
@@ -83,8 +96,11 @@ def test_renamed_or_missing_key_is_listed(ckpt, tmp_path):
     raw["model"]["encoder.layers.1.fc2.weight_renamed"] = raw["model"].pop("encoder.layers.1.fc2.weight")
     bad = tmp_path / "bad.pt"
     torch.save(raw, bad)
-    with pytest.raises(ValueError, match=r"missing keys \(1\): encoder\.layers\.1\.fc2\.weight\n"
-                                         r".*unexpected keys \(1\): encoder\.layers\.1\.fc2\.weight_renamed"):
+    with pytest.raises(
+        ValueError,
+        match=r"missing keys \(1\): encoder\.layers\.1\.fc2\.weight\n"
+        r".*unexpected keys \(1\): encoder\.layers\.1\.fc2\.weight_renamed",
+    ):
         _load(str(bad))
     raw = torch.load(ckpt, weights_only=True)
     raw["model"]["encoder.layers.0.fc1.weight"] = torch.zeros(3, 3)
@@ -241,9 +257,23 @@ def test_gradient_reaches_lora_through_decay(ckpt):
 def test_fbank_front_end_matches_kaldi():
     wav = torch.randn(1, 20000, generator=torch.Generator().manual_seed(1)) * 0.2
     for spec, direct in (
-        (BEATS_FBANK, kaldi.fbank(wav * 2**15, num_mel_bins=128, sample_frequency=16000, frame_length=25, frame_shift=10)),
-        (EAT_FBANK, kaldi.fbank(wav - wav.mean(), htk_compat=True, sample_frequency=16000, use_energy=False,
-                                window_type="hanning", num_mel_bins=128, dither=0.0, frame_shift=10)),
+        (
+            BEATS_FBANK,
+            kaldi.fbank(wav * 2**15, num_mel_bins=128, sample_frequency=16000, frame_length=25, frame_shift=10),
+        ),
+        (
+            EAT_FBANK,
+            kaldi.fbank(
+                wav - wav.mean(),
+                htk_compat=True,
+                sample_frequency=16000,
+                use_energy=False,
+                window_type="hanning",
+                num_mel_bins=128,
+                dither=0.0,
+                frame_shift=10,
+            ),
+        ),
     ):
         fb, frames = batch_fbank(wav, torch.tensor([20000]), spec)
         assert frames.item() == direct.shape[0] == num_frames(torch.tensor(20000), spec).item()

@@ -46,8 +46,14 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_hf_format_names_and_shapes(hf_dir):
     file_keys = set(load_file(f"{hf_dir}/model.safetensors"))
-    assert {"model.extra_tokens", "model.fixed_positional_encoder.positions", "model.pre_norm.weight",
-            "model.local_encoder.proj.weight", "model.blocks.0.attn.qkv.weight", "model.blocks.1.mlp.fc2.bias"} <= file_keys
+    assert {
+        "model.extra_tokens",
+        "model.fixed_positional_encoder.positions",
+        "model.pre_norm.weight",
+        "model.local_encoder.proj.weight",
+        "model.blocks.0.attn.qkv.weight",
+        "model.blocks.1.mlp.fc2.bias",
+    } <= file_keys
     up = _load(hf_dir).eval()
     assert set(up.state_dict()) == file_keys  # the upstream's names are exactly the file's
     assert (up.num_layers, up.hidden_size, len(up.blocks()), up.num_prefix_tokens) == (LAYERS + 1, DIM, LAYERS, 1)
@@ -152,8 +158,11 @@ def test_renamed_key_is_listed(hf_dir, tmp_path):
     bad.mkdir()
     save_file(state, str(bad / "model.safetensors"))
     (bad / "config.json").write_text(open(f"{hf_dir}/config.json").read())
-    with pytest.raises(ValueError, match=r"missing keys \(1\): model\.blocks\.1\.attn\.qkv\.weight\n"
-                                         r".*unexpected keys \(1\): model\.blocks\.1\.attn\.qkv\.weight_x"):
+    with pytest.raises(
+        ValueError,
+        match=r"missing keys \(1\): model\.blocks\.1\.attn\.qkv\.weight\n"
+        r".*unexpected keys \(1\): model\.blocks\.1\.attn\.qkv\.weight_x",
+    ):
         _load(str(bad))
     with pytest.raises(FileNotFoundError, match="config.json"):
         _load(str(tmp_path))
@@ -241,7 +250,10 @@ def test_block_adapters(hf_dir):
 @pytest.mark.parametrize("fmt", ["hf", "fairseq"])
 def test_cli_writes_loadable_checkpoint(tmp_path, fmt):
     out = tmp_path / ("EAT-cli" if fmt == "hf" else "EAT-cli.pt")
-    assert make_random_upstream.main(["--name", "eat", "--size", f"format={fmt}", "--out", str(out), "--verbose", "0"]) == 0
+    assert (
+        make_random_upstream.main(["--name", "eat", "--size", f"format={fmt}", "--out", str(out), "--verbose", "0"])
+        == 0
+    )
     up = _load(str(out))
     assert (up.num_layers, up.hidden_size) == (3, 64)
 
@@ -279,14 +291,17 @@ def test_split_qkv_adapters_change_only_their_third(hf_dir, part):
 def test_split_qkv_is_one_adapter_per_projection_like_separate_linears(hf_dir):
     """The fused adapter computes what peft LoRA on three separate Linear modules computes."""
     up = _load(hf_dir)
-    apply_finetune(up, FinetuneConfig(mode="lora", rank=3, alpha=6, dropout=0.0, target_modules=["qkv", "fc1"],
-                                      split_qkv=True))
+    apply_finetune(
+        up, FinetuneConfig(mode="lora", rank=3, alpha=6, dropout=0.0, target_modules=["qkv", "fc1"], split_qkv=True)
+    )
     layer = up.model.blocks[1].attn.qkv
     with torch.no_grad():
         layer.lora_B.normal_(std=0.1)
     x = torch.randn(4, DIM, generator=torch.Generator().manual_seed(2))
     w, bias = layer.base_layer.weight.view(3, DIM, DIM), layer.base_layer.bias.view(3, DIM)
-    expected = torch.cat([x @ w[i].T + bias[i] + 2.0 * (x @ layer.lora_A[i].T @ layer.lora_B[i].T) for i in range(3)], -1)
+    expected = torch.cat(
+        [x @ w[i].T + bias[i] + 2.0 * (x @ layer.lora_A[i].T @ layer.lora_B[i].T) for i in range(3)], -1
+    )
     torch.testing.assert_close(_qkv_output(layer, x), expected)
     assert hasattr(up.model.blocks[1].mlp.fc1, "lora_B")  # the other targets still go through peft
     with pytest.raises(ValueError, match="split_qkv"):

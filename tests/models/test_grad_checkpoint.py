@@ -71,7 +71,9 @@ def test_checkpointing_gives_the_same_gradients_with_less_saved(family, ckpts, p
     assert got_saved < 0.7 * ref_saved, (got_saved, ref_saved)
     ckpt.eval()
     with torch.no_grad():  # inference: plain forward, same embeddings
-        torch.testing.assert_close(ckpt(wavs, lengths, torch.tensor([0, 1])), plain.eval()(wavs, lengths, torch.tensor([0, 1])))
+        torch.testing.assert_close(
+            ckpt(wavs, lengths, torch.tensor([0, 1])), plain.eval()(wavs, lengths, torch.tensor([0, 1]))
+        )
 
 
 def test_cls_pooling_is_the_cls_token_of_the_layer_sum(patch_ckpts, ckpts):

@@ -31,6 +31,7 @@ def _at_angle(angle: float, cls: int, dim: int) -> torch.Tensor:
 
 # -- ArcFace ---------------------------------------------------------------------------------
 
+
 def test_arcface_loss_decreases_as_embeddings_align():
     head = ArcFace(8, 4, scale=16.0, margin=0.2)
     _orthogonal_centres(head, 8)
@@ -63,6 +64,7 @@ def test_arcface_gradients_finite_under_autocast_at_the_centre():
 
 
 # -- AdaCos / sub-cluster AdaCos ---------------------------------------------------------------
+
 
 def test_adacos_scale_adapts_in_training_only():
     torch.manual_seed(0)
@@ -120,6 +122,7 @@ def test_build_head():
 
 # -- pooling -------------------------------------------------------------------------------
 
+
 def test_attentive_stats_pooling_ignores_padding():
     torch.manual_seed(0)
     pool = AttentiveStatsPooling(6, hidden=8).eval()
@@ -158,6 +161,7 @@ def test_weighted_layer_sum():
 
 
 # -- SpecAugment -----------------------------------------------------------------------------
+
 
 def _x(b: int = 4, t: int = 60, c: int = 16) -> torch.Tensor:
     return torch.rand(b, t, c) + 0.5  # no zeros, so masked entries are recognisable
@@ -229,6 +233,7 @@ def test_specaug_config_validation():
 
 
 # -- log-mel baseline ------------------------------------------------------------------------
+
 
 def test_logmel_mean_uses_only_the_valid_frames():
     cfg = LogMelConfig(n_mels=16, n_fft=512, hop_length=256)

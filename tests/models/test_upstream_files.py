@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import mirror_recipe
-from conftest import SERVED_DATA, RangeServer
+from conftest import SERVED_DATA, RangeServer, mirror_recipe
 
 from asdlib.bin import check_upstream
 from asdlib.data.download import DownloadError
@@ -35,8 +34,13 @@ def recipe_with(tmp_path: Path, upstream: dict) -> Path:
 
 
 def asd(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["./asd.sh", "--train_config", "conf/train.yaml", *args], cwd=recipe,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["./asd.sh", "--train_config", "conf/train.yaml", *args],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_missing_checkpoint_stops_asd_sh_before_stage_1_and_download_fetches_it(tmp_path: Path) -> None:
@@ -51,15 +55,25 @@ def test_missing_checkpoint_stops_asd_sh_before_stage_1_and_download_fetches_it(
     # stages 1-2 alone do not need the checkpoint: the check is skipped (stage 1 then runs and is not tested here)
     server = RangeServer(SERVED_DATA)
     try:
-        proc = asd(recipe, "--stage", "3", "--stop_stage", "2", "--download_upstream", "true",
-                   "--upstream_mirror", mirror_of(server))
+        proc = asd(
+            recipe,
+            "--stage",
+            "3",
+            "--stop_stage",
+            "2",
+            "--download_upstream",
+            "true",
+            "--upstream_mirror",
+            mirror_of(server),
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     finally:
         server.close()
     ckpt = recipe / "downloads" / "BEATs_iter3_plus_AS2M.pt"
     assert ckpt.read_bytes() == SERVED_DATA
-    assert (recipe / "downloads" / "BEATs_iter3_plus_AS2M.pt.sha256").read_text() == \
-        f"{hashlib.sha256(SERVED_DATA).hexdigest()}  BEATs_iter3_plus_AS2M.pt\n"
+    assert (
+        recipe / "downloads" / "BEATs_iter3_plus_AS2M.pt.sha256"
+    ).read_text() == f"{hashlib.sha256(SERVED_DATA).hexdigest()}  BEATs_iter3_plus_AS2M.pt\n"
 
 
 def _config(tmp_path: Path, name: str = "BEATs_iter3.pt") -> tuple[Path, Path]:
@@ -93,17 +107,30 @@ def test_first_download_records_the_sha256_and_later_runs_verify_it(tmp_path: Pa
 def test_published_size_and_checksum_are_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config, ckpt = _config(tmp_path, "fake_release.pt")
     test_url = "https://example.invalid/test-only/fake_release.pt"
-    monkeypatch.setitem(upstream_files.RELEASES, "fake_release.pt", Release(
-        "fake_release.pt", "https://example.invalid/page", (ReleaseFile(test_url, size=len(SERVED_DATA), sha256="0" * 64),)))
+    monkeypatch.setitem(
+        upstream_files.RELEASES,
+        "fake_release.pt",
+        Release(
+            "fake_release.pt",
+            "https://example.invalid/page",
+            (ReleaseFile(test_url, size=len(SERVED_DATA), sha256="0" * 64),),
+        ),
+    )
     server = RangeServer(SERVED_DATA)
     try:
         argv = ["--config", str(config), "--download", "true", "--mirror", mirror_of(server)]
         with pytest.raises(DownloadError, match="sha256"):
             check_upstream.main(argv)
         assert not ckpt.exists() and not ckpt.with_name(ckpt.name + ".sha256").exists()
-        monkeypatch.setitem(upstream_files.RELEASES, "fake_release.pt", Release(
-            "fake_release.pt", "https://example.invalid/page",
-            (ReleaseFile(test_url, size=len(SERVED_DATA), sha256=hashlib.sha256(SERVED_DATA).hexdigest()),)))
+        monkeypatch.setitem(
+            upstream_files.RELEASES,
+            "fake_release.pt",
+            Release(
+                "fake_release.pt",
+                "https://example.invalid/page",
+                (ReleaseFile(test_url, size=len(SERVED_DATA), sha256=hashlib.sha256(SERVED_DATA).hexdigest()),),
+            ),
+        )
         assert check_upstream.main(argv) == 0 and ckpt.read_bytes() == SERVED_DATA
         assert not ckpt.with_name(ckpt.name + ".sha256").exists()  # a published checksum needs no record
     finally:
@@ -114,5 +141,7 @@ def test_unknown_file_cannot_be_downloaded_and_a_missing_one_is_named(tmp_path: 
     config, ckpt = _config(tmp_path, "my_own_model.pt")
     with pytest.raises(ValueError, match="no official download is known for my_own_model.pt"):
         check_upstream.main(["--config", str(config), "--download", "true"])
-    with pytest.raises(FileNotFoundError, match=f"{ckpt} .*does not exist: download it from the links in docs/upstreams.md"):
+    with pytest.raises(
+        FileNotFoundError, match=f"{ckpt} .*does not exist: download it from the links in docs/upstreams.md"
+    ):
         check_upstream.main(["--config", str(config)])

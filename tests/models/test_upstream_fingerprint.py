@@ -47,8 +47,18 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (recipe / "downloads").mkdir()
     torch.save(random_checkpoint("hubert", seed=0), recipe / "downloads" / "hubert_tiny.pt")
     corpus = root / "corpus"
-    generate_corpus(corpus, SynthConfig(dev_machines=("fan",), eval_machines=("ToyDrone",), no_attribute=(), n_train_source=4,
-                                        n_train_target=1, n_test=1, seconds=1.0))
+    generate_corpus(
+        corpus,
+        SynthConfig(
+            dev_machines=("fan",),
+            eval_machines=("ToyDrone",),
+            no_attribute=(),
+            n_train_source=4,
+            n_train_target=1,
+            n_test=1,
+            seconds=1.0,
+        ),
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINI", str(corpus))
         proc = asd(recipe, "--stop_stage", "4")
@@ -94,8 +104,15 @@ def test_model_pt_refuses_another_upstream_file(recipe: Path, tmp_path: Path) ->
     with pytest.raises(UpstreamMismatchError) as err:
         load_trained(moved)
     message = str(err.value)
-    for part in (str(moved / "model.pt"), record["path"], trained_on, str(other), sha256_of(other),
-                 "retrain", "point upstream.path at the original file"):
+    for part in (
+        str(moved / "model.pt"),
+        record["path"],
+        trained_on,
+        str(other),
+        sha256_of(other),
+        "retrain",
+        "point upstream.path at the original file",
+    ):
         assert part in message
     (moved / "config.yaml").write_text(config.replace(record["path"], str(ckpt)))
     assert load_trained(moved).machines == ["fan"]

@@ -17,8 +17,15 @@ from asdlib.data.validate import BAD_LIST, BadAudioError
 from asdlib.models.upstream import build_upstream, upstream_min_samples
 from asdlib.synth.checkpoints import save_random_beats, save_random_eat
 
-BEATS_TINY = dict(encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=4,
-                  embed_dim=16, conv_pos=8, conv_pos_groups=4)
+BEATS_TINY = dict(
+    encoder_layers=1,
+    encoder_embed_dim=32,
+    encoder_ffn_embed_dim=64,
+    encoder_attention_heads=4,
+    embed_dim=16,
+    conv_pos=8,
+    conv_pos_groups=4,
+)
 EAT_TINY = dict(embed_dim=32, depth=1, num_heads=4, mlp_ratio=2.0, max_length=80)
 
 
@@ -74,8 +81,10 @@ def test_stage_1_rejects_clips_shorter_than_the_beats_minimum(tmp_path, beats, w
     with pytest.raises(BadAudioError) as err:
         validate_data.main([str(set_dir), "--config", str(config)])
     short = read_data_dir(set_dir)[1]
-    assert f"{short.utt_id} ({short.path}): 2000 samples, shorter than the model's minimum of 2800 samples " \
-           "(0.125 s < 0.175 s)" in str(err.value)
+    assert (
+        f"{short.utt_id} ({short.path}): 2000 samples, shorter than the model's minimum of 2800 samples "
+        "(0.125 s < 0.175 s)" in str(err.value)
+    )
     assert validate_data.main([str(set_dir), "--config", str(config), "--skip_bad", "true"]) == 0
     assert (set_dir / BAD_LIST).read_text().startswith(f"{short.utt_id} {short.path} 2000 samples")
     assert [u.utt_id for u in read_data_dir(set_dir)] == [read_data_dir(set_dir)[0].utt_id]
@@ -97,6 +106,11 @@ def test_eat_reports_cut_and_padded_clips_once_per_batch_and_in_a_summary(eat, c
     assert len(lines) == 2  # one line per batch, not per clip
     assert lines[0].levelno == logging.WARNING and lines[1].levelno == logging.DEBUG
     assert "EAT batch of 4 clips: 1 cut to 64 frames (by up to 0.36 s), 2 zero-padded" in lines[0].getMessage()
-    assert up.fit_counts == {"clips": 8, "cut": 2, "cut_frames": 72, "padded": 4,
-                             "padded_frames": 2 * (14 + 64 - (int((3000 - 400) // 160) + 1))}
+    assert up.fit_counts == {
+        "clips": 8,
+        "cut": 2,
+        "cut_frames": 72,
+        "padded": 4,
+        "padded_frames": 2 * (14 + 64 - (int((3000 - 400) // 160) + 1)),
+    }
     assert up.fit_summary().startswith("EAT: of 8 clips, 2 were cut to 64 frames (0.72 s of audio dropped in all)")

@@ -80,7 +80,10 @@ def test_missing_and_unexpected_keys_are_listed(tmp_path, family):
     weights["encoder.layers.1.extra.weight"] = torch.zeros(1)
     path = tmp_path / "bad.pt"
     torch.save(state, path)
-    with pytest.raises(ValueError, match=r"1 missing \(encoder\.layers\.1\.fc2\.weight\), 1 unexpected \(encoder\.layers\.1\.extra\.weight\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 missing \(encoder\.layers\.1\.fc2\.weight\), 1 unexpected \(encoder\.layers\.1\.extra\.weight\)",
+    ):
         _load(str(path), family)
 
 
@@ -191,8 +194,20 @@ def test_block_adapters(ckpts, family):
 
 
 def test_make_random_upstream_cli_is_deterministic(tmp_path):
-    args = ["--name", "hubert", "--size", "layers=3", "--size", "dim=32", "--size", "ffn_dim=64", "--size", "conv_dim=16",
-            "--verbose", "0"]
+    args = [
+        "--name",
+        "hubert",
+        "--size",
+        "layers=3",
+        "--size",
+        "dim=32",
+        "--size",
+        "ffn_dim=64",
+        "--size",
+        "conv_dim=16",
+        "--verbose",
+        "0",
+    ]
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
         assert make_random_upstream.main([*args, "--seed", seed, "--out", str(tmp_path / f"{name}.pt")]) == 0
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()

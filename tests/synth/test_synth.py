@@ -22,7 +22,9 @@ from asdlib.synth.corpus import SynthConfig, SynthError, generate_corpus
 
 ATTR = r"(?P<attr>noAttribute|[A-Za-z]+_[A-Za-z0-9]+(?:_[A-Za-z]+_[A-Za-z0-9]+)*)"
 TRAIN_RE = re.compile(rf"^section_00_(?P<domain>source|target)_train_normal_(?P<idx>\d{{4}})_{ATTR}\.wav$")
-TEST_RE = re.compile(rf"^section_00_(?P<domain>source|target)_test_(?P<label>normal|anomaly)_(?P<idx>\d{{4}})_{ATTR}\.wav$")
+TEST_RE = re.compile(
+    rf"^section_00_(?P<domain>source|target)_test_(?P<label>normal|anomaly)_(?P<idx>\d{{4}})_{ATTR}\.wav$"
+)
 BLIND_RE = re.compile(r"^section_00_(?P<idx>\d{4})\.wav$")
 
 SMALL = SynthConfig(n_train_source=12, n_train_target=2, n_test=3, seconds=0.5)
@@ -30,7 +32,11 @@ SMALL_ARGS = ["--n_train_source", "12", "--n_train_target", "2", "--n_test", "3"
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +113,9 @@ def test_attributes_csv(corpus: Path):
         expected = [f"{machine}/train/{p.name}" for p in (mdir / "train").iterdir()]
         if dataset == "dev":
             expected += [f"{machine}/test/{p.name}" for p in (mdir / "test").iterdir()]
-        assert sorted(listed) == sorted(expected), f"{dataset}/{machine}: attributes_00.csv must list exactly the {'train+test' if dataset == 'dev' else 'train'} files"
+        assert sorted(listed) == sorted(expected), (
+            f"{dataset}/{machine}: attributes_00.csv must list exactly the {'train+test' if dataset == 'dev' else 'train'} files"
+        )
         for row in body:
             assert len(row) == len(header)
             attr = TRAIN_RE.match(Path(row[0]).name) or TEST_RE.match(Path(row[0]).name)
@@ -136,7 +144,9 @@ def test_eval_list(corpus: Path):
         assert sorted(b for b, _ in rows) == sorted(files), "one row per blinded file"
         parsed = [TEST_RE.match(lab) for _, lab in rows]
         assert all(parsed)
-        assert Counter((m["domain"], m["label"]) for m in parsed) == {(d, lab): SMALL.n_test for d in synth.DOMAINS for lab in synth.LABELS}
+        assert Counter((m["domain"], m["label"]) for m in parsed) == {
+            (d, lab): SMALL.n_test for d in synth.DOMAINS for lab in synth.LABELS
+        }
         assert len({lab for _, lab in rows}) == len(rows)
         assert all((m["attr"] == "noAttribute") == (machine in SMALL.no_attribute) for m in parsed)
         # the blinded index must not reveal the group: labels in blinded order are not grouped
@@ -145,17 +155,33 @@ def test_eval_list(corpus: Path):
 
 
 def test_eval_list_year_and_label_truth(tmp_path: Path):
-    cfg = dataclasses.replace(SMALL, year=2023, dev_machines=("fan",), eval_machines=("ToyDrone",), no_attribute=(), n_train_source=2, n_test=2)
+    cfg = dataclasses.replace(
+        SMALL,
+        year=2023,
+        dev_machines=("fan",),
+        eval_machines=("ToyDrone",),
+        no_attribute=(),
+        n_train_source=2,
+        n_test=2,
+    )
     generate_corpus(tmp_path / "c", cfg)
     assert (tmp_path / "c" / "eval_data_list_2023.csv").is_file()
     assert not (tmp_path / "c" / "eval_data_list_2024.csv").exists()
     # the labelled name of each blinded file is the truth recorded for that very audio
-    meta = {r["file_name"]: r for r in csv.DictReader(open(tmp_path / "c" / synth.METADATA_FILE, encoding="utf-8")) if r["dataset"] == "eval"}
+    meta = {
+        r["file_name"]: r
+        for r in csv.DictReader(open(tmp_path / "c" / synth.METADATA_FILE, encoding="utf-8"))
+        if r["dataset"] == "eval"
+    }
     lines = (tmp_path / "c" / "eval_data_list_2023.csv").read_text(encoding="utf-8").split()
     for line in lines[1:]:
         blinded, labelled = line.split(",")
         m = TEST_RE.match(labelled)
-        assert (meta[blinded]["domain"], meta[blinded]["label"], meta[blinded]["attributes"]) == (m["domain"], m["label"], m["attr"])
+        assert (meta[blinded]["domain"], meta[blinded]["label"], meta[blinded]["attributes"]) == (
+            m["domain"],
+            m["label"],
+            m["attr"],
+        )
 
 
 def test_target_ratio_and_unseen_target_conditions(corpus: Path):
@@ -172,7 +198,12 @@ def test_target_ratio_and_unseen_target_conditions(corpus: Path):
 
 def test_events_and_anomaly_kinds_are_balanced():
     cfg = SynthConfig()
-    specs = [s for m in cfg.dev_machines + cfg.eval_machines for split in ("train", "test") for s in synth.split_specs("dev", m, split, cfg)]
+    specs = [
+        s
+        for m in cfg.dev_machines + cfg.eval_machines
+        for split in ("train", "test")
+        for s in synth.split_specs("dev", m, split, cfg)
+    ]
     assert {s.anomaly_kind(cfg.seed) for s in specs if s.label == "anomaly"} == set(synth.ANOMALY_KINDS)
     assert all(s.anomaly_kind(cfg.seed) == "" for s in specs if s.label == "normal")
     for label in synth.LABELS:
@@ -193,7 +224,10 @@ def test_determinism(corpus: Path, tmp_path: Path):
     spec = synth.split_specs("dev", "valve", "test", SMALL)[-1]
     buf = io.BytesIO()
     sf.write(buf, synth.synthesize_clip(spec, SMALL), SMALL.sample_rate, subtype="PCM_16", format="WAV")
-    assert buf.getvalue() == (corpus / "dev_data" / "raw" / "valve" / "test" / synth.labelled_name(spec, SMALL)).read_bytes()
+    assert (
+        buf.getvalue()
+        == (corpus / "dev_data" / "raw" / "valve" / "test" / synth.labelled_name(spec, SMALL)).read_bytes()
+    )
 
 
 def test_done_marker(corpus: Path, tmp_path: Path):
@@ -210,18 +244,24 @@ def test_done_marker(corpus: Path, tmp_path: Path):
     with pytest.raises(SynthError, match="no .done marker"):
         generate_corpus(partial, SMALL)
     (tmp_path / "empty").mkdir()  # an existing empty directory is fine
-    generate_corpus(tmp_path / "empty", dataclasses.replace(SMALL, dev_machines=("fan",), eval_machines=("HairDryer",), no_attribute=()))
+    generate_corpus(
+        tmp_path / "empty",
+        dataclasses.replace(SMALL, dev_machines=("fan",), eval_machines=("HairDryer",), no_attribute=()),
+    )
     assert (tmp_path / "empty" / synth.DONE_MARKER).is_file()
 
 
-@pytest.mark.parametrize("change", [
-    {"dev_machines": ("fan-1",)},
-    {"eval_machines": ("fan",)},
-    {"no_attribute": ("pump",)},
-    {"seed": -1},
-    {"n_test": 0},
-    {"year": 2022},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"dev_machines": ("fan-1",)},
+        {"eval_machines": ("fan",)},
+        {"no_attribute": ("pump",)},
+        {"seed": -1},
+        {"n_test": 0},
+        {"year": 2022},
+    ],
+)
 def test_config_validation(change, tmp_path: Path):
     with pytest.raises(SynthError):
         generate_corpus(tmp_path / "c", dataclasses.replace(SynthConfig(), **change))
@@ -237,9 +277,15 @@ def test_config_validation(change, tmp_path: Path):
 def _mel_fb(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     def hz2mel(f):
         return 2595.0 * np.log10(1.0 + f / 700.0)
+
     pts = 700.0 * (10 ** (np.linspace(0.0, hz2mel(sr / 2), n_mels + 2) / 2595.0) - 1.0)
     fr = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    return np.stack([np.clip(np.minimum((fr - lo) / (c - lo), (hi - fr) / (hi - c)), 0.0, None) for lo, c, hi in zip(pts, pts[1:], pts[2:])])
+    return np.stack(
+        [
+            np.clip(np.minimum((fr - lo) / (c - lo), (hi - fr) / (hi - c)), 0.0, None)
+            for lo, c, hi in zip(pts, pts[1:], pts[2:])
+        ]
+    )
 
 
 MEL = _mel_fb(16000, 1024, 64)
@@ -252,8 +298,9 @@ def _mean_logmel(x: np.ndarray) -> np.ndarray:
     return np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 @ MEL.T + 1e-10).mean(0)
 
 
-def family_probe(model: synth.SoundModel, cfg: synth.SynthConfig,
-                 machines: list[tuple[str, str]]) -> tuple[list[float], list[float]]:
+def family_probe(
+    model: synth.SoundModel, cfg: synth.SynthConfig, machines: list[tuple[str, str]]
+) -> tuple[list[float], list[float]]:
     """Per (dataset, machine): AUC(source) of a mean-log-mel cosine 1-NN to the source training clips,
     and the AUC of target against source normals under the same score (is the domain shift real?)."""
     auc_src, auc_dom = [], []
@@ -277,7 +324,9 @@ def _knn_auc(train: np.ndarray, test: np.ndarray, domain: np.ndarray, anomaly: n
     a = train / np.linalg.norm(train, axis=1, keepdims=True)
     b = test / np.linalg.norm(test, axis=1, keepdims=True)
     score = 1.0 - (b @ a.T).max(1)
-    return float(np.mean([roc_auc_score(anomaly[m], score[m]) for m in ((domain == d) | anomaly for d in synth.DOMAINS)]))
+    return float(
+        np.mean([roc_auc_score(anomaly[m], score[m]) for m in ((domain == d) | anomaly for d in synth.DOMAINS)])
+    )
 
 
 def _feats(specs, cfg) -> np.ndarray:
@@ -304,7 +353,7 @@ def test_calibration():
             result[machine] = {
                 "s1": _knn_auc(f_train, f_test, domain, anomaly),
                 "s3": _knn_auc(f_train, f_strong, domain, anomaly),
-                "s1_no_events": _knn_auc(f_quiet[: len(train)], f_quiet[len(train):], domain, anomaly),
+                "s1_no_events": _knn_auc(f_quiet[: len(train)], f_quiet[len(train) :], domain, anomaly),
             }
     print("\nmean-log-mel cosine 1-NN AUC, mean over domains:")
     for machine, r in result.items():

@@ -59,15 +59,26 @@ def test_determinism_and_marker(corpus_b: Path, tmp_path: Path):
     # a family-a corpus with the same options is refused in a family-b root, and vice versa
     with pytest.raises(synth.SynthError, match="family"):
         synth.generate_corpus(corpus_b, TINY_CFG)
-    kinds = {s.anomaly_kind(0, family_b.ANOMALY_KINDS) for m in family_b.DEV_MACHINES
-             for s in synth.split_specs("dev", m, "test", family_b.default_config(), family_b.MODEL) if s.label == "anomaly"}
+    kinds = {
+        s.anomaly_kind(0, family_b.ANOMALY_KINDS)
+        for m in family_b.DEV_MACHINES
+        for s in synth.split_specs("dev", m, "test", family_b.default_config(), family_b.MODEL)
+        if s.label == "anomaly"
+    }
     assert kinds == set(family_b.ANOMALY_KINDS)
 
 
 def test_default_corpus_unchanged_by_the_family_hook(tmp_path: Path):
     """Family a written through the SoundModel hook equals its golden digest (seed 0, small sizes)."""
-    cfg = synth.SynthConfig(dev_machines=("fan",), eval_machines=("ToothBrush",), no_attribute=("ToothBrush",),
-                            n_train_source=3, n_train_target=1, n_test=2, seconds=0.5)
+    cfg = synth.SynthConfig(
+        dev_machines=("fan",),
+        eval_machines=("ToothBrush",),
+        no_attribute=("ToothBrush",),
+        n_train_source=3,
+        n_train_target=1,
+        n_test=2,
+        seconds=0.5,
+    )
     synth.generate_corpus(tmp_path / "a", cfg)
     digest = hashlib.sha256(repr(sorted(_tree_digest(tmp_path / "a").items())).encode()).hexdigest()
     assert digest == GOLDEN_A, digest
@@ -84,7 +95,9 @@ def test_anomalies_and_domain_shift_are_real():
     sample) are found in the source domain, and target normals are far from the source bank (the
     shift is real). At strength 1 the same probe on 60/12 clips gives AUC(source) 0.67-0.92."""
     cfg = family_b.default_config(n_train_source=20, n_train_target=2, n_test=6, anomaly_strength=2.0)
-    auc_src, auc_dom = family_probe(family_b.MODEL, cfg, [("dev", "bearing"), ("dev", "ToyCar"), ("eval", "AirCompressor")])
+    auc_src, auc_dom = family_probe(
+        family_b.MODEL, cfg, [("dev", "bearing"), ("dev", "ToyCar"), ("eval", "AirCompressor")]
+    )
     print(f"\nfamily b: AUC(source) {np.round(auc_src, 3)}, target-vs-source normals {np.round(auc_dom, 3)}")
     assert np.mean(auc_src) >= 0.75 and min(auc_src) > 0.6, auc_src
     assert min(auc_dom) >= 0.9, auc_dom
@@ -95,12 +108,44 @@ def test_compare_results_by_family(tmp_path: Path):
         ev = Evaluation(year=2024, metric="hmean", official_score=score, per_machine={}, machine_means={}, summary={})
         write_results_json(ev, tmp_path / root / "sysA" / "results" / "eval_test" / "results.json")
     out = tmp_path / "t.md"
-    assert compare_results.main(["--set", "eval_test", "--out", str(out), "--by_family", f"a={tmp_path / 'exp'}",
-                                 "--by_family", f"b={tmp_path / 'exp_b'}", "sysA"]) == 0
+    assert (
+        compare_results.main(
+            [
+                "--set",
+                "eval_test",
+                "--out",
+                str(out),
+                "--by_family",
+                f"a={tmp_path / 'exp'}",
+                "--by_family",
+                f"b={tmp_path / 'exp_b'}",
+                "sysA",
+            ]
+        )
+        == 0
+    )
     assert "| sysA | 70.00 | 50.00 | 60.00 | 50.00 |" in out.read_text()
     png = tmp_path / "families.png"
-    assert compare_results.main(["--set", "eval_test", "--out", str(out), "--by_family", f"a={tmp_path / 'exp'}",
-                                 "--by_family", f"b={tmp_path / 'exp_b'}", "--plot", str(png), "sysA"]) == 0
+    assert (
+        compare_results.main(
+            [
+                "--set",
+                "eval_test",
+                "--out",
+                str(out),
+                "--by_family",
+                f"a={tmp_path / 'exp'}",
+                "--by_family",
+                f"b={tmp_path / 'exp_b'}",
+                "--plot",
+                str(png),
+                "sysA",
+            ]
+        )
+        == 0
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="exactly two --by_family"):
-        compare_results.main(["--set", "eval_test", "--out", str(out), "--plot", str(png), str(tmp_path / "exp" / "sysA")])
+        compare_results.main(
+            ["--set", "eval_test", "--out", str(out), "--plot", str(png), str(tmp_path / "exp" / "sysA")]
+        )

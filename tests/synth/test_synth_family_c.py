@@ -42,7 +42,11 @@ def test_prepares_with_eval_list(corpus_c: Path, tmp_path: Path):
     assert sorted(labels.values()) == ["anomaly"] * 12 + ["normal"] * 12
     attrs = read_kv(tmp_path / "data" / "dev_train" / "utt2attr")
     assert all("spm_" in v and "material_" in v for v in attrs.values())
-    assert all(v == "noAttribute" for k, v in read_kv(tmp_path / "data" / "eval_train" / "utt2attr").items() if "ToyCircuit" in k)
+    assert all(
+        v == "noAttribute"
+        for k, v in read_kv(tmp_path / "data" / "eval_train" / "utt2attr").items()
+        if "ToyCircuit" in k
+    )
 
 
 def test_determinism_and_marker(corpus_c: Path, tmp_path: Path):
@@ -54,10 +58,15 @@ def test_determinism_and_marker(corpus_c: Path, tmp_path: Path):
     wavs = [k for k in ours if k.endswith(".wav")]
     assert sum(ours[k] != other.get(k) for k in wavs) > 0.9 * len(wavs)
     with pytest.raises(synth.SynthError, match="family"):  # another family's corpus in this root
-        synth.generate_corpus(corpus_c, family_b.default_config(n_train_source=6, n_train_target=2, n_test=2,
-                                                                seconds=0.5), family_b.MODEL)
-    kinds = {s.anomaly_kind(0, family_c.ANOMALY_KINDS) for m in family_c.EVAL_MACHINES
-             for s in synth.split_specs("eval", m, "test", family_c.default_config(), family_c.MODEL) if s.label == "anomaly"}
+        synth.generate_corpus(
+            corpus_c, family_b.default_config(n_train_source=6, n_train_target=2, n_test=2, seconds=0.5), family_b.MODEL
+        )
+    kinds = {
+        s.anomaly_kind(0, family_c.ANOMALY_KINDS)
+        for m in family_c.EVAL_MACHINES
+        for s in synth.split_specs("eval", m, "test", family_c.default_config(), family_c.MODEL)
+        if s.label == "anomaly"
+    }
     assert kinds == set(family_c.ANOMALY_KINDS)
 
 
@@ -67,6 +76,8 @@ def test_anomalies_and_domain_shift_are_real():
     12 test clips per domain: AUC(source) 0.61-0.92 over the four machines; target against source
     normals 1.0."""
     cfg = family_c.default_config(n_train_source=20, n_train_target=2, n_test=6)
-    auc_src, auc_dom = family_probe(family_c.MODEL, cfg, [("dev", "ToyTrain"), ("eval", "RoboticArm"), ("eval", "ToyCircuit")])
+    auc_src, auc_dom = family_probe(
+        family_c.MODEL, cfg, [("dev", "ToyTrain"), ("eval", "RoboticArm"), ("eval", "ToyCircuit")]
+    )
     assert np.mean(auc_src) >= 0.75 and min(auc_src) > 0.7, auc_src
     assert min(auc_dom) >= 0.9, auc_dom

@@ -22,16 +22,22 @@ finetune: {mode: lora, rank: 4}
 model: {pooling_hidden: 16, embed_dim: 32}
 data: {crop_seconds: 0.0}
 """
-MGA_VQ = BASE + """\
+MGA_VQ = (
+    BASE
+    + """\
 mga: {enabled: true, bottleneck: 8}
 vq: {enabled: true, num_codes: 2, kmeans_iters: 3}
 optim: {epochs: 1, batch_size: 4, warmup_steps: 1, amp_dtype: bfloat16}
 """
-MIXUP_SUBCLUSTER = BASE + """\
+)
+MIXUP_SUBCLUSTER = (
+    BASE
+    + """\
 mixup: {enabled: true}
 head: {kind: subcluster_adacos, conf: {sub_centers: 2}}
 optim: {epochs: 1, batch_size: 4, warmup_steps: 1, amp_dtype: bfloat16}
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +80,22 @@ def test_bf16_autocast_training_with_mixup_and_subcluster_adacos(work: Path) -> 
     assert list(trainer.objectives) == ["margin", "mixup"] and trainer.cfg.head.kind == "subcluster_adacos"
 
 
-@pytest.mark.parametrize("amp, dtype, device, expected", [
-    (True, "float16", "cpu", None), (True, "float16", "cuda", torch.float16), (False, "float16", "cuda", None),
-    (True, "bfloat16", "cpu", torch.bfloat16), (False, "bfloat16", "cpu", None)])
-def test_autocast_dtype(monkeypatch: pytest.MonkeyPatch, amp: bool, dtype: str, device: str,
-                        expected: torch.dtype | None) -> None:
+@pytest.mark.parametrize(
+    "amp, dtype, device, expected",
+    [
+        (True, "float16", "cpu", None),
+        (True, "float16", "cuda", torch.float16),
+        (False, "float16", "cuda", None),
+        (True, "bfloat16", "cpu", torch.bfloat16),
+        (False, "bfloat16", "cpu", None),
+    ],
+)
+def test_autocast_dtype(
+    monkeypatch: pytest.MonkeyPatch, amp: bool, dtype: str, device: str, expected: torch.dtype | None
+) -> None:
     """``amp: true`` with the default float16 keeps its old meaning: fp16 autocast on CUDA, none on CPU."""
     from asdlib.config import OptimConfig
+
     assert autocast_dtype(OptimConfig(amp=amp, amp_dtype=dtype), torch.device(device)) == expected  # type: ignore[arg-type]
 
 

@@ -107,8 +107,14 @@ runpy.run_module("asdlib.bin.train", run_name="__main__", alter_sys=True)
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, logs: Path | None = None) -> None:
     """Run a command; on failure show its output and, for torchrun, every rank's stderr under ``logs``."""
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    proc = subprocess.run(
+        args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
     if proc.returncode != 0:
         ranks = [f"--- {p}:\n{p.read_text()[-4000:]}" for p in sorted(logs.rglob("stderr.log"))] if logs else []
         pytest.fail("\n".join([f"{' '.join(args)} failed:", proc.stdout[-3000:], proc.stderr[-4000:], *ranks]))
@@ -119,17 +125,50 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny corpus (stages 1-2), a tiny random HuBERT and a copy of it without dropout."""
     work = tmp_path_factory.mktemp("ddp")
     py = sys.executable
-    run([py, "-m", "asdlib.bin.make_synth", "--root", "corpus", "--dev_machines", "fan,gearbox",
-         "--eval_machines", "ToyDrone", "--no_attribute", "gearbox", "--n_train_source", "8",
-         "--n_train_target", "2", "--n_test", "1", "--seconds", "1.0"], work)
+    run(
+        [
+            py,
+            "-m",
+            "asdlib.bin.make_synth",
+            "--root",
+            "corpus",
+            "--dev_machines",
+            "fan,gearbox",
+            "--eval_machines",
+            "ToyDrone",
+            "--no_attribute",
+            "gearbox",
+            "--n_train_source",
+            "8",
+            "--n_train_target",
+            "2",
+            "--n_test",
+            "1",
+            "--seconds",
+            "1.0",
+        ],
+        work,
+    )
     run([py, "-m", "asdlib.bin.make_random_upstream", "--name", "hubert", "--out", "hubert.pt"], work)
     state = torch.load(work / "hubert.pt", weights_only=False)
     for key in ("dropout", "attention_dropout", "activation_dropout"):
         state["model_cfg"][key] = 0.0
     torch.save(state, work / "hubert_no_dropout.pt")
     run([py, "-m", "asdlib.bin.prepare_dcase", "--year", "2024", "--root", "corpus", "--data_dir", "data"], work)
-    run([py, "-m", "asdlib.bin.make_labels", "--train_sets", "data/dev_train", "data/eval_train",
-         "--other_sets", "data/dev_test", "data/eval_test"], work)
+    run(
+        [
+            py,
+            "-m",
+            "asdlib.bin.make_labels",
+            "--train_sets",
+            "data/dev_train",
+            "data/eval_train",
+            "--other_sets",
+            "data/dev_test",
+            "data/eval_test",
+        ],
+        work,
+    )
     (work / "equiv.yaml").write_text(EQUIV_CONFIG.replace("UPSTREAM_NO_DROPOUT", str(work / "hubert_no_dropout.pt")))
     (work / "resume.yaml").write_text(RESUME_CONFIG.replace("UPSTREAM", str(work / "hubert.pt")))
     (work / "rank_guard.py").write_text(RANK_GUARD)
@@ -144,8 +183,23 @@ def train(work: Path, config: str, exp: str, nproc: int) -> Path:
         run([sys.executable, "-m", "asdlib.bin.train", *args], work)
     else:
         torchrun = str(Path(sys.executable).with_name("torchrun"))
-        run([torchrun, "--standalone", "--nproc_per_node", str(nproc), "--log-dir", str(logs), "--redirects", "3",
-             "rank_guard.py", *args], work, env={"GUARD_DIR": str(work / exp)}, logs=logs)
+        run(
+            [
+                torchrun,
+                "--standalone",
+                "--nproc_per_node",
+                str(nproc),
+                "--log-dir",
+                str(logs),
+                "--redirects",
+                "3",
+                "rank_guard.py",
+                *args,
+            ],
+            work,
+            env={"GUARD_DIR": str(work / exp)},
+            logs=logs,
+        )
     return logs
 
 
@@ -191,8 +245,14 @@ def test_ddp_matches_single_process(equivalence_runs: tuple[Path, Path, Path]) -
 def test_only_rank_0_writes_and_logs(equivalence_runs: tuple[Path, Path, Path]) -> None:
     _, ddp, logs = equivalence_runs
     assert {p.relative_to(ddp).as_posix() for p in ddp.rglob("*")} == {
-        "config.yaml", "model.pt", "train_losses.json", "checkpoints", "checkpoints/latest",
-        "checkpoints/epoch_1.pt", "checkpoints/epoch_2.pt"}
+        "config.yaml",
+        "model.pt",
+        "train_losses.json",
+        "checkpoints",
+        "checkpoints/latest",
+        "checkpoints/epoch_1.pt",
+        "checkpoints/epoch_2.pt",
+    }
     stderr = {p.parent.name: p.read_text() for p in logs.rglob("stderr.log")}
     assert set(stderr) == {"0", "1"}, f"per-rank logs not found under {logs}"
     assert "epoch 2/2: loss" in stderr["0"]
@@ -239,7 +299,10 @@ def assert_same_run(full: Path, cut: Path) -> None:
 def test_resume_under_ddp_is_exact_with_adacos(work: Path) -> None:
     """The adaptive scale is a buffer that only rank 0 checkpoints: unless every rank computes it
     from the global batch, rank 1 resumes with rank 0's scale and the runs part."""
-    config = RESUME_CONFIG.replace("UPSTREAM", str(work / "hubert.pt")) + "head: {kind: subcluster_adacos, conf: {sub_centers: 2}}\n"
+    config = (
+        RESUME_CONFIG.replace("UPSTREAM", str(work / "hubert.pt"))
+        + "head: {kind: subcluster_adacos, conf: {sub_centers: 2}}\n"
+    )
     (work / "adacos.yaml").write_text(config)
     assert_same_run(*resume_cut(work, "adacos.yaml", "adacos_full", "adacos_cut"))
 
@@ -249,12 +312,13 @@ def _adacos_rank(rank: int, init: str, out: str) -> None:
     import torch.distributed as dist
 
     from asdlib.models.heads import AdaCos
+
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     try:
         torch.manual_seed(0)
         head = AdaCos(8, 3, 2).train()
         emb, labels = torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2])
-        head(emb[3 * rank:3 * rank + 3], labels[3 * rank:3 * rank + 3])
+        head(emb[3 * rank : 3 * rank + 3], labels[3 * rank : 3 * rank + 3])
         torch.save(head.scale, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
@@ -265,6 +329,7 @@ def test_adacos_scale_is_the_same_on_all_ranks(tmp_path: Path) -> None:
     import torch.multiprocessing as mp
 
     from asdlib.models.heads import AdaCos
+
     out = str(tmp_path / "scale")
     mp.spawn(_adacos_rank, args=(f"file://{tmp_path / 'rdzv'}", out), nprocs=2)
     s0, s1 = torch.load(f"{out}.0"), torch.load(f"{out}.1")
@@ -291,9 +356,20 @@ def test_ddp_with_beats_layerdrop_resumes_exactly(work: Path) -> None:
     """BEATs' encoder_layerdrop skips whole layers (their LoRA weights get no gradient): every rank
     must skip the same layers, and DDP must accept a graph that changes from step to step."""
     from asdlib.synth.checkpoints import save_random_beats
-    save_random_beats(work / "beats_ld.pt", encoder_layers=4, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
-                      encoder_attention_heads=4, embed_dim=32, conv_pos=16, conv_pos_groups=4, dropout=0.0,
-                      attention_dropout=0.0, encoder_layerdrop=0.3)
+
+    save_random_beats(
+        work / "beats_ld.pt",
+        encoder_layers=4,
+        encoder_embed_dim=32,
+        encoder_ffn_embed_dim=64,
+        encoder_attention_heads=4,
+        embed_dim=32,
+        conv_pos=16,
+        conv_pos_groups=4,
+        dropout=0.0,
+        attention_dropout=0.0,
+        encoder_layerdrop=0.3,
+    )
     (work / "beats_ld.yaml").write_text(BEATS_LAYERDROP_CONFIG.replace("UPSTREAM", str(work / "beats_ld.pt")))
     full, cut = resume_cut(work, "beats_ld.yaml", "beats_ld_full", "beats_ld_cut")
     assert_same_run(full, cut)
@@ -302,8 +378,10 @@ def test_ddp_with_beats_layerdrop_resumes_exactly(work: Path) -> None:
     single = work / "exp" / "beats_ld_single"
     for r, g in zip(losses(single), losses(full), strict=True):
         assert g["loss"] == pytest.approx(r["loss"], rel=LOSS_RTOL)
-    assert_weights_close(torch.load(single / "model.pt", weights_only=True)["model"],
-                         torch.load(full / "model.pt", weights_only=True)["model"])
+    assert_weights_close(
+        torch.load(single / "model.pt", weights_only=True)["model"],
+        torch.load(full / "model.pt", weights_only=True)["model"],
+    )
 
 
 def test_vq_refresh_under_ddp_matches_single_process(work: Path) -> None:

@@ -53,12 +53,25 @@ assert score.main(["--exp_dir", str(exp), "--data_root", str(data), "--test_set"
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("determinism")
     corpus = root / "corpus"
-    generate_corpus(corpus, SynthConfig(dev_machines=("fan", "gearbox"), eval_machines=("ToyDrone",),
-                                        no_attribute=("gearbox",), n_train_source=6, n_train_target=2, n_test=1,
-                                        seconds=1.0))
+    generate_corpus(
+        corpus,
+        SynthConfig(
+            dev_machines=("fan", "gearbox"),
+            eval_machines=("ToyDrone",),
+            no_attribute=("gearbox",),
+            n_train_source=6,
+            n_train_target=2,
+            n_test=1,
+            seconds=1.0,
+        ),
+    )
     data = root / "data"
-    assert prepare_dcase.main(["--year", "2024", "--root", str(corpus), "--data_dir", str(data),
-                               "--sets", "dev_train", "dev_test"]) == 0
+    assert (
+        prepare_dcase.main(
+            ["--year", "2024", "--root", str(corpus), "--data_dir", str(data), "--sets", "dev_train", "dev_test"]
+        )
+        == 0
+    )
     assert make_labels.main(["--train_sets", str(data / "dev_train"), "--other_sets", str(data / "dev_test")]) == 0
     upstream = root / "hubert_tiny_random.pt"
     assert make_random_upstream.main(["--name", "hubert", "--out", str(upstream)]) == 0
@@ -69,8 +82,13 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def run_pipeline(config: Path, data: Path, exp: Path, hash_seed: str) -> None:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", RUN, str(config), str(data), str(exp)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN, str(config), str(data), str(exp)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-6000:]
 
 

@@ -75,9 +75,12 @@ def test_builtin_objectives_in_order() -> None:
 
 def test_unknown_head_kind_is_a_config_error() -> None:
     from asdlib.config import TrainConfig
+
     cfg = TrainConfig()
     cfg.head.kind = "cosface"
-    with pytest.raises(ConfigError, match="head.kind: unknown head 'cosface'; known: arcface, adacos, subcluster_adacos"):
+    with pytest.raises(
+        ConfigError, match="head.kind: unknown head 'cosface'; known: arcface, adacos, subcluster_adacos"
+    ):
         OBJECTIVES.get("margin").obj.select(cfg)
 
 
@@ -87,8 +90,12 @@ def test_a_registered_toy_objective_adds_its_term(tiny_work: Path, tmp_path: Pat
     config = tmp_path / "toy.yaml"
     config.write_text(CONFIG.replace("UPSTREAM", str(tiny_work / "hubert.pt")))
     exp = tmp_path / "exp"
-    proc = subprocess.run([sys.executable, "-c", RUN, str(tmp_path / "plugins"), str(config), str(tiny_work / "data"),
-                           str(exp)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN, str(tmp_path / "plugins"), str(config), str(tiny_work / "data"), str(exp)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     record = json.loads((exp / "train_losses.json").read_text())
     assert [r["epoch"] for r in record] == [1, 2]

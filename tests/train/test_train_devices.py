@@ -38,8 +38,9 @@ def make_trainer(work: Path, exp: Path, amp: bool) -> Trainer:
 
 
 @pytest.mark.parametrize("saved_amp, resumed_amp", [(False, True), (True, False)])
-def test_resume_across_amp_switch(work: Path, tmp_path: Path, saved_amp: bool, resumed_amp: bool,
-                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_resume_across_amp_switch(
+    work: Path, tmp_path: Path, saved_amp: bool, resumed_amp: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     """A CPU (or amp: false) checkpoint resumed with AMP on, and the reverse: the disabled scaler
     saves ``{}``, which an enabled one refuses to load."""
     exp = tmp_path / "exp"
@@ -55,12 +56,21 @@ def test_resume_across_amp_switch(work: Path, tmp_path: Path, saved_amp: bool, r
         assert "AMP loss scale starts afresh" in caplog.text
 
 
-@pytest.mark.parametrize("requested, cuda, expected", [
-    ("cpu", True, "cpu"), ("cpu", False, "cpu"), ("cuda", True, "cuda"), ("cuda:1", True, "cuda:1"),
-    ("auto", True, "cuda"), ("auto", False, "cpu")])
+@pytest.mark.parametrize(
+    "requested, cuda, expected",
+    [
+        ("cpu", True, "cpu"),
+        ("cpu", False, "cpu"),
+        ("cuda", True, "cuda"),
+        ("cuda:1", True, "cuda:1"),
+        ("auto", True, "cuda"),
+        ("auto", False, "cpu"),
+    ],
+)
 def test_resolve_device(monkeypatch: pytest.MonkeyPatch, requested: str, cuda: bool, expected: str) -> None:
     """``cpu`` stays CPU where a GPU is visible; only ``auto`` picks CUDA on its own."""
     from asdlib.utils import resolve_device
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert resolve_device(requested) == expected
 
@@ -68,6 +78,7 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch, requested: str, cuda: b
 @pytest.mark.parametrize("requested", ["cuda", "cuda:0", "gpu", "cuda:x"])
 def test_resolve_device_rejects(monkeypatch: pytest.MonkeyPatch, requested: str) -> None:
     from asdlib.utils import resolve_device
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match=f"--device {requested}"):
         resolve_device(requested)
@@ -77,6 +88,7 @@ def test_resolve_device_rejects(monkeypatch: pytest.MonkeyPatch, requested: str)
 def test_cli_device_defaults_to_cpu(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
     """A visible GPU must not change the default: the recipe's ``--ngpu 0`` means CPU."""
     import importlib
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     parser = importlib.import_module(module).get_parser()
     assert parser.get_default("device") == "cpu"
@@ -84,6 +96,7 @@ def test_cli_device_defaults_to_cpu(monkeypatch: pytest.MonkeyPatch, module: str
 
 def test_process_device_and_backend() -> None:
     from asdlib.train.trainer import ddp_backend, process_device
+
     assert process_device("cpu", 2, 1) == "cpu" and ddp_backend("cpu") == "gloo"
     assert process_device("cuda", 2, 1) == "cuda:1" and ddp_backend("cuda") == "nccl"
     assert process_device("cuda", 1, 0) == "cuda"
@@ -96,10 +109,18 @@ echo "$*" >> "$(dirname "$0")/calls.txt"
 """
 
 
-@pytest.mark.parametrize("opts, device, gpu, extract_gpu", [
-    ([], "cpu", 0, 0), (["--nproc", "2"], "cpu", 0, 0), (["--ngpu", "1"], "cuda", 1, 1), (["--ngpu", "2"], "cuda", 2, 1)])
-def test_recipe_passes_the_device_from_ngpu(tmp_path: Path, opts: list[str], device: str, gpu: int,
-                                         extract_gpu: int) -> None:
+@pytest.mark.parametrize(
+    "opts, device, gpu, extract_gpu",
+    [
+        ([], "cpu", 0, 0),
+        (["--nproc", "2"], "cpu", 0, 0),
+        (["--ngpu", "1"], "cuda", 1, 1),
+        (["--ngpu", "2"], "cuda", 2, 1),
+    ],
+)
+def test_recipe_passes_the_device_from_ngpu(
+    tmp_path: Path, opts: list[str], device: str, gpu: int, extract_gpu: int
+) -> None:
     """Stages 3 and 4 through a launcher that only records its calls: ``--device`` follows
     ``--ngpu``, and the extraction jobs ask the launcher for a GPU when there is one."""
     repo = Path(__file__).resolve().parents[2]
@@ -111,23 +132,43 @@ def test_recipe_passes_the_device_from_ngpu(tmp_path: Path, opts: list[str], dev
     fake = recipe / "fake_cmd.sh"
     fake.write_text(FAKE_CMD)
     fake.chmod(0o755)
-    (recipe / "cmd.sh").write_text(f'export train_cmd={fake} extract_cmd={fake} score_cmd={fake}\n')
+    (recipe / "cmd.sh").write_text(f"export train_cmd={fake} extract_cmd={fake} score_cmd={fake}\n")
     (recipe / "data" / "dev_train").mkdir(parents=True)
     (recipe / "data" / "dev_train" / "wav.scp").write_text("a /x/a.wav\nb /x/b.wav\n")
     (recipe / "conf").mkdir()
     (recipe / "conf" / "train.yaml").write_text("embedder: logmel\n")  # no upstream file to check before stage 3
     (recipe / "exp" / "train").mkdir(parents=True)  # what the (fake) training would leave for stage 4's checks
     (recipe / "exp" / "train" / "config.yaml").write_text("embedder: logmel\n")
-    proc = subprocess.run(["./asd.sh", "--stage", "3", "--stop_stage", "4", "--nj", "1", "--train_sets", "dev_train",
-                    "--test_sets", "", *opts], cwd=recipe, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            "./asd.sh",
+            "--stage",
+            "3",
+            "--stop_stage",
+            "4",
+            "--nj",
+            "1",
+            "--train_sets",
+            "dev_train",
+            "--test_sets",
+            "",
+            *opts,
+        ],
+        cwd=recipe,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # stage 4 then fails in the merge (the fake launcher wrote no embeddings); the calls are recorded
     assert (recipe / "calls.txt").is_file(), proc.stderr[-3000:]
     train_call, extract_call = (recipe / "calls.txt").read_text().splitlines()
     assert train_call.startswith(f"--gpu {gpu} ") and f"--device {device}" in train_call
     assert extract_call.startswith(f"--gpu {extract_gpu} JOB=1:1 ")
-    assert extract_call.endswith(f"--device {device} --keys exp/train/embed/dev_train/split1/keys.JOB "
-                                 f"--out_ark exp/train/embed/dev_train/split1/embeddings.JOB.ark "
-                                 f"--out_scp exp/train/embed/dev_train/split1/embeddings.JOB.scp")
+    assert extract_call.endswith(
+        f"--device {device} --keys exp/train/embed/dev_train/split1/keys.JOB "
+        f"--out_ark exp/train/embed/dev_train/split1/embeddings.JOB.ark "
+        f"--out_scp exp/train/embed/dev_train/split1/embeddings.JOB.scp"
+    )
 
 
 def test_lr_schedule_waits_for_a_step_that_amp_skipped(work: Path, tmp_path: Path) -> None:
