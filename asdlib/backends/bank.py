@@ -81,7 +81,7 @@ def check_packable(cfg: BackendConfig) -> None:
     others = cfg.exp_dirs
     if others:
         raise BackendError(
-            f"backend.fusion has members on other experiments' embeddings ({', '.join(others)}), "
+            f"backend.conf.members of the fusion read other experiments' embeddings ({', '.join(others)}), "
             f"which a packed model cannot compute for new recordings; stop before stage 7 "
             f"(--stop_stage 6) or fuse members of this experiment only"
         )
