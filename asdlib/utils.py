@@ -82,25 +82,3 @@ def str2bool(value: str) -> bool:
     if value.lower() in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
-
-
-def resolve_device(requested: str) -> str:
-    """The torch device for a CLI's ``--device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
-
-    Why: the recipe derives the device from ``--ngpu``, so ``cpu`` must stay CPU even where a GPU
-    is visible, and ``cuda`` without a visible GPU must fail instead of silently running on CPU.
-    Only ``auto`` (for hand-run commands) picks CUDA when it is available.
-    """
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cpu":
-        return "cpu"
-    if requested == "cuda" or (requested.startswith("cuda:") and requested[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"--device {requested}: no CUDA GPU is visible here (use --device cpu; in a recipe, --ngpu 0)"
-            )
-        return requested
-    raise ValueError(f"--device {requested}: expected cpu, cuda, cuda:N or auto")

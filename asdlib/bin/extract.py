@@ -14,9 +14,10 @@ from tqdm import tqdm
 
 from asdlib.data.datadir import read_data_dir, select_keys
 from asdlib.data.dataset import ClipDataset, collate
+from asdlib.devices import resolve_device
 from asdlib.io.ark import write_vectors
 from asdlib.models.loading import load_trained
-from asdlib.utils import resolve_device, run_main, seed_everything, setup_logging
+from asdlib.utils import run_main, seed_everything, setup_logging
 
 log = logging.getLogger(__name__)
 

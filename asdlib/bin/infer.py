@@ -36,8 +36,9 @@ from asdlib.data.audio import AudioError, load_wav
 from asdlib.data.custom import AUDIO_SUFFIXES
 from asdlib.data.datadir import Utt, make_utt_id
 from asdlib.data.windows import aggregate, window_bounds
+from asdlib.devices import resolve_device
 from asdlib.io.atomic import atomic_write_text
-from asdlib.utils import resolve_device, run_main, setup_logging
+from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
 COLUMNS = ("file", "kind", "machine", "section", "start", "end", "score", "threshold", "decision")

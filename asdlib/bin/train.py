@@ -10,11 +10,12 @@ from pathlib import Path
 import torch
 
 from asdlib.config import load_train_config
+from asdlib.devices import resolve_device
 from asdlib.io.atomic import atomic_write
 from asdlib.io.config import dump_config
 from asdlib.models.asd_model import build_model, trainable_state
 from asdlib.train.trainer import Trainer, load_train_data
-from asdlib.utils import resolve_device, run_main, setup_logging, str2bool
+from asdlib.utils import run_main, setup_logging, str2bool
 
 log = logging.getLogger(__name__)
 

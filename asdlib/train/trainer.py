@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -35,6 +36,7 @@ from asdlib.config import OptimConfig, TrainConfig
 from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.data.dataset import BalancedSampler, Batch, ClipDataset, collate
 from asdlib.data.labels import read_labels
+from asdlib.devices import sm
 from asdlib.io.atomic import atomic_write, atomic_write_text
 from asdlib.io.config import dump_config
 from asdlib.models.asd_model import (
@@ -96,28 +98,58 @@ def ddp_backend(device_type: str) -> str:
     return "nccl" if device_type == "cuda" else "gloo"
 
 
-def process_device(device: str, world_size: int, local_rank: int) -> str:
-    """This process's device: under DDP each CUDA rank takes GPU ``LOCAL_RANK``; CPU stays CPU."""
-    if device.startswith("cuda") and world_size > 1:
-        return f"cuda:{local_rank}"
-    return device
+def process_device(device: str, world_size: int, local_rank: int, local_world_size: int = 1) -> str:
+    """This process's device: under DDP each CUDA rank takes GPU ``LOCAL_RANK``; CPU stays CPU.
+
+    Why check the count: with fewer visible GPUs than ``--ngpu`` the surplus ranks would fail
+    deep inside NCCL or CUDA with "invalid device ordinal"."""
+    if not (device.startswith("cuda") and world_size > 1):
+        return device
+    count = torch.cuda.device_count()
+    if local_world_size > count:
+        raise ValueError(
+            f"--ngpu {local_world_size}: only {count} GPU(s) are visible to this job "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); lower --ngpu or make "
+            "more GPUs visible"
+        )
+    return f"cuda:{local_rank}"
+
+
+BF16 = Literal["native", "emulated", "unsupported"]
+
+
+def bf16_decision(device_type: str, capability: tuple[int, int] | None, native: bool) -> BF16:
+    """What ``optim.amp_dtype: bfloat16`` does on a device: ``native`` runs it; ``emulated`` (CPUs
+    without AVX512-BF16/AMX) runs it slowly with a warning; ``unsupported`` is CUDA below sm_80,
+    where torch emulates bf16 through float32 at fp32 speed and some kernels lack it altogether."""
+    if native and (device_type != "cuda" or capability is None or capability >= (8, 0)):
+        return "native"
+    return "unsupported" if device_type == "cuda" else "emulated"
 
 
 def bf16_native(device: torch.device) -> bool:
-    """Whether the hardware computes bfloat16 natively (CPU: AVX512-BF16/AMX via oneDNN; CUDA: Ampere or newer)."""
+    """Whether the hardware computes bfloat16 natively (CPU: AVX512-BF16/AMX via oneDNN; CUDA: sm_80 or newer)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        with torch.cuda.device(device):
+            return torch.cuda.is_bf16_supported(including_emulation=False)
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def autocast_dtype(optim: OptimConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of training, None for float32: ``amp_dtype: float16`` only on CUDA (old
-    configs' ``amp: true`` keeps meaning this), ``bfloat16`` on CUDA and CPU."""
+    configs' ``amp: true`` keeps meaning this), ``bfloat16`` on CUDA from sm_80 and on CPU."""
     if not optim.amp or (optim.amp_dtype == "float16" and device.type != "cuda"):
         return None
     if optim.amp_dtype == "float16":
         return torch.float16
-    if not bf16_native(device):
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    decision = bf16_decision(device.type, capability, bf16_native(device))
+    if decision == "unsupported":
+        raise ValueError(
+            f"optim.amp_dtype bfloat16: {device} is {sm(capability or (0, 0))}, without native bfloat16 (needs "
+            "sm_80, Ampere or newer); set optim.amp_dtype: float16"
+        )
+    if decision == "emulated":
         log.warning("optim.amp_dtype bfloat16: %s has no native bfloat16 support; it runs emulated and slowly", device)
     return torch.bfloat16
 
@@ -129,11 +161,20 @@ class Trainer:
         self.cfg, self.exp_dir = cfg, exp_dir
         self.rank = int(os.environ.get("RANK", "0"))
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.device = torch.device(process_device(device, self.world_size, int(os.environ.get("LOCAL_RANK", "0"))))
+        self.device = torch.device(
+            process_device(
+                device,
+                self.world_size,
+                int(os.environ.get("LOCAL_RANK", "0")),
+                int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+            )
+        )
         if self.device.type == "cuda" and self.device.index is not None:
             torch.cuda.set_device(self.device)  # before NCCL starts, else every rank's context lands on GPU 0
         if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group(ddp_backend(self.device.type))
+            # device_id binds NCCL's communicator to this rank's GPU at once (no guessing, no barrier on GPU 0)
+            device_id = self.device if self.device.type == "cuda" else None
+            dist.init_process_group(ddp_backend(self.device.type), device_id=device_id)
         if cfg.optim.batch_size % self.world_size:
             raise ValueError(
                 f"optim.batch_size {cfg.optim.batch_size} must be divisible by the number of processes {self.world_size}"
@@ -261,7 +302,9 @@ class Trainer:
             return
         path = self.ckpt_dir / latest.read_text().strip()
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+            # on CPU first: load_state_dict copies each tensor to its parameter's device, and AdamW's
+            # step counters stay on CPU as in an uninterrupted run
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
             raise CheckpointError(
                 f"{path}: unreadable checkpoint ({e}); delete it and point {latest} at the previous epoch"

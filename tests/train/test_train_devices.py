@@ -69,15 +69,19 @@ def test_resume_across_amp_switch(
 )
 def test_resolve_device(monkeypatch: pytest.MonkeyPatch, requested: str, cuda: bool, expected: str) -> None:
     """``cpu`` stays CPU where a GPU is visible; only ``auto`` picks CUDA on its own."""
-    from asdlib.utils import resolve_device
+    from asdlib import devices
+    from asdlib.devices import CudaState, Gpu, resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    gpus = (Gpu(0, "H100", (9, 0)), Gpu(1, "H100", (9, 0)))
+    monkeypatch.setattr(devices, "probe", lambda: CudaState("2.11.0", "13.0", ("sm_90",), None, gpus, 2))
     assert resolve_device(requested) == expected
 
 
 @pytest.mark.parametrize("requested", ["cuda", "cuda:0", "gpu", "cuda:x"])
 def test_resolve_device_rejects(monkeypatch: pytest.MonkeyPatch, requested: str) -> None:
-    from asdlib.utils import resolve_device
+    from asdlib.devices import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match=f"--device {requested}"):
@@ -94,12 +98,106 @@ def test_cli_device_defaults_to_cpu(monkeypatch: pytest.MonkeyPatch, module: str
     assert parser.get_default("device") == "cpu"
 
 
-def test_process_device_and_backend() -> None:
+def test_process_device_and_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     from asdlib.train.trainer import ddp_backend, process_device
 
-    assert process_device("cpu", 2, 1) == "cpu" and ddp_backend("cpu") == "gloo"
-    assert process_device("cuda", 2, 1) == "cuda:1" and ddp_backend("cuda") == "nccl"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert process_device("cpu", 2, 1, 2) == "cpu" and ddp_backend("cpu") == "gloo"
+    assert process_device("cuda", 2, 1, 2) == "cuda:1" and ddp_backend("cuda") == "nccl"
     assert process_device("cuda", 1, 0) == "cuda"
+
+
+def test_ngpu_beyond_the_visible_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--ngpu 4`` where CUDA_VISIBLE_DEVICES shows 2: one line naming both, not "invalid device ordinal"."""
+    from asdlib.train.trainer import process_device
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(ValueError, match=r"^--ngpu 4: only 2 GPU\(s\) are visible .*CUDA_VISIBLE_DEVICES=0,1") as err:
+        process_device("cuda", 4, 0, 4)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "device_type, capability, native, expected",
+    [
+        ("cuda", (9, 0), True, "native"),
+        ("cuda", (8, 0), True, "native"),
+        ("cuda", (7, 5), False, "unsupported"),  # T4: torch would emulate bf16 through float32
+        ("cuda", (7, 0), False, "unsupported"),
+        ("cpu", None, True, "native"),
+        ("cpu", None, False, "emulated"),
+    ],
+)
+def test_bf16_decision(device_type: str, capability: tuple[int, int] | None, native: bool, expected: str) -> None:
+    from asdlib.train.trainer import bf16_decision
+
+    assert bf16_decision(device_type, capability, native) == expected
+
+
+def test_bf16_below_sm80_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asdlib.config import OptimConfig
+    from asdlib.train import trainer
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(trainer, "bf16_native", lambda device: False)
+    with pytest.raises(
+        ValueError, match=r"^optim.amp_dtype bfloat16: cuda:0 is sm_75, .*set optim.amp_dtype: float16$"
+    ):
+        trainer.autocast_dtype(OptimConfig(amp=True, amp_dtype="bfloat16"), torch.device("cuda", 0))
+
+
+def test_ddp_binds_the_rank_to_its_gpu(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA rank passes ``device_id=cuda:<LOCAL_RANK>`` to init_process_group (checked before any GPU use)."""
+    from asdlib.train import trainer
+
+    calls: list[tuple[tuple, dict]] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_init(*args: object, **kwargs: object) -> None:
+        calls.append((args, kwargs))
+        raise Stop
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(trainer.dist, "init_process_group", fake_init)
+    with pytest.raises(Stop):
+        Trainer(load_train_config(work / "train.yaml"), tmp_path / "exp", work / "data", "cuda")
+    assert calls == [(("nccl",), {"device_id": torch.device("cuda", 1)})]
+
+
+def test_resume_loads_on_cpu_first(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint is read with ``map_location="cpu"``; load_state_dict places the tensors, and the
+    resumed optimiser state equals the saved one bit for bit (AdamW's ``step`` stays on CPU)."""
+    from asdlib.train import trainer
+
+    exp = tmp_path / "exp"
+    first = make_trainer(work, exp, amp=False)
+    first.train_epoch()
+    first.epoch = 1
+    first.save_checkpoint()
+    seen: list[tuple[object, object]] = []
+    real_load = torch.load
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append((args[0], kwargs.get("map_location")))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.torch, "load", spy)
+    second = make_trainer(work, exp, amp=False)
+    second.resume()
+    assert [where for path, where in seen if "checkpoints" in str(path)] == ["cpu"]
+    saved, resumed = first.optimizer.state_dict()["state"], second.optimizer.state_dict()["state"]
+    assert saved.keys() == resumed.keys() and saved
+    for key, entry in saved.items():
+        for name, value in entry.items():
+            assert torch.equal(value, resumed[key][name]) and value.dtype == resumed[key][name].dtype
+            assert resumed[key][name].device.type == "cpu"
 
 
 FAKE_CMD = """\
