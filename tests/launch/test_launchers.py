@@ -154,6 +154,30 @@ def test_resource_options_are_accepted_locally(tmp_path):
     assert "# Accounting: time=0 threads=2" in (tmp_path / "log" / "g.log").read_text()
 
 
+def test_gpu_slots():
+    from asdlib.launch.local import gpu_slots
+
+    assert gpu_slots(["0", "1", "2"], 1) == ["0", "1", "2"]
+    assert gpu_slots(["4", "5", "6", "7", "8"], 2) == ["4,5", "6,7"]  # the odd one out stays idle
+    with pytest.raises(LaunchError, match=r"^--gpu 3: only 2 GPU\(s\) are visible .*CUDA_VISIBLE_DEVICES"):
+        gpu_slots(["0", "1"], 3)
+
+
+def test_local_gpu_jobs_get_their_own_gpu(tmp_path):
+    """Five one-GPU jobs on two visible GPUs: two at a time, each alone on its CUDA_VISIBLE_DEVICES
+    entry (a job finding its GPU's busy marker fails), and the mapping in the launcher's log."""
+    job = "mkdir busy.$CUDA_VISIBLE_DEVICES && echo $CUDA_VISIBLE_DEVICES > gpu.JOB && sleep 0.3 && rmdir busy.$CUDA_VISIBLE_DEVICES"
+    env = {**ENV, "CUDA_VISIBLE_DEVICES": "3,5"}
+    proc = sh(tmp_path, "local.sh", "--gpu", "1", "--max_jobs_run", "8", "JOB=1:5", "log/g.JOB.log", job, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert {(tmp_path / f"gpu.{i}").read_text().strip() for i in range(1, 6)} == {"3", "5"}
+    assert proc.stderr.count("on CUDA_VISIBLE_DEVICES=") == 5
+    proc = sh(tmp_path, "local.sh", "--gpu", "2", "log/two.log", "echo $CUDA_VISIBLE_DEVICES", env=env)
+    assert proc.returncode == 0 and (tmp_path / "log" / "two.log").read_text().count("\n3,5\n") == 1
+    proc = sh(tmp_path, "local.sh", "--gpu", "4", "log/four.log", "true", env=env)
+    assert proc.returncode == 2 and "--gpu 4: only 2 GPU(s) are visible (CUDA_VISIBLE_DEVICES=3,5)" in proc.stderr
+
+
 def test_failed_job_is_reported_with_its_log(tmp_path):
     proc = sh(tmp_path, "local.sh", "JOB=1:3", "log/f.JOB.log", "echo output of JOB; exit $((JOB == 1 ? 0 : JOB - 1))")
     assert proc.returncode == 1
