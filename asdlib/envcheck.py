@@ -5,11 +5,17 @@ pip can resolve a torch/torchaudio pair that installs but does not load together
 torchaudio`` may still succeed, and the failure then surfaces deep inside a recipe. This check
 loads torchaudio's compiled extension, runs the torchaudio functions asdlib uses, and imports
 s3prl through asdlib's shim, so that ``make -C tools`` and the test suite fail at once instead.
+
+It also prints the torch build's CUDA runtime and architectures against this machine's NVIDIA
+driver and GPUs, with a ``GPU WARNING:`` line for each GPU the build cannot run on (docs/gpu.md):
+warnings, not failures, since a login node without GPUs still runs the CPU stages.
 """
 
 from __future__ import annotations
 
 import sys
+
+from asdlib.devices import CudaState, probe, problems, sm
 
 FIX = "rebuild the environment from the lock: make -C tools clean && make -C tools"
 
@@ -62,14 +68,33 @@ def check() -> dict[str, str]:
     }
 
 
+def gpu_lines(state: CudaState) -> list[str]:
+    """The torch build, the driver and each GPU, then a ``GPU WARNING:`` line per reason it will not run."""
+    build = (
+        f"CUDA runtime {state.cuda}, architectures {' '.join(state.arch_list) or '(none)'}"
+        if state.cuda
+        else "CPU only"
+    )
+    lines = [
+        f"torch build: {state.torch_version} ({build})",
+        f"NVIDIA driver: {state.driver or 'unknown (no nvidia-smi here)'}",
+    ]
+    lines += [f"GPU {g.index}: {g.name}, compute capability {sm(g.capability)}" for g in state.gpus]
+    lines.append(f"GPUs torch can use: {state.usable}")
+    if state.gpus or state.driver:  # a machine without NVIDIA hardware has nothing to warn about
+        lines += [f"GPU WARNING: {p}" for p in problems(state)]
+    return lines
+
+
 def main() -> None:
-    """Print the versions on success; one ``ERROR:`` line and exit code 1 on failure."""
+    """Print the versions and the GPU report on success; one ``ERROR:`` line and exit code 1 on failure."""
     try:
         versions = check()
     except EnvironmentCheckError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         sys.exit(1)
     print("asdlib environment OK: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print("\n".join(gpu_lines(probe())))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "tools" / "requirements.lock"
 
@@ -108,3 +111,51 @@ def test_setup_ranges_exclude_the_broken_pair():
     text = (REPO / "setup.py").read_text(encoding="utf-8")
     assert '"torch>=2.11,<2.12"' in text
     assert '"torchaudio>=2.11.0,!=2.11.1,<2.12"' in text
+
+
+def test_envcheck_reports_a_driver_too_old_for_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 535 driver under the CUDA 13.0 build: torch sees no GPU, nvidia-smi still lists it."""
+    from asdlib import devices, envcheck
+
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch._C, "_cuda_getArchFlags", lambda: "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(
+        devices, "nvidia_smi", lambda: ("535.183.01", (devices.Gpu(0, "NVIDIA A100-SXM4-80GB", (8, 0)),))
+    )
+    lines = envcheck.gpu_lines(devices.probe())
+    assert "torch build: " in lines[0] and "CUDA runtime 13.0, architectures sm_75 sm_80" in lines[0]
+    assert "NVIDIA driver: 535.183.01" in lines
+    assert "GPU 0: NVIDIA A100-SXM4-80GB, compute capability sm_80" in lines
+    assert "GPUs torch can use: 0" in lines
+    [warning] = [line for line in lines if line.startswith("GPU WARNING:")]
+    assert "driver 535.183.01 is older than 580.65.06" in warning and "TORCH_INDEX_URL=" in warning
+
+
+def test_envcheck_reports_a_gpu_outside_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A V100 under the CUDA 13.0 build: torch sees it, but the build has no sm_70 code."""
+    from asdlib import devices, envcheck
+
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch._C, "_cuda_getArchFlags", lambda: "sm_75 sm_80 sm_90", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: "Tesla V100-SXM2-32GB")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: (7, 0))
+    monkeypatch.setattr(devices, "nvidia_smi", lambda: ("580.82.07", ()))
+    lines = envcheck.gpu_lines(devices.probe())
+    assert "GPU 0: Tesla V100-SXM2-32GB, compute capability sm_70" in lines and "GPUs torch can use: 1" in lines
+    [warning] = [line for line in lines if line.startswith("GPU WARNING:")]
+    assert (
+        "(Tesla V100-SXM2-32GB, sm_70) is not among the architectures of this torch build (sm_75 sm_80 sm_90)"
+        in warning
+    )
+
+
+def test_envcheck_on_a_machine_without_nvidia_hardware_warns_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from asdlib import devices, envcheck
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "nvidia_smi", lambda: (None, ()))
+    lines = envcheck.gpu_lines(devices.probe())
+    assert "NVIDIA driver: unknown (no nvidia-smi here)" in lines and not [x for x in lines if "WARNING" in x]
