@@ -13,7 +13,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-LOCK = REPO / "tools" / "requirements.lock"
+STAMP = REPO / "tools" / "venv" / ".installed"
+# the lock tools/venv was installed from (another torch build's: tools/requirements-<tag>.lock)
+LOCK = REPO / "tools" / ((STAMP.read_text().strip() if STAMP.is_file() else "") or "requirements.lock")
 
 
 def _norm(name: str) -> str:
@@ -61,7 +63,7 @@ def test_venv_equals_lock():
         f"tests must run in tools/venv, not {sys.prefix}"
     )
     diffs = lock_differences(read_lock(LOCK), installed())
-    assert not diffs, "tools/venv differs from tools/requirements.lock:\n" + "\n".join(diffs)
+    assert not diffs, f"tools/venv differs from tools/{LOCK.name}:\n" + "\n".join(diffs)
 
 
 def test_torch_pair_is_the_locked_one():
@@ -69,8 +71,8 @@ def test_torch_pair_is_the_locked_one():
     import torchaudio
 
     lock = read_lock(LOCK)
-    assert torch.__version__.split("+")[0] == lock["torch"]
-    assert torchaudio.__version__.split("+")[0] == lock["torchaudio"]
+    assert torch.__version__.split("+")[0] == lock["torch"].split("+")[0]
+    assert torchaudio.__version__.split("+")[0] == lock["torchaudio"].split("+")[0]
 
 
 def _envcheck(env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -159,3 +161,39 @@ def test_envcheck_on_a_machine_without_nvidia_hardware_warns_nothing(monkeypatch
     monkeypatch.setattr(devices, "nvidia_smi", lambda: (None, ()))
     lines = envcheck.gpu_lines(devices.probe())
     assert "NVIDIA driver: unknown (no nvidia-smi here)" in lines and not [x for x in lines if "WARNING" in x]
+
+
+CU126 = "https://download.pytorch.org/whl/cu126"
+
+
+def make_n(*args: str) -> list[str]:
+    """The commands ``make -C tools`` would run (``-n``: nothing runs)."""
+    res = subprocess.run(["make", "-n", "-C", str(REPO / "tools"), *args], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+def test_make_lock_for_another_torch_build() -> None:
+    """``make lock TORCH_INDEX_URL=.../cu126`` takes the main lock's torch pair from that index alone
+    and writes requirements-cu126.lock, recording the index in it."""
+    lines = make_n("lock", f"TORCH_INDEX_URL={CU126}")
+    pins = read_lock(REPO / "tools" / "requirements.lock")
+    assert (
+        f"lock-venv/bin/python -m pip install --index-url {CU126} torch=={pins['torch']} torchaudio=={pins['torchaudio']}"
+        in lines
+    )
+    assert any(f'echo "# torch index: {CU126}"' in line for line in lines)
+    assert "mv requirements-cu126.lock.tmp requirements-cu126.lock" in lines
+
+
+def test_make_installs_another_torch_build_and_keeps_it(tmp_path: Path) -> None:
+    """The install takes the tagged lock with the build's index; a later plain ``make`` keeps both."""
+    lock = tmp_path / "requirements-cu126.lock"
+    lock.write_text(f"# torch index: {CU126}\ntorch==2.11.0+cu126\n")
+    venv = tmp_path / "venv"
+    lines = make_n(f"VENV={venv}", f"TORCH_INDEX_URL={CU126}", f"LOCK={lock}")
+    install = f"{venv}/bin/python -m pip install --constraint {lock} --extra-index-url {CU126}"
+    assert f'{install} -e "..[dev]"' in lines and f"echo {lock} > {venv}/.installed" in lines
+    venv.mkdir()
+    (venv / ".installed").write_text(f"{lock}\n")
+    assert f'{install} -e "..[dev]"' in make_n(f"VENV={venv}")
