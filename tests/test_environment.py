@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -36,8 +37,13 @@ def read_lock(path: Path) -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
+    """What is installed in the venv's site-packages, as pip freeze sees it; not everything importable
+    (setuptools, once some test has imported it, puts its vendored packages' metadata on sys.path)."""
+    paths = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
     return {
-        _norm(d.metadata["Name"]): d.version for d in metadata.distributions() if _norm(d.metadata["Name"]) != "asdlib"
+        _norm(d.metadata["Name"]): d.version
+        for d in metadata.distributions(path=paths)
+        if _norm(d.metadata["Name"]) != "asdlib"
     }
 
 

@@ -42,7 +42,7 @@ finetune: {mode: frozen}
 model: {pooling_hidden: 8, embed_dim: 16}
 specaug: {enabled: true}
 optim: {epochs: 3, batch_size: 2, warmup_steps: 1}
-data: {crop_seconds: 0.5, train_sets: [dev_train]}
+data: {crop_seconds: 0.5}
 """
 # The killed stage runs its jobs one at a time (EXTRACT_JOBS=1 or SCORE_JOBS=1), so that "job 1
 # finished, job 2 running" is a state the test can wait for. The option is not part of the

@@ -28,7 +28,7 @@ upstream: {name: hubert, path: downloads/hubert_tiny.pt}
 finetune: {mode: frozen}
 model: {pooling_hidden: 8, embed_dim: 16}
 optim: {epochs: 1, batch_size: 4, warmup_steps: 1}
-data: {crop_seconds: 0.5, train_sets: [dev_train]}
+data: {crop_seconds: 0.5}
 """
 CMD_SH = 'export train_cmd="utils/local.sh" extract_cmd="utils/local.sh" score_cmd="utils/local.sh"\n'
 ARGS = ("--train_config", "conf/tiny.yaml", "--train_sets", "dev_train", "--test_sets", "dev_test", "--nj", "1")
