@@ -9,6 +9,7 @@ import them without importing each other (docs/design.md §2).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,6 +309,25 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     logmel: LogMelConfig = field(default_factory=LogMelConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+
+
+def add_config_options(p: argparse.ArgumentParser, override_help: str = "") -> None:
+    """The two command-line sources of a training config besides its YAML, the same in every CLI that
+    loads one (asd.sh passes both): ``--override`` (``asd.sh --train_args``) and ``--train_sets``, the
+    arguments of :func:`load_train_config`."""
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override as in asd.sh --train_args, e.g. optim.lr=1e-4 (repeatable)" + override_help,
+    )
+    p.add_argument(
+        "--train_sets",
+        type=str.split,
+        metavar='"SET ..."',
+        help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set",
+    )
 
 
 def load_train_config(

@@ -93,7 +93,12 @@ class Registry(Generic[T]):
         return (*self.modules, *(n for n in self._entries if n not in self.modules))
 
     def __contains__(self, name: object) -> bool:
-        return name in self.names()
+        """Whether ``name`` is registered, importing only its own module (or the plug-ins) to tell."""
+        try:
+            self.get(str(name))
+        except RegistryError:
+            return False
+        return True
 
     def settings(self, name: str, conf: Any, where: str) -> Any:
         """``conf`` (a mapping, None or already the settings object) as ``name``'s settings dataclass."""

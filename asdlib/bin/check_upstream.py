@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from asdlib.config import load_train_config
+from asdlib.config import add_config_options, load_train_config
 from asdlib.io.atomic import atomic_write_text
 from asdlib.models.upstream_files import fetch_release, fingerprint, require_present
 from asdlib.utils import run_main, setup_logging, str2bool
@@ -25,19 +25,7 @@ log = logging.getLogger(__name__)
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, required=True, help="training config (or exp/<tag>/config.yaml)")
-    p.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override as in asd.sh --train_args (repeatable)",
-    )
-    p.add_argument(
-        "--train_sets",
-        type=str.split,
-        metavar='"SET ..."',
-        help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set",
-    )
+    add_config_options(p)
     p.add_argument(
         "--download",
         type=str2bool,

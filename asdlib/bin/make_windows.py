@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from asdlib.config import load_train_config
+from asdlib.config import add_config_options, load_train_config
 from asdlib.data.datadir import SEG_FILE, read_data_dir, write_data_dir
 from asdlib.data.windows import split_utts
 from asdlib.utils import run_main, setup_logging
@@ -24,19 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dirs", nargs="+", type=Path)
     p.add_argument("--config", type=Path, required=True, help="training YAML: data.window_* settings")
-    p.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override as in --train_args (repeatable)",
-    )
-    p.add_argument(
-        "--train_sets",
-        type=str.split,
-        metavar='"SET ..."',
-        help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set",
-    )
+    add_config_options(p)
     p.add_argument("--verbose", type=int, default=1)
     return p
 

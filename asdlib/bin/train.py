@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from asdlib.config import load_train_config
+from asdlib.config import add_config_options, load_train_config
 from asdlib.devices import resolve_device
 from asdlib.io.atomic import atomic_write
 from asdlib.io.config import dump_config
@@ -25,19 +25,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, required=True, help="training YAML (conf/train.yaml, conf/tuning/*.yaml)")
     p.add_argument("--data_root", type=Path, default=Path("data"), help="directory holding the data/<set> dirs")
     p.add_argument("--exp_dir", type=Path, required=True, help="experiment directory exp/<tag>")
-    p.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config change, e.g. optim.lr=1e-4 (repeatable; asd.sh --train_args); recorded in exp_dir/config.yaml",
-    )
-    p.add_argument(
-        "--train_sets",
-        type=str.split,
-        metavar='"SET ..."',
-        help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set",
-    )
+    add_config_options(p, "; recorded in exp_dir/config.yaml")
     p.add_argument("--resume", type=str2bool, default=True, help="continue from the last checkpoint if any")
     p.add_argument(
         "--device",

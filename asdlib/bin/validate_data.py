@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from asdlib.config import DataConfig, UpstreamConfig, load_train_config
+from asdlib.config import DataConfig, UpstreamConfig, add_config_options, load_train_config
 from asdlib.data.validate import BAD_LIST, AudioSpec, validate_data_dir
 from asdlib.io.config import ConfigError
 from asdlib.models.upstream import upstream_min_samples
@@ -35,19 +35,7 @@ def get_parser() -> argparse.ArgumentParser:
         type=lambda v: v if v == "mean" else int(v),
         help="channel of multi-channel files, or mean (default: config; none = mono required)",
     )
-    p.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override as in asd.sh --train_args (repeatable)",
-    )
-    p.add_argument(
-        "--train_sets",
-        type=str.split,
-        metavar='"SET ..."',
-        help="asd.sh --train_sets (space-separated): data.train_sets, which the YAML must not set",
-    )
+    add_config_options(p)
     p.add_argument(
         "--skip_bad",
         type=str2bool,

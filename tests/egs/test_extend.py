@@ -151,16 +151,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_recipe(tmp_path: Path, corpus: Path, plugin: str, code: str, config: str) -> Path:
     """egs/mini mirrored into ``tmp_path`` with the plug-in module on PYTHONPATH; stages 1-6 of ``config``."""
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / f"{plugin}.py").write_text(code)
+    env = {**plugin_env(tmp_path, plugin, code), "MINI": str(corpus)}
     recipe = mirror_recipe(REPO / "egs" / "mini", tmp_path / "egs" / "mini")
     (recipe / "conf" / "tuning" / "toy.yaml").write_text(config)
-    env = {
-        **os.environ,
-        "MINI": str(corpus),
-        "ASDLIB_PLUGINS": plugin,
-        "PYTHONPATH": f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}",
-    }
     if plugin == "toy_upstream":
         (recipe / "downloads").mkdir()
         subprocess.run(
@@ -168,8 +161,22 @@ def run_recipe(tmp_path: Path, corpus: Path, plugin: str, code: str, config: str
             check=True,
             env=env,
         )
+    return run_stages(recipe, env)
+
+
+def plugin_env(tmp_path: Path, module: str, code: str) -> dict[str, str]:
+    """The environment of a process that has plug-in ``module`` (source ``code``, written under
+    ``tmp_path/plugins``) on its PYTHONPATH and named in ASDLIB_PLUGINS."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / f"{module}.py").write_text(code)
+    pythonpath = f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}"
+    return {**os.environ, "ASDLIB_PLUGINS": module, "PYTHONPATH": pythonpath}
+
+
+def run_stages(recipe: Path, env: dict[str, str], *args: str) -> Path:
+    """Stages 1-6 of the recipe's conf/tuning/toy.yaml; its experiment directory."""
     proc = subprocess.run(
-        ["./run.sh", "--train_config", "conf/tuning/toy.yaml", "--stop_stage", "6"],
+        ["./run.sh", "--train_config", "conf/tuning/toy.yaml", "--stop_stage", "6", *args],
         cwd=recipe,
         capture_output=True,
         text=True,
@@ -237,13 +244,7 @@ register_year(dataclasses.replace(get_year(2025), year=2027, description="a year
 def test_add_a_year(tmp_path: Path) -> None:
     """One row (a plug-in's register_year), setup.sh, and the recipe runs stages 1-6 on a synthetic corpus
     in that year's format."""
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "year_2027.py").write_text(YEAR_PLUGIN)
-    env = {
-        **os.environ,
-        "ASDLIB_PLUGINS": "year_2027",
-        "PYTHONPATH": f"{tmp_path / 'plugins'}:{os.environ.get('PYTHONPATH', '')}",
-    }
+    env = plugin_env(tmp_path, "year_2027", YEAR_PLUGIN)
     corpus, recipe = tmp_path / "corpus", tmp_path / "egs" / "dcase2027"
     subprocess.run(
         [
@@ -265,16 +266,7 @@ def test_add_a_year(tmp_path: Path) -> None:
     )
     (recipe / "conf" / "tuning").mkdir()
     (recipe / "conf" / "tuning" / "toy.yaml").write_text("embedder: logmel\nbackend: {kind: knn}\n")
-    proc = subprocess.run(
-        ["./run.sh", "--train_config", "conf/tuning/toy.yaml", "--stop_stage", "6", "--nj", "1"],
-        cwd=recipe,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**env, "DCASE2027": str(corpus)},
-    )
-    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    exp = recipe / "exp" / "toy"
+    exp = run_stages(recipe, {**env, "DCASE2027": str(corpus)}, "--nj", "1")
     result = check_scored(exp, recipe / "data")
     assert result["metric"].startswith("dcase2022-2025")  # the scoring rule the row inherits
     machines = {u.machine for u in read_data_dir(recipe / "data" / "eval_test")}
