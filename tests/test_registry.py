@@ -21,7 +21,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_builtin_names_in_table_order():
-    assert BACKENDS.names() == ("knn", "knn_smote", "kmeans", "knn_rescaled", "mahalanobis", "fusion")
+    assert BACKENDS.names() == (
+        "knn",
+        "knn_smote",
+        "kmeans",
+        "knn_rescaled",
+        "knn_zscore",
+        "knn_centred",
+        "knn_memmixup",
+        "knn_density",
+        "mahalanobis",
+        "fusion",
+    )
     assert UPSTREAMS.names()[:2] == ("beats", "eat")
     assert "hubert" in UPSTREAMS and "hubert_base" not in UPSTREAMS
     assert HEADS.names() == ("arcface", "adacos", "subcluster_adacos")

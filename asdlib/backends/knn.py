@@ -75,12 +75,24 @@ def nearest_distances(
     """The ``min(k, len(bank))`` smallest cosine distances ``1 - q.b`` (each divided by ``scale[b]``
     when given) of every query, ascending, float64; ``exclude[i]`` (a bank row, or -1) is left out
     (as ``inf``). Inputs are float32 and L2-normalised."""
+    return nearest(queries, bank, k, exclude, scale)[0]
+
+
+def nearest(
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    k: int,
+    exclude: np.ndarray | None = None,
+    scale: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest_distances` and the bank rows they belong to (int64, same shape)."""
     n = bank.shape[0]
     kk = min(k, n)
     out = np.empty((queries.shape[0], kk))
+    out_idx = np.empty((queries.shape[0], kk), dtype=np.int64)
     chunks = [(s, bank[s : s + BANK_CHUNK].T.contiguous()) for s in range(0, n, BANK_CHUNK)]
     for rows, block in row_blocks(queries, [c.shape[1] for _, c in chunks]):
-        parts = []
+        values, indices = [], []
         for start, chunk in chunks:
             sims = block @ chunk
             if exclude is not None:
@@ -88,13 +100,21 @@ def nearest_distances(
                 hit = (own >= 0) & (own < chunk.shape[1])
                 sims[torch.from_numpy(np.nonzero(hit)[0]), torch.from_numpy(own[hit])] = -torch.inf
             if scale is None:  # top-k of the similarities; 1 - s only on the k survivors
-                parts.append(1.0 - torch.topk(sims, min(kk, chunk.shape[1]), dim=1).values)
+                top = torch.topk(sims, min(kk, chunk.shape[1]), dim=1)
+                values.append(1.0 - top.values)
             else:
                 dist = (1.0 - sims) / scale[start : start + chunk.shape[1]]
-                parts.append(torch.topk(dist, min(kk, chunk.shape[1]), dim=1, largest=False).values)
-        best = parts[0] if len(parts) == 1 else torch.topk(torch.cat(parts, 1), kk, dim=1, largest=False).values
-        out[rows] = best[: len(rows)].sort(dim=1).values.double().numpy()
-    return out
+                top = torch.topk(dist, min(kk, chunk.shape[1]), dim=1, largest=False)
+                values.append(top.values)
+            indices.append(top.indices + start)
+        best, where = values[0], indices[0]
+        if len(values) > 1:
+            top = torch.topk(torch.cat(values, 1), kk, dim=1, largest=False)
+            best, where = top.values, torch.cat(indices, 1).gather(1, top.indices)
+        ordered = best.sort(dim=1)
+        out[rows] = ordered.values[: len(rows)].double().numpy()
+        out_idx[rows] = where.gather(1, ordered.indices)[: len(rows)].numpy()
+    return out, out_idx
 
 
 def mean_finite(nearest: np.ndarray) -> np.ndarray:
@@ -192,6 +212,11 @@ class KnnBackend:
                 if exclude_self:
                     pos = {u: i for i, u in enumerate(bank.ids) if u}
                     exclude = np.array([pos.get(utts[i].utt_id, -1) for i in idx])
-                per_domain.append(mean_finite(nearest_distances(query[rows], bank.emb, self.k, exclude, bank.scale)))
+                per_domain.append(self.bank_scores(bank, query[rows], exclude))
             scores[idx] = np.min(np.stack(per_domain), axis=0)
         return scores
+
+    def bank_scores(self, bank: DomainBank, query: torch.Tensor, exclude: np.ndarray | None) -> np.ndarray:
+        """One bank's score of each (L2-normalised float32) query: the mean distance to its k nearest
+        entries; ``exclude[i]``: the bank row left out for query i (-1: none)."""
+        return mean_finite(nearest_distances(query, bank.emb, self.k, exclude, bank.scale))

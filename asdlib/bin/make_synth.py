@@ -3,7 +3,9 @@
 Example: python -m asdlib.bin.make_synth --root downloads/synth --anomaly_strength 1.5
 --family b: the second sound model and domain shift (asdlib.synth.family_b), with its own default
 machines (bearing,slider,ToyCar / AirCompressor,BrushlessMotor,HoveringDrone); --family c: impulsive
-cyclic machines, the held-out family (asdlib.synth.family_c; ToyTrain / 3DPrinter,RoboticArm,ToyCircuit).
+cyclic machines, the held-out family (asdlib.synth.family_c; ToyTrain / 3DPrinter,RoboticArm,ToyCircuit);
+--family d: inverter-driven machines with DCASE's hard domain shift and proportions (990 + 10 training
+clips, 50 test clips per domain x label; asdlib.synth.family_d).
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ import sys
 import time
 from pathlib import Path
 
-from asdlib.synth import family_b, family_c
+from asdlib.synth import family_b, family_c, family_d
 from asdlib.synth.corpus import LAYOUT_YEARS, SynthConfig, generate_corpus
 from asdlib.utils import run_main, setup_logging
 
-_FAMILY_DEFAULTS = {"a": SynthConfig(), "b": family_b.default_config(), "c": family_c.default_config()}
-_MODELS = {"a": None, "b": family_b.MODEL, "c": family_c.MODEL}
+_FAMILY_DEFAULTS = {
+    "a": SynthConfig(),
+    "b": family_b.default_config(),
+    "c": family_c.default_config(),
+    "d": family_d.default_config(),
+}
+_MODELS = {"a": None, "b": family_b.MODEL, "c": family_c.MODEL, "d": family_d.MODEL}
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -35,7 +42,7 @@ def get_parser(family: str = "a") -> argparse.ArgumentParser:
         "--family",
         choices=sorted(_FAMILY_DEFAULTS),
         default=family,
-        help="sound model: a (asdlib.synth.corpus), b (asdlib.synth.family_b) or c "
+        help="sound model: a (asdlib.synth.corpus), b, c or d (asdlib.synth.family_<x>) "
         "(asdlib.synth.family_c); sets the machine defaults",
     )
     p.add_argument(

@@ -8,3 +8,6 @@ export MINI_B
 # The held-out corpus family (local/data.sh --family c, asdlib.synth.family_c).
 MINI_C="${MINI_C:-downloads/mini_c}"
 export MINI_C
+# The family with DCASE's hard domain shift (local/data.sh --family d, asdlib.synth.family_d).
+MINI_D="${MINI_D:-downloads/mini_d}"
+export MINI_D

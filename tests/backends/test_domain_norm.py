@@ -1,0 +1,117 @@
+"""The domain-wise back ends of asdlib/backends/domain_norm.py, each where it helps: constructed
+embeddings with a dense source domain, a few target clips, and a target condition that moves normal
+clips farther than the anomalies move."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_utt
+from test_backends import LABELS, D, auc, backend, unit
+
+from asdlib.backends.domain_norm import MIN_OWN_SPREAD, Calibration, _standardise
+
+
+def spread(rng: np.random.Generator, centre: np.ndarray, n: int, sd: float, dims=(1, 2, 3)) -> np.ndarray:
+    """``n`` clips around ``centre`` varying along ``dims`` (the normal variation shared by the domains)."""
+    x = np.tile(centre, (n, 1)).astype(float)
+    x[:, list(dims)] += sd * rng.standard_normal((n, len(dims)))
+    return x
+
+
+def shifted_domains(rng: np.random.Generator, n_target: int = 10) -> tuple[list[str], np.ndarray]:
+    """200 source clips around unit(0); ``n_target`` target clips around unit(5) (another microphone),
+    with the same normal variation."""
+    src, tgt = spread(rng, unit(0), 200, 0.1), spread(rng, unit(5), n_target, 0.1)
+    return ["source"] * 200 + ["target"] * n_target, np.concatenate([src, tgt])
+
+
+def source_anomalies(rng: np.random.Generator, n: int = 50, step: float = 0.08) -> np.ndarray:
+    """Subtle source-domain anomalies: normal variation plus a small step along unit(7)."""
+    return spread(rng, unit(0), n, 0.1) + step * unit(7)
+
+
+def test_zscore_ranks_target_normals_below_subtle_source_anomalies():
+    # AUC(target) as DCASE computes it: target normals against anomalies (here the source domain's).
+    rng = np.random.default_rng(0)
+    train = shifted_domains(rng)
+    test = np.concatenate([spread(rng, unit(5), 50, 0.1), source_anomalies(rng)])
+    plain, zscore = auc("knn", train, LABELS, test, "target"), auc("knn_zscore", train, LABELS, test, "target")
+    assert plain < 0.5 and zscore > 0.9
+    rank = auc("knn_zscore", train, LABELS, test, "target", conf={"statistic": "rank"})
+    assert rank > 0.9
+
+
+def test_centred_compares_target_clips_with_the_source_bank():
+    # Target anomalies are a small step off the normal variation; ten target clips cover that variation
+    # too sparsely, but centred on their domain's mean they are compared with the 200 source clips.
+    rng = np.random.default_rng(0)
+    train = shifted_domains(rng)
+    anomalies = spread(rng, unit(5), 50, 0.1) + 0.08 * unit(7)
+    test = np.concatenate([spread(rng, unit(5), 50, 0.1), anomalies])
+    zscore, centred = (
+        auc("knn_zscore", train, LABELS, test, "target"),
+        auc("knn_centred", train, LABELS, test, "target"),
+    )
+    assert zscore < 0.9 and centred > 0.97
+    assert auc("knn_centred", train, LABELS, test, "target", conf={"whiten": True}) > 0.95
+
+
+def test_memmixup_fills_the_way_from_the_target_clips_to_the_source_domain():
+    # The target condition is a continuum towards the source domain (e.g. an operating point): its
+    # normals lie between the few target clips and the source clips; the anomalies sit beside the target clips.
+    rng = np.random.default_rng(0)
+    src = unit(0) + 0.005 * rng.standard_normal((200, D))
+    tgt = unit(1) + 0.005 * rng.standard_normal((5, D))
+    train = (["source"] * 200 + ["target"] * 5, np.concatenate([src, tgt]))
+    theta = rng.uniform(np.pi / 2 - 0.12, np.pi / 2, 50)
+    normals = np.cos(theta)[:, None] * unit(0) + np.sin(theta)[:, None] * unit(1) + 0.005 * rng.standard_normal((50, D))
+    anomalies = unit(1) + 0.08 * unit(3) + 0.005 * rng.standard_normal((50, D))
+    test = np.concatenate([normals, anomalies])
+    zscore = auc("knn_zscore", train, LABELS, test, "target")
+    mixed = auc("knn_memmixup", train, LABELS, test, "target", conf={"alpha": 0.9})
+    assert zscore < 0.75 and mixed > 0.95
+
+
+def test_density_ranks_a_sparse_normal_state_below_anomalies_near_a_dense_one():
+    # Two normal operating states in one domain: a dense one and a sparse one. Anomalies leave the dense one a little.
+    rng = np.random.default_rng(0)
+    dense, sparse = spread(rng, unit(0), 150, 0.01), spread(rng, unit(5), 50, 0.15)
+    train = (["source"] * 200 + ["target"] * 3, np.concatenate([dense, sparse, spread(rng, unit(9), 3, 0.01)]))
+    test = np.concatenate([spread(rng, unit(5), 50, 0.15), spread(rng, unit(0), 50, 0.01) + 0.06 * unit(7)])
+    plain, density = auc("knn", train, LABELS, test, "source"), auc("knn_density", train, LABELS, test, "source")
+    assert plain < 0.5 and density > 0.95
+
+
+def test_rank_is_monotone_and_never_ties_outside_the_bank():
+    cal = Calibration(np.array([0.1, 0.2, 0.3, 0.4]), 0.25, 0.1)
+    d = np.array([0.0, 0.05, 0.1, 0.15, 0.4, 0.5, 0.9])
+    r = _standardise(d, cal, "rank")
+    assert np.all(np.diff(r) > 0)
+    assert r[2] == pytest.approx(0.125) and r[-1] == pytest.approx(1 + 0.5 / 0.1)
+
+
+@pytest.mark.parametrize("kind", ["knn_zscore", "knn_centred", "knn_memmixup"])
+def test_small_target_bank_borrows_the_spread_of_the_source_bank(kind):
+    # two target clips give one leave-one-out distance twice: no spread of their own
+    rng = np.random.default_rng(0)
+    names, emb = shifted_domains(rng, n_target=2)
+    utts = [make_utt("fan", "00", f"b{i}", dom) for i, dom in enumerate(names)]
+    fitted = backend(kind).fit(utts, emb)
+    source, target = fitted.banks[("fan", "00")]
+    assert len(target.calibration.loo) < MIN_OWN_SPREAD
+    assert target.calibration.sd == pytest.approx(source.calibration.sd)
+    scores = fitted.score(utts, emb, exclude_self=True)
+    assert np.all(np.isfinite(scores))
+
+
+def test_no_test_domain_or_label_is_read():
+    rng = np.random.default_rng(0)
+    names, emb = shifted_domains(rng)
+    utts = [make_utt("fan", "00", f"b{i}", dom) for i, dom in enumerate(names)]
+    test = np.concatenate([spread(rng, unit(5), 20, 0.1), source_anomalies(rng, 20)])
+    for kind in ("knn_zscore", "knn_centred", "knn_memmixup", "knn_density"):
+        fitted = backend(kind).fit(utts, emb)
+        a = fitted.score([make_utt("fan", "00", f"q{i}", "source", "normal") for i in range(40)], test)
+        b = fitted.score([make_utt("fan", "00", f"q{i}", "target", "unknown") for i in range(40)], test)
+        assert np.array_equal(a, b), kind
