@@ -39,6 +39,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from asdlib.backends.base import BackendError
 from asdlib.backends.knn import (
     DomainBank,
     KnnBackend,
@@ -52,6 +53,7 @@ from asdlib.backends.mahalanobis import MIN_OWN_COVARIANCE, _covariance, _whiten
 from asdlib.registry import BACKENDS
 
 MIN_OWN_SPREAD = 3  # clips a bank needs for a spread (sd) of its own
+MAX_MIXED = 2_000_000  # MemMixup entries per target bank (target clips x neighbours): bounds its memory
 Domains = dict[str, tuple[np.ndarray, np.ndarray]]
 Statistic = Literal["zscore", "rank", "none"]
 
@@ -234,6 +236,11 @@ class MemMixupKnnBackend(StandardisedKnnBackend):
             return banks
         src, (tgt_ids, tgt) = domains["source"][1], domains["target"]
         n = len(src) if self.neighbours == 0 else min(self.neighbours, len(src))
+        if len(tgt) * n > MAX_MIXED:
+            raise BackendError(
+                f"knn_memmixup: {len(tgt)} target x {n} source clips would add {len(tgt) * n} bank entries "
+                f"(limit {MAX_MIXED}); set backend.conf.neighbours to at most {MAX_MIXED // len(tgt)}"
+            )
         _, idx = nearest(
             torch.from_numpy(normalize(tgt).astype(np.float32)), torch.from_numpy(normalize(src).astype(np.float32)), n
         )

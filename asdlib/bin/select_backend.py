@@ -5,6 +5,11 @@ clips' mean log-mel (taken from a log-mel experiment's stage-4 embeddings, which
 ``features: logmel`` appends), and every label-free fusion of up to ``--max_members`` of them, is
 fitted on the training sets and scored with the year's official metric on ``--set``. Choose on a
 dev set and report the choice on the eval set: ranking on the set you report overfits it.
+
+With ``--family TAG=DATA_ROOT:EXP_ROOT`` (repeated), the experiments and ``--logmel_exp`` are names
+under each family's EXP_ROOT, and candidates are ranked by their worst family's official score: the
+written protocol that chose the mini's default on the dev sets of two corpus families (a default that
+wins on one family by losing on another is not chosen).
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ def get_parser() -> argparse.ArgumentParser:
         help="an experiment with embedder: logmel (stage 4 done): the log-mel stream of the candidates",
     )
     p.add_argument("--data_root", type=Path, default=Path("data"))
+    p.add_argument(
+        "--family",
+        action="append",
+        default=[],
+        metavar="TAG=DATA_ROOT:EXP_ROOT",
+        help="rank on several corpus families by the worst one (exp_dirs and --logmel_exp are then names "
+        "under each EXP_ROOT; --data_root is ignored)",
+    )
     p.add_argument("--set", required=True, help="the labelled set to rank on (a dev set, e.g. dev_test)")
     p.add_argument(
         "--year", type=int, required=True, choices=metric_years(), help="challenge year whose official metric ranks"
@@ -93,8 +106,8 @@ def _check_same_logmel(cfg: TrainConfig, exp: Path, logmel_cfg: TrainConfig, log
 
 def rank(
     exp: Path, logmel_exp: Path, data_root: Path, set_name: str, year: int, cands: list[list[Member]]
-) -> list[tuple[float, str]]:
-    """Official score of every candidate on ``set_name`` for one experiment, best first."""
+) -> list[tuple[float, float, str]]:
+    """Official score and h-mean AUC(target) of every candidate on ``set_name`` for one experiment, best first."""
     cfg, logmel_cfg = load_train_config(exp / "config.yaml"), load_train_config(logmel_exp / "config.yaml")
     _check_same_logmel(cfg, exp, logmel_cfg, logmel_exp)
 
@@ -125,8 +138,17 @@ def rank(
             c, widths = (slice(None), [n_model, n_logmel]) if bcfg.uses_logmel else (slice(0, n_model), [n_model])
         scores = make_backend(bcfg, widths).fit(train_utts, train[:, c]).score(test_utts, test[:, c])
         ev = official_score(year, scored_utts(test_utts, {u.utt_id: float(s) for u, s in zip(test_utts, scores)}))
-        out.append((ev.official_score, describe(members)))
+        out.append((ev.official_score, ev.summary.get("hmean_auc_target", float("nan")), describe(members)))
     return sorted(out, key=lambda r: -r[0])
+
+
+def parse_family(text: str) -> tuple[str, Path, Path]:
+    """``TAG=DATA_ROOT:EXP_ROOT`` -> (tag, data root, exp root)."""
+    tag, sep, roots = text.partition("=")
+    data_root, sep2, exp_root = roots.partition(":")
+    if not (sep and sep2 and tag and data_root and exp_root):
+        raise ValueError(f"--family {text!r}: expected TAG=DATA_ROOT:EXP_ROOT, e.g. d=data_d:exp_d")
+    return tag, Path(data_root), Path(exp_root)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,19 +161,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_members < 1:
         raise ValueError(f"--max_members must be >= 1, got {args.max_members}")
     cands = candidates(kinds, args.max_members)
-    rows = [
-        (score, exp.name, what)
-        for exp in args.exp_dirs
-        for score, what in rank(exp, args.logmel_exp, args.data_root, args.set, args.year, cands)
-    ]
-    rows.sort(key=lambda r: -r[0])
+    families = [parse_family(f) for f in args.family] or [("", args.data_root, Path())]
+    # per (experiment, back end): (official, AUC(target)) of each family
+    table: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for _, data_root, exp_root in families:
+        for exp in args.exp_dirs:
+            for score, target, what in rank(
+                exp_root / exp, exp_root / args.logmel_exp, data_root, args.set, args.year, cands
+            ):
+                table.setdefault((exp.name, what), []).append((score, target))
+    rows = sorted(((min(s for s, _ in v), exp, what, v) for (exp, what), v in table.items()), key=lambda r: -r[0])
+    tags = [tag for tag, _, _ in families]
+    per_family = "".join(f" {t}: official (AUC target) |" for t in tags) if args.family else ""
     lines = [
-        f"Back ends ranked on {args.set} ({len(cands)} candidates per experiment; official score, %):",
+        f"Back ends ranked on {args.set} ({len(cands)} candidates per experiment; official score, %"
+        + (f"; ranked by the worst of families {', '.join(tags)}" if args.family else "")
+        + "):",
         "",
-        "| rank | experiment | back end | official score |",
-        "|---:|---|---|---:|",
+        f"| rank | experiment | back end | {'worst official' if args.family else 'official score'} |{per_family}",
+        "|---:|---|---|---:|" + "---:|" * (len(tags) if args.family else 0),
     ]
-    lines += [f"| {i} | {exp} | {what} | {100 * s:.2f} |" for i, (s, exp, what) in enumerate(rows, 1)]
+    for i, (worst, exp, what, v) in enumerate(rows, 1):
+        cells = "".join(f" {100 * s:.2f} ({100 * t:.2f}) |" for s, t in v) if args.family else ""
+        lines.append(f"| {i} | {exp} | {what} | {100 * worst:.2f} |{cells}")
     text = "\n".join(lines) + "\n"
     if args.out:
         atomic_write_text(args.out, text)

@@ -9,6 +9,7 @@ import pytest
 from conftest import make_utt
 from test_backends import LABELS, D, auc, backend, unit
 
+from asdlib.backends.base import BackendError
 from asdlib.backends.domain_norm import MIN_OWN_SPREAD, Calibration, _standardise
 
 
@@ -115,3 +116,14 @@ def test_no_test_domain_or_label_is_read():
         a = fitted.score([make_utt("fan", "00", f"q{i}", "source", "normal") for i in range(40)], test)
         b = fitted.score([make_utt("fan", "00", f"q{i}", "target", "unknown") for i in range(40)], test)
         assert np.array_equal(a, b), kind
+
+
+def test_memmixup_refuses_a_bank_beyond_its_memory_limit(monkeypatch):
+    from asdlib.backends import domain_norm
+
+    monkeypatch.setattr(domain_norm, "MAX_MIXED", 100)
+    names, emb = shifted_domains(np.random.default_rng(0))
+    utts = [make_utt("fan", "00", f"b{i}", dom) for i, dom in enumerate(names)]
+    with pytest.raises(BackendError, match=r"10 target x 200 source clips .*backend.conf.neighbours to at most 10$"):
+        backend("knn_memmixup").fit(utts, emb)
+    backend("knn_memmixup", conf={"neighbours": 10}).fit(utts, emb)

@@ -40,19 +40,20 @@ def _sets(rng: np.random.Generator) -> dict[str, list]:
     return {"train": train, "test": test}
 
 
-def _corpus(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, list]]:
-    """An experiment whose embeddings are noise, and a log-mel experiment in which anomalies stand out."""
+def _corpus(tmp_path: Path, informative: str = "logmel") -> tuple[Path, Path, Path, dict[str, list]]:
+    """An experiment whose embeddings are noise, and a log-mel experiment in which anomalies stand out
+    (``informative="model"``: the other way round)."""
     rng = np.random.default_rng(0)
     sets = _sets(rng)
     data, exp, logmel = tmp_path / "data", tmp_path / "exp" / "train", tmp_path / "exp" / "logmel_knn"
     for name, utts in sets.items():
         write_data_dir(data / name, [dataclasses.replace(u, path=str(tmp_path / "x.wav")) for u in utts])
-        for root, width, informative in ((exp, M, False), (logmel, L, True)):
+        for root, width, informs in ((exp, M, informative == "model"), (logmel, L, informative == "logmel")):
             # around one direction; anomalies turn to another one in the informative stream (the
             # kNN distance is cosine)
             vecs = {
                 u.utt_id: (
-                    np.eye(width)[int(informative and u.label == "anomaly")] + 0.2 * rng.standard_normal(width)
+                    np.eye(width)[int(informs and u.label == "anomaly")] + 0.2 * rng.standard_normal(width)
                 ).astype(np.float32)
                 for u in utts
             }
@@ -161,7 +162,27 @@ def test_log_mel_settings_must_match(tmp_path):
         )
 
 
+def test_families_rank_by_the_worst_one(tmp_path, capsys):
+    # family x: anomalies show in the log-mel only; family y: in the model's embedding only. A single
+    # stream wins one family and fails the other; only a fusion of both streams is good on both.
+    for tag, informative in (("x", "logmel"), ("y", "model")):
+        _, exp, _, _ = _corpus(tmp_path / tag, informative)
+        dump_config(from_dict(TrainConfig, {**SSL, "logmel": {"n_mels": L}}), exp / "config.yaml")
+    args = ["train", "--logmel_exp", "logmel_knn", "--set", "test", "--year", "2024", "--kinds", "knn"]
+    fams = [f"--family={t}={tmp_path / t / 'data'}:{tmp_path / t / 'exp'}" for t in ("x", "y")]
+    assert select_backend.main(args + fams) == 0
+    rows = _table(capsys)
+    assert rows[0][2] == "knn + knn on logmel" and len(rows) == 3
+    worst = [float(r[3]) for r in rows]
+    per_family = [[float(c.split()[0]) for c in r[4:6]] for r in rows]
+    assert worst == [min(v) for v in per_family] and worst == sorted(worst, reverse=True)
+    assert all(max(v) > 90 for v in per_family[1:])  # each single stream wins its own family
+    with pytest.raises(ValueError, match="TAG=DATA_ROOT:EXP_ROOT"):
+        select_backend.main(args + ["--family", "x=data"])
+
+
 def test_candidates_are_every_single_back_end_and_fusion():
     cands = select_backend.candidates(list(select_backend.KINDS), 2)
-    assert len(cands) == 10 + 45
+    singles = 2 * len(select_backend.KINDS)
+    assert len(cands) == singles + singles * (singles - 1) // 2
     assert len(select_backend.candidates(["knn"], 3)) == 2 + 1
