@@ -256,3 +256,36 @@ def real_metadata() -> Path:
 def dcase_metadata_fixture() -> Path:
     """The official DCASE metadata directory (:func:`real_metadata`)."""
     return real_metadata()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """asdlib's wheel, built from the files git knows (a copy, so the checkout gets no build/ or egg-info).
+
+    ``python -m build --wheel --no-isolation`` where the ``build`` package is installed, else
+    ``pip wheel --no-deps --no-build-isolation``: both use the venv's setuptools, offline.
+    """
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path_factory.mktemp("wheel_src") / "asdlib"
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
+    for rel in filter(None, listed):
+        if (repo / rel).is_file() and not (repo / rel).is_symlink():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / rel, src / rel)
+    out = src.parent / "dist"
+    if importlib.util.find_spec("build") is not None:
+        cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)]
+    else:
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (found,) = out.glob("asdlib-*.whl")
+    return found
