@@ -103,10 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     n = len(fetch(args.dest, args.base_url, args.retries))
     dest = args.dest.resolve()
+    where = (
+        "a recipe run from this directory finds them; elsewhere"
+        if dest == RECIPE_CACHE.resolve()
+        else "to use them, pass --metadata_dir or"
+    )
     print(
         f"{dest}: {n} DCASE metadata files, each checked against its sha256. They are for your own evaluation "
-        f"under the licences above; do not redistribute them. Recipes run in this directory's recipe find them; "
-        f"elsewhere set {METADATA_ENV}={dest}"
+        f"under the licences above; do not redistribute them. {where.capitalize()} set {METADATA_ENV}={dest}"
     )
     return 0
 

@@ -132,7 +132,7 @@ def metadata_dir(explicit: str | Path | None = None) -> Path | None:
 def how_to_get(rel: str) -> str:
     """The one-line advice for a missing metadata file."""
     return (
-        f"the official DCASE file {rel} ({source_of(rel).repo}) is not shipped with asdlib (its licence forbids "
+        f"the official DCASE file {rel} ({source_of(rel).repo}), which asdlib does not ship (its licence forbids "
         f"redistribution): run '{FETCH_COMMAND}' in the recipe directory (writes {RECIPE_CACHE}/), "
         f"or set {METADATA_ENV}=DIR to a copy in the same layout"
     )
