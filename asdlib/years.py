@@ -9,8 +9,9 @@ imported). It sits at the bottom of the package graph, below data, metrics, synt
 
 Machine and section lists are those of the official baseline's ``datasets/machine_type_*.yaml``
 and the Zenodo records those of its ``datasets/download_path_*.yaml``
-(nttcslab/dcase2023_task2_baseline_ae); tests compare both with the copies in
-``asdlib/resources/dcase``.
+(nttcslab/dcase2023_task2_baseline_ae). They are asdlib's own tables: asdlib does not
+redistribute those files (their licence forbids it), and the tests compare the tables with a
+fetched copy when there is one (:mod:`asdlib.data.resources`).
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ class Year:
     attributes_csv: bool  # attributes_XX.csv beside each machine's clips
     metric: Metric | None  # None: no official rule published yet
     scoring_year: int  # whose metric and submission files score it (the year itself once its rule is known)
-    eval_list: bool  # official eval_data_list_<year>.csv published (and shipped in asdlib/resources/dcase)
+    eval_list: bool  # official eval_data_list_<year>.csv published (fetched: asdlib.data.resources)
     eval_list_crlf: bool  # that list (and the synthetic one) ends its lines with CRLF
-    evaluator: bool  # the official evaluator's ground truth ships in asdlib/resources/dcase/evaluator<year>
+    evaluator: bool  # the official evaluator's ground truth exists (evaluator<year>/ of the DCASE metadata)
     evaluator_truth_files: bool  # ... as per-section ground_truth_data/ and ground_truth_domain/ files
     zenodo: Mapping[str, ZenodoRecord]  # archive kind -> record
     zenodo_renamed: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (kind, machine) -> re-released file

@@ -55,7 +55,7 @@ def db_sh(info: Year) -> str:
     y = info.year
     where = (
         "(the root holds dev_data/ and eval_data/; the official\n"
-        f"# eval_data_list_{y}.csv ships with asdlib, one in the root takes precedence); override from the\n"
+        f"# eval_data_list_{y}.csv comes from the fetched DCASE metadata, one in the root wins); override from the\n"
         if info.eval_list
         else "(the root holds dev_data/ and eval_data/); override from the\n"
     )

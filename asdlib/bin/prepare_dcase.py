@@ -10,8 +10,10 @@ Decisions (see docs of the functions below):
 
 * eval_test label/domain come from an eval list, chosen by :func:`resolve_eval_list`:
   ``--eval_list PATH``; ``--eval_list none`` for none; else ``<root>/eval_data_list_<year>.csv``
-  when present (synthetic corpora put theirs there); else the official list shipped with asdlib
-  (2020-2025; none for 2026). For DCASE 2022 ToyCar/ToyTrain, label and domain come from the
+  when present (synthetic corpora put theirs there); else the official list of the DCASE metadata
+  (2020-2025; none for 2026), which asdlib does not ship but fetches (:mod:`asdlib.data.resources`:
+  ``--metadata_dir``, $ASDLIB_DCASE_METADATA or the recipe's ``downloads/dcase_metadata/``); a
+  year with a published list and none of these is an error saying how to get it. For DCASE 2022 ToyCar/ToyTrain, label and domain come from the
   official evaluator instead (:func:`asdlib.data.evallist.correct_2022_toy_truth`). Without a
   list the label is ``unknown`` and the domain is what the name shows (2020: ``source``; 2021:
   in the name) or ``unknown`` for the blinded 2022-2025 names. Listed machine types without
@@ -55,7 +57,7 @@ from asdlib.data.evallist import (
     default_eval_list,
     read_eval_list,
 )
-from asdlib.data.resources import shipped_eval_list
+from asdlib.data.resources import MetadataMissingError, official_eval_list
 from asdlib.utils import run_main, setup_logging
 from asdlib.years import YEARS, get_year
 
@@ -279,11 +281,13 @@ def _warn_unofficial(year: int, set_name: str, part: str, utts: Sequence[Utt]) -
         logger.warning("%s: official DCASE %d machines without data: %s", set_name, year, ", ".join(absent))
 
 
-def resolve_eval_list(root: Path, year: int, eval_list: str | None) -> Path | None:
+def resolve_eval_list(root: Path, year: int, eval_list: str | None, metadata: str | Path | None = None) -> Path | None:
     """The eval list to use, and log which one.
 
     Precedence: ``eval_list`` as a path > ``none`` (no ground truth) > the corpus's
-    ``<root>/eval_data_list_<year>.csv`` > the official list shipped with asdlib > none (2026).
+    ``<root>/eval_data_list_<year>.csv`` > the official list of the DCASE metadata (``metadata``,
+    $ASDLIB_DCASE_METADATA, the recipe cache) > none (2026). A year whose list is published but
+    found nowhere is an error: preparing it silently without ground truth would only fail at stage 6.
     """
     if eval_list is not None and eval_list.lower() in ("none", ""):
         logger.info("eval_test ground truth: none (--eval_list none); labels 'unknown'")
@@ -300,21 +304,29 @@ def resolve_eval_list(root: Path, year: int, eval_list: str | None) -> Path | No
     if default.is_file():
         logger.info("eval_test ground truth: %s (the corpus's own list)", default)
         return default
-    shipped = shipped_eval_list(year)
-    if shipped is not None and shipped.is_file():
-        logger.info(
-            "eval_test ground truth: the official DCASE %d list shipped with asdlib (%s); "
-            "pass --eval_list none to prepare eval_test without it",
-            year,
-            shipped,
-        )
-        return shipped
-    logger.info("eval_test ground truth: none (no official DCASE %d list is published); labels 'unknown'", year)
-    return None
+    if not get_year(year).eval_list:
+        logger.info("eval_test ground truth: none (no official DCASE %d list is published); labels 'unknown'", year)
+        return None
+    try:
+        official = official_eval_list(year, metadata, required=True)
+    except MetadataMissingError as e:
+        raise MetadataMissingError(f"stage 1 (eval_test) needs {e}; or pass --eval_list none") from None
+    logger.info(
+        "eval_test ground truth: the official DCASE %d list of the DCASE metadata (%s); "
+        "pass --eval_list none to prepare eval_test without it",
+        year,
+        official,
+    )
+    return official
 
 
 def prepare(
-    year: int, root: str | Path, data_dir: str | Path, sets: Sequence[str] = SETS, eval_list: str | None = None
+    year: int,
+    root: str | Path,
+    data_dir: str | Path,
+    sets: Sequence[str] = SETS,
+    eval_list: str | None = None,
+    metadata: str | Path | None = None,
 ) -> dict[str, list[Utt]]:
     """Build, write and re-validate the requested sets; nothing is written unless all sets build."""
     info = get_year(year)
@@ -326,8 +338,10 @@ def prepare(
         raise PrepError(f"unknown set(s) {unknown}; choose from {', '.join(_SET_SPECS)}")
     if not info.supplemental and any(s in SUPPLEMENTAL_SETS for s in sets):
         raise PrepError(f"supplemental sets exist only for DCASE 2025, not {year}")
-    list_path = resolve_eval_list(root, year, eval_list) if "eval_test" in sets else None
-    entries = correct_2022_toy_truth(read_eval_list(list_path, year), year) if list_path is not None else None
+    list_path = resolve_eval_list(root, year, eval_list, metadata) if "eval_test" in sets else None
+    entries = None
+    if list_path is not None:
+        entries = correct_2022_toy_truth(read_eval_list(list_path, year), year, list_path, metadata)
     machine_dirs = {part: find_machine_dirs(root, part) for part in sorted({_SET_SPECS[s].part for s in sets})}
     built = {s: build_set(year, s, machine_dirs[_SET_SPECS[s].part], entries, list_path) for s in sets}
     _report_unrequested_supplemental(year, machine_dirs, sets)
@@ -387,7 +401,13 @@ def get_parser() -> argparse.ArgumentParser:
         "--eval_list",
         default=None,
         help="eval_data_list_<year>.csv for eval_test labels/domains; default: <root>/eval_data_list_<year>.csv "
-        "if present, else the official list shipped with asdlib (2020-2025); 'none' prepares eval_test without ground truth",
+        "if present, else the official list of the DCASE metadata (2020-2025); 'none' prepares eval_test without ground truth",
+    )
+    parser.add_argument(
+        "--metadata_dir",
+        default=None,
+        help="the official DCASE metadata (python -m asdlib.bin.fetch_metadata --dest DIR); default: "
+        "$ASDLIB_DCASE_METADATA, else downloads/dcase_metadata/",
     )
     parser.add_argument(
         "--sets",
@@ -403,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose, force=False)
     sets = [s for item in args.sets for s in item.replace(",", " ").split()]
-    built = prepare(args.year, args.root, args.data_dir, sets, args.eval_list)
+    built = prepare(args.year, args.root, args.data_dir, sets, args.eval_list, args.metadata_dir)
     for set_name, utts in built.items():
         print(f"\n{set_name}: {len(utts)} utterances -> {Path(args.data_dir) / set_name}")
         print(summary_table(utts))

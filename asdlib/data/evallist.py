@@ -5,7 +5,7 @@ Layout (docs/dcase.md): a line holding only a machine type, then one row per cli
 Label and domain are read from the labelled name, which is checked against the year's naming
 rules, so a list of the wrong year or a damaged list fails here and not as wrong AUCs later.
 
-The official lists of 2020-2025 ship with asdlib (:mod:`asdlib.data.resources`). The 2022 list is
+The official lists of 2020-2025 are fetched, not shipped (:mod:`asdlib.data.resources`). The 2022 list is
 wrong for ToyCar and ToyTrain: :func:`correct_2022_toy_truth` takes their label and domain from
 the official 2022 evaluator instead.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from asdlib.data.dcase import DcaseNameError, parse_labelled_name, parse_name
-from asdlib.data.resources import read_evaluator_truth, shipped_eval_list
+from asdlib.data.download import file_digest
+from asdlib.data.resources import eval_list_rel, fetched_files, official_eval_list, read_evaluator_truth
 from asdlib.years import get_year
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,12 @@ def _parse_row(year: int, blinded: str, labelled: str, flag: str | None, where: 
     return EvalEntry(lab.label, lab.domain, labelled)
 
 
-def correct_2022_toy_truth(entries: Mapping[tuple[str, str], EvalEntry], year: int) -> dict[tuple[str, str], EvalEntry]:
+def correct_2022_toy_truth(
+    entries: Mapping[tuple[str, str], EvalEntry],
+    year: int,
+    list_path: str | Path | None = None,
+    metadata: str | Path | None = None,
+) -> dict[tuple[str, str], EvalEntry]:
     """DCASE 2022 ToyCar/ToyTrain: label and domain from the official evaluator, not the eval list.
 
     The public ``eval_data_list_2022.csv`` and the 2022 evaluator's ``ground_truth_data`` /
@@ -133,13 +139,17 @@ def correct_2022_toy_truth(entries: Mapping[tuple[str, str], EvalEntry], year: i
     types agree row for row). The evaluator's files are the ones the challenge was scored with
     (committed at the evaluator's release; its README's ToyCar AUCs are impossible under labels
     unrelated to the audio), so they win. Applied only to rows identical to the official list's
-    (the shipped list, or a copy given by the user); other lists (synthetic corpora) are left alone.
+    (found in the DCASE metadata, or ``list_path`` itself when its sha256 is the published one);
+    other lists (synthetic corpora) are left alone. The evaluator's files ship with asdlib (MIT).
     Other years and machine types are returned unchanged.
     """
     out = dict(entries)
     if year != 2022:
         return out
-    official_path = shipped_eval_list(2022)
+    official_path = official_eval_list(2022, metadata)
+    if official_path is None and list_path is not None:
+        published = fetched_files().get(eval_list_rel(2022))
+        official_path = Path(list_path) if file_digest(Path(list_path), "sha256") == published else None
     official = read_eval_list(official_path, 2022) if official_path is not None else {}
     for machine in TOY_TYPES_2022:
         rows = {k: v for k, v in entries.items() if k[0] == machine}

@@ -2,8 +2,8 @@
 
 The record ids, URL path words and file-name patterns are each year's ``zenodo`` entries in
 :mod:`asdlib.years`, those of the official baseline's ``datasets/download_path_*.yaml``
-(nttcslab/dcase2023_task2_baseline_ae); ``tests/data/test_download.py`` compares them with the copies
-shipped in ``asdlib/resources/dcase`` (:mod:`asdlib.data.resources`). Each year publishes
+(nttcslab/dcase2023_task2_baseline_ae); ``tests/data/test_download.py`` compares them with a
+fetched copy of those files when there is one (:mod:`asdlib.data.resources`). Each year publishes
 three Zenodo records: the development set, the evaluation set's training clips ("additional
 training data") and its test clips (2026: no evaluation test set yet). Archives unpack to
 ``<machine>/...``; they are extracted into ``<root>/dev_data/`` or ``<root>/eval_data/``, the

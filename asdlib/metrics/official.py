@@ -234,7 +234,8 @@ def unlabelled_message(year: int, groups: Sequence[str]) -> str:
     return (
         f"cannot evaluate: {shown} have clips with label or domain 'unknown' (a blind evaluation set prepared without "
         f"its ground truth). Evaluation needs the official eval_data_list_{year}.csv: re-run data preparation "
-        f"(stage 1), which uses the official list shipped with asdlib (asdlib/resources/dcase/, 2020-2025) unless "
+        f"(stage 1), which uses the official list of the DCASE metadata (python -m asdlib.bin.fetch_metadata, or "
+        f"ASDLIB_DCASE_METADATA=DIR; 2020-2025) unless "
         f'the corpus root has its own, or name one with --local_data_opts "--eval_list '
         f'/path/eval_data_list_{year}.csv". To evaluate only the labelled groups (or skip a blind set), pass '
         f"--skip_unlabelled true to asd.sh (evaluate CLI: --skip_unknown true)."

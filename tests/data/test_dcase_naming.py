@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 import yaml
+from conftest import real_metadata
 
 from asdlib.data.dcase import (
     NO_ATTRIBUTE,
@@ -14,8 +16,7 @@ from asdlib.data.dcase import (
     parse_name,
     parse_supplemental_name,
 )
-from asdlib.data.resources import BASELINE_DATASETS as DATASETS
-from asdlib.data.resources import shipped_eval_list
+from asdlib.data.resources import eval_list_rel, fetched_files, official_eval_list
 from asdlib.years import YEARS, eval_list_years, get_year
 
 # (year, name, section, domain, label, attr, index, split); None = hidden by the name
@@ -181,8 +182,13 @@ def test_supplemental_names_2025():
         parse_supplemental_name(2024, "section_00_machine_0001_.wav")
 
 
+def datasets() -> Path:
+    """The official baseline's datasets/ (ASDLIB_DCASE_METADATA; else the test skips)."""
+    return real_metadata() / "baseline_ae" / "datasets"
+
+
 def _eval_list_rows(year: int) -> list[tuple[str, list[str]]]:
-    path = shipped_eval_list(year)
+    path = official_eval_list(year, real_metadata())
     assert path is not None and path.is_file(), path
     rows, machine = [], None
     with open(path, newline="", encoding="utf-8") as f:
@@ -194,14 +200,15 @@ def _eval_list_rows(year: int) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def test_eval_lists_shipped_for_every_year_but_2026():
-    assert set(eval_list_years()) == set(YEARS) - {2026} and shipped_eval_list(2026) is None
+def test_eval_lists_published_for_every_year_but_2026():
+    assert set(eval_list_years()) == set(YEARS) - {2026} and official_eval_list(2026) is None
+    assert {y for y in YEARS if eval_list_rel(y) in fetched_files()} == set(eval_list_years())
 
 
 @pytest.mark.parametrize("year", eval_list_years())
 def test_eval_list_line_endings_match_the_table(year):
     """The table's eval_list_crlf is what the official list uses (the synthetic lists copy it)."""
-    data = shipped_eval_list(year).read_bytes()
+    data = official_eval_list(year, real_metadata()).read_bytes()
     assert (data.count(b"\r\n") == data.count(b"\n")) == get_year(year).eval_list_crlf
 
 
@@ -226,7 +233,7 @@ def test_every_official_eval_name_parses(year):
 
 def _yaml_machines(year: int) -> dict[str, dict[str, tuple[str, ...]]]:
     if year <= 2022:
-        path = DATASETS / "machine_type_legacy.yaml"
+        path = datasets() / "machine_type_legacy.yaml"
         docs = {k: v for d in yaml.safe_load_all(path.read_text()) for k, v in (d or {}).items()}
         block = docs[f"DCASE{year}T2"]
         out: dict[str, dict[str, tuple[str, ...]]] = {"dev": {}, "eval": {}}
@@ -236,7 +243,7 @@ def _yaml_machines(year: int) -> dict[str, dict[str, tuple[str, ...]]]:
         return {**out, "keyword": block["section_keyword"]}
     out = {}
     for part in ("dev", "eval"):
-        path = DATASETS / f"machine_type_{year}_{part}.yaml"
+        path = datasets() / f"machine_type_{year}_{part}.yaml"
         block = yaml.safe_load(path.read_text())[f"DCASE{year}T2"]
         out[part] = {m: tuple(v[part]) for m, v in block["machine_type"].items()}
         out["keyword"] = block["section_keyword"]

@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SERVED_DATA, RangeServer
+from conftest import SERVED_DATA, RangeServer, real_metadata
 
 from asdlib.bin import download_dcase
 from asdlib.bin.prepare_dcase import prepare
@@ -24,7 +25,7 @@ from asdlib.data.download import (
     UnsafeArchiveError,
     safe_extract,
 )
-from asdlib.data.resources import BASELINE_DATASETS as SERVED_DATASETS
+from asdlib.data.resources import METADATA_ENV, SOURCES, fetched_files
 from asdlib.synth.years import YearSynthConfig, generate_year_corpus
 from asdlib.years import YEARS
 
@@ -37,7 +38,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def official_urls(year: int) -> dict[tuple[str, str], str]:
     """(kind, machine) -> URL from the baseline's download_path_*.yaml."""
-    path = SERVED_DATASETS / ("download_path_legacy.yaml" if year <= 2022 else f"download_path_{year}.yaml")
+    path = (
+        real_metadata()
+        / "baseline_ae"
+        / "datasets"
+        / ("download_path_legacy.yaml" if year <= 2022 else f"download_path_{year}.yaml")
+    )
     block = yaml.safe_load(path.read_text())[f"DCASE{year}T2"]
     out = {}
     for machine, parts in block.items():
@@ -284,6 +290,16 @@ def test_recipe_stage_1_downloads_only_when_asked(tmp_path):
         (recipe / name).symlink_to((REPO / "egs" / "dcase2022" / name).resolve())
     (recipe / "path.sh").write_text(f'. "{REPO}/path.sh"\n')
     env = {**os.environ, "DCASE2022": str(tmp_path / "corpus")}
+    real = os.environ.get(METADATA_ENV)
+    if real:  # --download true also fetches the DCASE metadata: serve the real files from the mirror
+        env.pop(METADATA_ENV)
+        for rel in fetched_files():
+            src = SOURCES[rel.split("/", 1)[0]]
+            dest = mirror / "raw.githubusercontent.com" / src.repo / src.commit / rel.split("/", 1)[1]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(real) / rel, dest)
+    else:  # no real files to serve: a (here unused) metadata directory turns the metadata fetch off
+        env[METADATA_ENV] = str(tmp_path)
 
     def data_sh(*args):
         return subprocess.run(["local/data.sh", *args], cwd=recipe, env=env, capture_output=True, text=True)
@@ -295,3 +311,7 @@ def test_recipe_stage_1_downloads_only_when_asked(tmp_path):
     assert {p.name for p in (recipe / "data").iterdir()} == {"dev_train", "dev_test", "eval_train", "eval_test"}
     labels = (recipe / "data" / "eval_test" / "utt2label").read_text()
     assert "unknown" not in labels and "anomaly" in labels  # the eval list came with the download
+    if real:
+        assert (
+            recipe / "downloads" / "dcase_metadata" / "baseline_ae" / "datasets" / "eval_data_list_2022.csv"
+        ).is_file()

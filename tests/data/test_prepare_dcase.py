@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import real_metadata
 
 from asdlib.bin import prepare_dcase
 from asdlib.bin.prepare_dcase import PrepError, prepare
@@ -23,19 +24,16 @@ from asdlib.data.evallist import (
     correct_2022_toy_truth,
     read_eval_list,
 )
-from asdlib.data.resources import (
-    read_evaluator_truth,
-    shipped_eval_list,
-)
+from asdlib.data.resources import official_eval_list, read_evaluator_truth
 from asdlib.years import eval_list_years, get_year
 
 NO_ATTR_2024 = {"AirCompressor", "HoveringDrone", "ToothBrush", "gearbox", "slider", "ToyTrain"}
 
 
 def official_list(year: int) -> Path:
-    """The official list shipped with asdlib (asdlib/resources/dcase)."""
-    path = shipped_eval_list(year)
-    assert path is not None and path.is_file(), f"no shipped eval list for {year}"
+    """The official list of the real DCASE metadata (ASDLIB_DCASE_METADATA; else the test skips)."""
+    path = official_eval_list(year, real_metadata())
+    assert path is not None and path.is_file(), f"no official eval list for {year} in {real_metadata()}"
     return path
 
 
@@ -283,7 +281,7 @@ def test_eval_test_without_list(tmp_path):
         built = prepare(year, tmp_path / str(year), tmp_path / f"d{year}", sets=["eval_test"], eval_list="none")
         assert {u.label for u in built["eval_test"]} == {"unknown"}
         assert {u.domain for u in built["eval_test"]} == domains
-    # 2026 publishes no eval list: nothing is shipped, so no ground truth by default
+    # 2026 publishes no eval list: no ground truth by default
     assert prepare_dcase.resolve_eval_list(tmp_path, 2026, None) is None
 
 
@@ -298,14 +296,14 @@ def flipped_list(year: int, machine: str) -> str:
     return "\r\n".join([machine, *rows]) + "\r\n"
 
 
-def test_shipped_list_is_the_default(tmp_path, caplog):
-    """No --eval_list and no list in the root: the official list shipped with asdlib. Its rows of
+def test_metadata_list_is_the_default(tmp_path, caplog):
+    """No --eval_list and no list in the root: the official list of the DCASE metadata. Its rows of
     machine types absent from a partial corpus are ignored; --eval_list and a root list override it."""
     c = build_corpus(tmp_path / "c", 2024, raw=False, machines={"Scanner"}, with_list=False)
     assert not (tmp_path / "c" / "eval_data_list_2024.csv").exists()
     with caplog.at_level(logging.INFO):
         built = prepare(2024, tmp_path / "c", tmp_path / "d", sets=["eval_test"])
-    assert "official DCASE 2024 list shipped with asdlib" in caplog.text
+    assert "official DCASE 2024 list of the DCASE metadata" in caplog.text
     assert "their rows are ignored" in caplog.text and "ToyCircuit" in caplog.text  # other machine types: ignored
     assert counts(built["eval_test"]) == expected_eval_counts(2024, {"Scanner"})
     utt2label = dict(line.split() for line in (tmp_path / "d" / "eval_test" / "utt2label").read_text().splitlines())
@@ -315,7 +313,7 @@ def test_shipped_list_is_the_default(tmp_path, caplog):
         if machine == "Scanner":
             utt = f"Scanner-00-{Path(name).stem}"
             assert (utt2label[utt], utt2domain[utt]) == (entry.label, entry.domain)
-    # --eval_list overrides the shipped list
+    # --eval_list overrides the metadata's list
     (tmp_path / "mine.csv").write_text(flipped_list(2024, "Scanner"), newline="")
     built = prepare(2024, tmp_path / "c", tmp_path / "d", sets=["eval_test"], eval_list=str(tmp_path / "mine.csv"))
     flipped = {"normal": "anomaly", "anomaly": "normal"}
@@ -325,7 +323,7 @@ def test_shipped_list_is_the_default(tmp_path, caplog):
     shutil.copyfile(tmp_path / "mine.csv", tmp_path / "c" / "eval_data_list_2024.csv")
     built = prepare(2024, tmp_path / "c", tmp_path / "d", sets=["eval_test"])
     assert {Path(u.path).name: (u.label, u.domain) for u in built["eval_test"]} == got
-    # files on disk missing from the list are still an error, also with the shipped list
+    # files on disk missing from the list are still an error, also with the metadata's list
     (tmp_path / "c" / "eval_data_list_2024.csv").unlink()
     c.add("eval_data", "Scanner", "test", "section_00_0999.wav")
     with pytest.raises(EvalListError, match="Scanner: 1 files on disk not in the list"):
@@ -345,7 +343,7 @@ TOY_2022 = {
 }
 
 
-@pytest.mark.parametrize("where", ["shipped", "root", "explicit"])
+@pytest.mark.parametrize("where", ["metadata", "root", "explicit"])
 def test_2022_toy_truth_from_the_evaluator(tmp_path, where, caplog):
     c = build_corpus(tmp_path / "c", 2022, raw=False, machines={"ToyCar", "ToyTrain", "fan"}, with_list=where == "root")
     eval_list = str(official_list(2022)) if where == "explicit" else None
@@ -389,6 +387,7 @@ def test_2022_list_and_evaluator_agree_except_toy_types():
 
 def test_2022_toy_truth_only_for_the_official_rows(tmp_path):
     """A list whose ToyCar rows are not the official ones (a synthetic corpus) keeps its own labels."""
+    real_metadata()  # the official rows are recognised by the official list
     official_row = "section_03_0001.wav,section_03_target_test_normal_0030_car_G1_spd_34V_mic_1_noise_6.wav"
     p = tmp_path / "l.csv"
     p.write_text(f"ToyCar\n{official_row}\n")

@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 import soundfile as sf
 from conftest import mirror_recipe
 
+import asdlib
 from asdlib.data.datadir import read_data_dir
 from asdlib.io.ark import read_scores
 
@@ -271,3 +273,47 @@ def test_bad_input_is_one_error_line_and_nothing_is_lost(done: dict, tmp_path: P
     assert "Traceback" not in proc.stderr
     assert not (recipe / "exp" / "typo" / "config.yaml").exists()
     assert {p for p in before} <= {p.relative_to(recipe).as_posix() for p in recipe.rglob("*")}
+
+
+def test_wheel_installs_and_scores_outside_the_checkout(done: dict, wheel: Path, tmp_path: Path) -> None:
+    """The built wheel in a fresh venv (the lock's packages made visible through a .pth, not reinstalled:
+    seconds, not minutes) runs envcheck and asdlib-infer from outside the checkout, without PYTHONPATH,
+    importing its own asdlib, and scores the packed model as stage 5 did."""
+    import os
+    import sysconfig
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    # a plain path line: it is appended after the venv's own site-packages, and the lock venv's own .pth
+    # files (the editable install's finder among them) are not run, so the wheel's asdlib wins
+    (site / "zz_lock_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", str(wheel)]
+    proc = subprocess.run(pip, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    def in_venv(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+
+    proc = in_venv(str(py), "-c", "import asdlib; print(asdlib.__file__, asdlib.__version__)")
+    assert proc.returncode == 0, proc.stderr
+    where, version = proc.stdout.split()
+    assert Path(where).is_relative_to(site) and version == asdlib.__version__
+    proc = in_venv(str(py), "-m", "asdlib.envcheck")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    clip = done["corpus"] / "fan" / "test" / "anomaly" / "rec 00.wav"
+    proc = in_venv(str(venv / "bin" / "asdlib-infer"), "--packed", str(done["packed"]), "--machine", "fan", str(clip))
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [r for r in _csv(proc.stdout) if r["kind"] == "file"]
+    rec = {u.path: u.rec_id for u in done["utts"]}[str(clip.resolve())]
+    assert abs(float(row["score"]) - done["stage5"]["files"][rec]) < 1e-6
