@@ -33,7 +33,7 @@ train_args=""         # config overrides "key=value ...", e.g. "optim.lr=1e-4 fi
 fpr=0.05              # stage 7: false-alarm rate the packed model's decision thresholds aim at
 calib_folds=5         # stage 7: folds over the training normals for those thresholds (held-out scores)
 pack_tar=false        # stage 7: also write exp/<tag>/packed.tar
-submission_rows=file  # stage 5: submission row names: file (the corpus file name, as DCASE evaluators match) or utt (unique per recording)
+submission_rows="file"  # stage 5: submission row names: file (the corpus file name, as DCASE evaluators match) or utt (unique per recording)
 python=python3
 
 help_message=$(cat <<EOM
