@@ -231,7 +231,8 @@ class DataConfig:
     # Recordings from outside DCASE (docs/design.md §4): resample any rate to sample_rate (torchaudio)
     # instead of rejecting it, and split long recordings into windows (0 = whole files). Windows
     # start every window_hop_seconds (0 = window_seconds); a last, shorter window is kept when it is
-    # at least window_min_seconds long. Per-file scores aggregate the window scores (max or mean).
+    # at least window_min_seconds long (a shorter tail gets a full window aligned to the end).
+    # Per-file scores aggregate the window scores (max or mean).
     resample: bool = False
     window_seconds: float = 0.0
     window_hop_seconds: float = 0.0

@@ -40,12 +40,16 @@ def run_main(main: Callable[[], int]) -> int:
     """Run a CLI's ``main()``; an expected error becomes one ``ERROR: <message>`` line on stderr and exit code 1.
 
     Why: those messages name the file or key and the fix, and a traceback would bury them in the job
-    log. Any other exception is a bug and keeps its traceback. ``--verbose 2`` (DEBUG logging, see
+    log. Ctrl-C is one line too, exit code 130 (as a shell reports SIGINT). Any other exception is a
+    bug and keeps its traceback. ``--verbose 2`` (DEBUG logging, see
     :func:`setup_logging`) prints the traceback of expected errors too. ``main()`` itself raises, so
     tests and other Python callers see the exception. Use: ``raise SystemExit(run_main(main))``.
     """
     try:
         return main()
+    except KeyboardInterrupt:
+        print("ERROR: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        return 130
     except EXPECTED_ERRORS as e:
         if logging.getLogger().isEnabledFor(logging.DEBUG):
             traceback.print_exc()

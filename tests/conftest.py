@@ -289,3 +289,41 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (found,) = out.glob("asdlib-*.whl")
     return found
+
+
+@pytest.fixture(scope="session")
+def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A packed model made in-process in about a second: the training-free log-mel embedder (8 bins),
+    one machine ``fan`` section ``00``, 1 s windows (hop 1 s, last window >= 0.5 s), a kNN bank of 12
+    random vectors; ``<pack>.tar`` beside it. Tests copy it before changing anything."""
+    import torch
+
+    from asdlib.bin import pack
+    from asdlib.config import TrainConfig
+    from asdlib.data.datadir import write_data_dir
+    from asdlib.io.ark import write_vectors
+    from asdlib.io.config import dump_config, from_dict
+    from asdlib.models.asd_model import build_model, trainable_state
+
+    root = tmp_path_factory.mktemp("tiny_pack")
+    utts = [make_utt("fan", "00", f"n{i:02d}", path=root / "x.wav") for i in range(12)]
+    write_data_dir(root / "data" / "train", utts)
+    data = {"train_sets": ["train"], "resample": True, "channel": "mean", "window_seconds": 1.0}
+    cfg = from_dict(
+        TrainConfig,
+        {"embedder": "logmel", "logmel": {"n_mels": 8}, "data": {**data, "window_min_seconds": 0.5}},
+    )
+    exp = root / "exp"
+    (exp / "embed" / "train").mkdir(parents=True)
+    dump_config(cfg, exp / "config.yaml")
+    state = {"epoch": 0, "model": trainable_state(build_model(cfg, 1)), "classes": ["fan-00"], "machines": ["fan"]}
+    torch.save(state, exp / "model.pt")
+    rng = np.random.default_rng(0)
+    write_vectors(
+        exp / "embed" / "train" / "embeddings.ark",
+        exp / "embed" / "train" / "embeddings.scp",
+        {u.utt_id: rng.standard_normal(8).astype(np.float32) for u in utts},
+    )
+    args = ["--exp_dir", str(exp), "--data_root", str(root / "data"), "--train_sets", "train"]
+    assert pack.main([*args, "--out_dir", str(exp / "packed"), "--tar", "true", "--folds", "3", "--verbose", "0"]) == 0
+    return exp / "packed"

@@ -3,13 +3,16 @@
     asdlib-infer --packed packed/ --machine pump new/*.flac > decisions.csv
     asdlib-infer --packed packed.tar --list recordings.list --format json --out decisions.json
 
-Inputs are files, folders (every .wav/.flac below them) or, with ``--list``, a file of
-``<path> [<machine> [<section>]]`` lines. The machine comes from ``--machine`` or the list; the
+Inputs are files, folders (every file soundfile reads below them, symlinked folders followed once)
+or, with ``--list``, a file of ``<path> [<machine> [<section>]]`` lines (relative to the list's
+folder). The machine comes from ``--machine`` or the list; the
 section from ``--section`` or, when the machine has one, from the model. Recordings are read as in
 training (resampled, channel, windows of long recordings), embedded in batches and scored against
 the packed kNN banks. Output (stdout or ``--out``): CSV with a header, or JSON; one ``file`` row per
 recording (its score aggregates its windows') and, for a recording of several windows, one
-``window`` row per window. ``decision`` is ``anomaly`` when the score exceeds the threshold
+``window`` row per window; a recording that cannot be scored gets an ``error`` row with the reason,
+the others are still scored and written (exit code 3; ``--strict`` stops at the first instead).
+Text cells that a spreadsheet would run as a formula (``= + - @``) get a leading apostrophe. ``decision`` is ``anomaly`` when the score exceeds the threshold
 calibrated at the packed false-alarm rate, else ``normal``. ``--report report.png``: histogram of
 the scores with the thresholds, and the window scores over time of the long recordings.
 """
@@ -27,21 +30,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
 from asdlib.backends.packed import Packed, load_packed
-from asdlib.data.audio import AudioError, load_wav
-from asdlib.data.custom import AUDIO_SUFFIXES
+from asdlib.data.audio import AudioError
+from asdlib.data.custom import AUDIO_SUFFIXES, audio_files
 from asdlib.data.datadir import Utt, make_utt_id
-from asdlib.data.windows import aggregate, window_bounds
+from asdlib.data.stream import iter_windows
+from asdlib.data.windows import aggregate
 from asdlib.devices import resolve_device
-from asdlib.io.atomic import atomic_write_text
+from asdlib.io.atomic import atomic_write_text, check_writable
 from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
-COLUMNS = ("file", "kind", "machine", "section", "start", "end", "score", "threshold", "decision")
+COLUMNS = ("file", "kind", "machine", "section", "start", "end", "score", "threshold", "decision", "error")
+#: exit codes (docs/design.md §5): 1 nothing written (bad input, a refused pack, --strict), 2 a bad
+#: command line (argparse), 3 some recordings failed, 4 the report failed, 130 interrupted
+EXIT_SOME_FAILED = 3
+EXIT_REPORT_FAILED = 4
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -49,11 +56,20 @@ def get_parser() -> argparse.ArgumentParser:
         prog="asdlib-infer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--packed", type=Path, required=True, help="exp/<tag>/packed (a copy of it) or packed.tar")
-    p.add_argument("inputs", nargs="*", type=Path, help="recordings (.wav, .flac) or folders of them")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        type=Path,
+        help="recordings (any format soundfile reads) or folders of them; after --, "
+        "names that start with - (asdlib-infer --packed p --machine fan -- -dash.wav)",
+    )
     p.add_argument("--list", type=Path, help="file of '<path> [<machine> [<section>]]' lines")
     p.add_argument("--machine", help="machine of the inputs, as named in training (the list's column wins)")
     p.add_argument("--section", help="section (default: the machine's only section in the model)")
-    p.add_argument("--out", type=Path, help="write here instead of stdout (written only when every input was scored)")
+    p.add_argument("--out", type=Path, help="write here instead of stdout (checked writable before scoring)")
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first recording that cannot be scored (nothing written)"
+    )
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--batch_size", type=int, default=8, help="windows embedded per forward pass")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto")
@@ -71,6 +87,7 @@ class Recording:
     section: str
     windows: list[tuple[float, float]] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    error: str = ""  # why it could not be scored (its row says so; the others are still scored)
 
 
 def collect(args: argparse.Namespace) -> list[tuple[Path, str | None, str | None]]:
@@ -78,31 +95,41 @@ def collect(args: argparse.Namespace) -> list[tuple[Path, str | None, str | None
     items: list[tuple[Path, str | None, str | None]] = []
     for p in args.inputs:
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            found = audio_files(p)
             if not found:
-                raise ValueError(f"{p}: no .wav or .flac files in this folder")
+                raise ValueError(f"{p}: no audio files in this folder ({', '.join(AUDIO_SUFFIXES[:6])}, ...)")
             items += [(f, args.machine, args.section) for f in found]
         else:
             items.append((p, args.machine, args.section))
     if args.list:
-        with open(args.list, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                path, machine, section = Path(line), args.machine, args.section
-                parts = line.rsplit(maxsplit=2)
-                # '<path> <machine> [<section>]': the trailing tokens, if the path alone is not a file
-                if not path.is_file() and not (args.list.parent / path).is_file():
-                    if len(parts) == 3 and parts[2].isdigit() and len(parts[2]) == 2:
-                        path, machine, section = Path(parts[0]), parts[1], parts[2]
-                    else:
-                        path, machine = Path(line.rsplit(maxsplit=1)[0]), line.rsplit(maxsplit=1)[-1]
-                if not path.is_absolute() and not path.exists():
-                    path = args.list.parent / path
-                items.append((path, machine, section))
+        items += read_infer_list(args.list, args.machine, args.section)
     if not items:
         raise ValueError("no recordings given: pass files, folders or --list FILE")
+    return items
+
+
+def read_infer_list(path: Path, machine: str | None, section: str | None) -> list[tuple[Path, str | None, str | None]]:
+    """``<path> [<machine> [<section>]]`` lines; a relative path is relative to the list's folder, as in
+    training (asdlib.data.custom.read_list). The path may contain spaces: the trailing tokens are a
+    machine (and a two-digit section) only when the whole line is not a file."""
+    items = []
+    with open(path, encoding="utf-8-sig") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+
+            def here(p: str) -> Path:
+                return Path(p) if Path(p).is_absolute() else path.parent / p
+
+            audio, m, s = here(line), machine, section
+            parts = line.rsplit(maxsplit=2)
+            if not audio.is_file() and len(parts) > 1:
+                if len(parts) == 3 and parts[2].isdigit() and len(parts[2]) == 2:
+                    audio, m, s = here(parts[0]), parts[1], parts[2]
+                else:
+                    audio, m = here(line.rsplit(maxsplit=1)[0]), line.rsplit(maxsplit=1)[-1]
+            items.append((audio, m, s))
     return items
 
 
@@ -135,122 +162,107 @@ def resolve(packed: Packed, items: list[tuple[Path, str | None, str | None]]) ->
     return out
 
 
-def plan_windows(packed: Packed, recs: list[Recording]) -> None:
-    """Window bounds of every recording from its header, checked before any work is done."""
-    win = packed.manifest["windowing"]
-    audio = packed.manifest["audio"]
-    for rec in recs:
-        if not rec.path.is_file():
-            raise AudioError(f"{rec.path}: file not found")
-        try:
-            info = sf.info(str(rec.path))
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise AudioError(f"{rec.path}: not a readable audio file ({e})") from e
-        duration = info.frames / info.samplerate
-        if duration < audio["min_seconds"]:
-            raise AudioError(
-                f"{rec.path}: {duration:.3f} s long, shorter than the model's minimum of {audio['min_seconds']} s"
-            )
-        if win["window_seconds"]:
-            rec.windows = window_bounds(duration, win["window_seconds"], win["hop_seconds"], win["min_seconds"])
-        else:
-            rec.windows = [(0.0, -1.0)]
-
-
 @torch.no_grad()
-def score(packed: Packed, recs: list[Recording], device: str, batch_size: int) -> None:
-    """Embed every window (batches of equal-length windows, no padding) and score it."""
-    trained, data = packed.trained, packed.trained.cfg.data
-    machine_ids = {m: i for i, m in enumerate(trained.machines)}
-    min_samples = int(data.min_seconds * data.sample_rate)
-    total = sum(len(r.windows) for r in recs)
-    with tqdm(total=total, desc="asdlib-infer", unit="window", file=sys.stderr, disable=None) as bar:
+def score_recording(packed: Packed, rec: Recording, device: str, batch_size: int, bar: tqdm) -> None:
+    """Embed the windows of ``rec`` as they are read (batches of equal-length windows, no padding)
+    and score them; memory holds one batch of audio, whatever the recording's length."""
+    trained = packed.trained
+    machine = trained.machines.index(rec.machine) if rec.machine in trained.machines else -1
+    windows, embs, batch = [], [], []
+
+    def flush() -> None:
+        x = torch.from_numpy(np.stack([w.samples for w in batch])).to(device)
+        lengths = torch.full((len(batch),), x.shape[1], dtype=torch.long, device=device)
+        machines = torch.full((len(batch),), machine, dtype=torch.long, device=device)
+        embs.append(trained.model(x, lengths, machines).float().cpu().numpy())
+        bar.update(len(batch))
+        batch.clear()
+
+    for w in iter_windows(rec.path, trained.cfg.data):
+        if batch and (len(batch) == batch_size or batch[0].samples.size != w.samples.size):
+            flush()
+        batch.append(w)
+        windows.append((w.start, w.end))
+    flush()
+    utts = [
+        Utt(
+            make_utt_id(rec.machine, rec.section, f"w{i}"),
+            str(rec.path),
+            rec.machine,
+            rec.section,
+            "unknown",
+            "unknown",
+            "noAttribute",
+        )
+        for i in range(len(windows))
+    ]
+    rec.scores = [float(s) for s in packed.backend.score(utts, np.concatenate(embs))]
+    rec.windows = windows
+
+
+def score(packed: Packed, recs: list[Recording], device: str, batch_size: int, strict: bool) -> None:
+    """Score every recording; one that cannot be read or is too short gets its reason in ``error``
+    (with ``strict``, it stops the run instead)."""
+    with tqdm(desc="asdlib-infer", unit="window", file=sys.stderr, disable=None) as bar:
         for rec in recs:
-            whole = rec.windows == [(0.0, -1.0)]
-            wavs = []
-            for start, end in rec.windows:
-                wavs.append(
-                    load_wav(
-                        rec.path,
-                        data.sample_rate,
-                        "",
-                        min_samples,
-                        data.channel,
-                        data.resample,
-                        start,
-                        None if whole else end,
-                    )
-                )
-            embs: list[np.ndarray | None] = [None] * len(wavs)
-            by_len: dict[int, list[int]] = defaultdict(list)
-            for i, w in enumerate(wavs):
-                by_len[w.size].append(i)
-            for size, idx in by_len.items():
-                for b in range(0, len(idx), batch_size):
-                    chunk = idx[b : b + batch_size]
-                    x = torch.from_numpy(np.stack([wavs[i] for i in chunk])).to(device)
-                    lengths = torch.full((len(chunk),), size, dtype=torch.long, device=device)
-                    machines = torch.full(
-                        (len(chunk),), machine_ids.get(rec.machine, -1), dtype=torch.long, device=device
-                    )
-                    out = trained.model(x, lengths, machines).float().cpu().numpy()
-                    for i, e in zip(chunk, out):
-                        embs[i] = e
-                    bar.update(len(chunk))
-            utts = [
-                Utt(
-                    make_utt_id(rec.machine, rec.section, f"w{i}"),
-                    str(rec.path),
-                    rec.machine,
-                    rec.section,
-                    "unknown",
-                    "unknown",
-                    "noAttribute",
-                )
-                for i in range(len(wavs))
-            ]
-            rec.scores = [float(s) for s in packed.backend.score(utts, np.stack(embs))]
-            if whole:
-                rec.windows = [(0.0, wavs[0].size / data.sample_rate)]
+            try:
+                score_recording(packed, rec, device, batch_size, bar)
+            except (AudioError, OSError) as e:
+                if strict:
+                    raise AudioError(f"{' '.join(str(e).split())} (--strict: nothing was written)") from e
+                rec.error = " ".join(str(e).split())
+                log.warning("%s", rec.error)
 
 
 def rows(packed: Packed, recs: list[Recording]) -> list[dict]:
-    how = packed.manifest["windowing"]["aggregate"]
+    how = packed.trained.cfg.data.window_aggregate
     out = []
     for rec in recs:
         thr = packed.threshold(rec.machine, rec.section)
+        if rec.error:
+            out.append({**_row(rec, thr, "error", None, None, None), "error": rec.error})
+            continue
         out.append(_row(rec, thr, "file", rec.windows[0][0], rec.windows[-1][1], aggregate(rec.scores, how)))
         if len(rec.windows) > 1:
             out += [_row(rec, thr, "window", s, e, v) for (s, e), v in zip(rec.windows, rec.scores)]
     return out
 
 
-def _row(rec: Recording, thr: float, kind: str, start: float, end: float, s: float) -> dict:
+def _row(rec: Recording, thr: float, kind: str, start: float | None, end: float | None, s: float | None) -> dict:
     return {
         "file": str(rec.path),
         "kind": kind,
         "machine": rec.machine,
         "section": rec.section,
-        "start": round(start, 3),
-        "end": round(end, 3),
+        "start": None if start is None else round(start, 3),
+        "end": None if end is None else round(end, 3),
         "score": s,
         "threshold": thr,
-        "decision": "anomaly" if s > thr else "normal",
+        "decision": None if s is None else "anomaly" if s > thr else "normal",
+        "error": "",
     }
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula: one starting with ``= + - @`` (or a tab or
+    carriage return) gets a leading apostrophe (the OWASP rule for CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def render(table: list[dict], fmt: str, packed: Packed) -> str:
     if fmt == "json":
-        cal = packed.manifest["calibration"]
-        return (
-            json.dumps({"target_fpr": cal["target_fpr"], "measured_fpr": cal["measured_fpr"], "rows": table}, indent=1)
-            + "\n"
-        )
+        cal = packed.manifest.calibration
+        body = {"target_fpr": cal.target_fpr, "measured_fpr": cal.measured_fpr, "rows": table}
+        return json.dumps(body, indent=1, allow_nan=False) + "\n"
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for r in table:
-        writer.writerow({**r, "score": f"{r['score']:.6f}", "threshold": f"{r['threshold']:.6f}"})
+        cells = {k: spreadsheet_safe(v) if isinstance(v, str) else "" if v is None else v for k, v in r.items()}
+        if r["score"] is not None:
+            cells["score"] = f"{r['score']:.6f}"
+        cells["threshold"] = f"{r['threshold']:.6f}"
+        writer.writerow(cells)
     return buf.getvalue()
 
 
@@ -286,23 +298,39 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    for path in (args.out, args.report):  # before any scoring: a typo costs seconds, not the run
+        if path is not None:
+            check_writable(path)
     device = resolve_device(args.device)
     packed = load_packed(args.packed, device)
     recs = resolve(packed, collect(args))
-    plan_windows(packed, recs)
-    score(packed, recs, device, args.batch_size)
+    score(packed, recs, device, args.batch_size, args.strict)
     table = rows(packed, recs)
     text = render(table, args.format, packed)
-    if args.report:
-        report(args.report, table, recs)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text)
     else:
         sys.stdout.write(text)
+        sys.stdout.flush()
+    failed = [r for r in recs if r.error]
     flagged = sum(r["decision"] == "anomaly" for r in table if r["kind"] == "file")
-    log.info("%d recordings scored, %d flagged as anomalous", len(recs), flagged)
-    return 0
+    log.info("%d recordings scored, %d flagged as anomalous", len(recs) - len(failed), flagged)
+    code = EXIT_SOME_FAILED if failed else 0
+    if failed:
+        print(
+            f"ERROR: {len(failed)} of {len(recs)} recordings could not be scored (their 'error' rows say why; "
+            f"the others were scored and written); first: {failed[0].error}",
+            file=sys.stderr,
+        )
+    if args.report:
+        try:
+            report(args.report, table, [r for r in recs if not r.error])
+        except (OSError, ValueError, RuntimeError) as e:
+            print(
+                f"ERROR: {args.report}: the report could not be written ({e}); the scores were written", file=sys.stderr
+            )
+            return code or EXIT_REPORT_FAILED
+    return code
 
 
 def cli() -> None:

@@ -31,14 +31,18 @@ from asdlib.backends.packed import (
     BANK,
     FORMAT,
     MANIFEST,
+    PackedError,
     calibrate,
     file_table,
+    load_packed,
+    manifest_digest,
     save_bank,
 )
 from asdlib.config import load_train_config
 from asdlib.data.datadir import read_data_dir
 from asdlib.io.atomic import atomic_write_text
 from asdlib.io.config import dump_config
+from asdlib.models.upstream_files import SIDE_SUFFIXES
 from asdlib.utils import run_main, setup_logging, str2bool
 
 log = logging.getLogger(__name__)
@@ -112,10 +116,19 @@ def main(argv: list[str] | None = None) -> int:
         src = Path(cfg.upstream.path)
         dst = tmp / "upstream" / src.name
         dst.parent.mkdir()
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*(f"*{s}" for s in SIDE_SUFFIXES)))
+        else:
+            shutil.copy2(src, dst)
         cfg.upstream.path = dst.relative_to(tmp).as_posix()
+        record = model_state.get("upstream")
+        if isinstance(record, dict):  # the training machine's path stays behind; the sha256 is the check
+            model_state["upstream"] = {**record, "path": cfg.upstream.path}
+    # a packed model never unpickles code (asdlib.backends.packed): its upstream must load with
+    # weights_only=True, which the self-check below proves
+    cfg.upstream.allow_unsafe_pickle = False
     dump_config(cfg, tmp / "config.yaml")
-    shutil.copy2(args.exp_dir / "model.pt", tmp / "model.pt")
+    torch.save(model_state, tmp / "model.pt")
     save_bank(tmp / BANK, utts, embeddings)
     results = args.exp_dir / "results"
     if results.is_dir():
@@ -133,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
             "numpy": np.__version__,
             "soundfile": sf.__version__,
         },
-        "source_exp": str(args.exp_dir.resolve()),
         "train_sets": args.train_sets,
         "audio": {
             "sample_rate": data.sample_rate,
@@ -161,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         "thresholds": thresholds,
         "files": file_table(tmp),
     }
-    atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    manifest["digest"] = manifest_digest(manifest)
+    atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
+    try:  # the pack loads as asdlib-infer will load it, or it is not published
+        load_packed(tmp)
+    except PackedError as e:
+        raise PackedError(f"{args.exp_dir}: the packed model does not load ({e})") from e
     shutil.rmtree(args.out_dir, ignore_errors=True)
     tmp.rename(args.out_dir)
     if args.tar:

@@ -7,6 +7,7 @@ training clips (the official baselines' gamma-fit rule, asdlib.metrics.submissio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -29,6 +30,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores_dir", type=Path, required=True, help="exp/<tag>/scores (holds <set>/scores.scp)")
     p.add_argument("--test_set", required=True)
     p.add_argument("--train_sets", nargs="+", required=True, help="sets with leave-one-out training scores")
+    p.add_argument(
+        "--row_names",
+        choices=("file", "utt"),
+        default="file",
+        help="file: the corpus file name (DCASE evaluators match rows by it); utt: the utt-id without its "
+        "<machine>-<section>- prefix, unique per recording (a custom corpus may reuse file names across folders)",
+    )
     p.add_argument("--verbose", type=int, default=1)
     return p
 
@@ -45,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     train = [r for name in args.train_sets for r in load_set(args.data_root, args.scores_dir, name)]
     test = load_set(args.data_root, args.scores_dir, args.test_set)
+    if args.row_names == "utt":
+        test = [dataclasses.replace(r, file_name=r.utt_id.removeprefix(f"{r.machine}-{r.section}-")) for r in test]
     wanted = {(r.machine, r.section) for r in test}
     thresholds = fit_decision_thresholds([r for r in train if (r.machine, r.section) in wanted])
     paths = write_submission(args.year, test, args.scores_dir / args.test_set, thresholds)

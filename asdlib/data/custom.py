@@ -2,10 +2,11 @@
 
 Two corpus layouts:
 
-* a folder ``<root>/<machine>/train/`` of normal recordings (``*.wav``/``*.flac``, sub-folders
-  allowed) per machine, optionally ``<root>/<machine>/test/`` with ``normal/`` and ``anomaly/``
-  sub-folders, or test files directly in ``test/`` labelled by ``test/labels.csv``
-  (``<file name>,<normal|anomaly>`` per row; files it does not list get the label ``unknown``);
+* a folder ``<root>/<machine>/train/`` of normal recordings (any format soundfile reads,
+  sub-folders and symlinked folders allowed) per machine, optionally ``<root>/<machine>/test/`` with
+  ``normal/`` and ``anomaly/`` sub-folders, or test files directly in ``test/`` labelled by
+  ``test/labels.csv`` (``<path relative to test/>,<normal|anomaly>`` per row; files it does not list
+  get the label ``unknown``);
 * a list file: ``<path> <machine>`` per line (the path may contain spaces; relative paths are
   relative to the list file), all normal training recordings.
 
@@ -17,18 +18,43 @@ by ``_``. Sets: ``train`` and, when any machine has test recordings, ``test``.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from pathlib import Path
 
+import soundfile as sf
+
 from asdlib.data.datadir import DataDirError, Utt, make_utt_id
 
-AUDIO_SUFFIXES = (".wav", ".flac")
+#: every format soundfile reads, by file suffix (RAW needs its parameters given, so it is left out)
+AUDIO_SUFFIXES = tuple(
+    sorted(
+        {f".{name.lower()}" for name in sf.available_formats() if name != "RAW"}
+        | {".aif", ".aifc", ".wave", ".oga", ".opus"}
+    )
+)
 SECTION = "00"
 _MACHINE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+def audio_files(folder: Path) -> list[Path]:
+    """Every audio file below ``folder`` (any suffix of :data:`AUDIO_SUFFIXES`), sorted; symlinked
+    folders are followed once each (a link back to a parent is not a loop). A name with a control
+    character (a ``\\r`` from a Windows script) is an error: it could not stand in wav.scp."""
+    found, seen = [], set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(top)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        for name in files:
+            path = Path(top) / name
+            if Path(name).suffix.lower() in AUDIO_SUFFIXES and path.is_file():
+                if any(ord(c) < 32 for c in str(path)):
+                    raise DataDirError(f"{path!r}: the path holds a control character (e.g. \\r); rename it")
+                found.append(path)
+    return sorted(found)
 
 
 def _stem(path: Path, base: Path) -> str:
@@ -71,28 +97,39 @@ def read_list(path: Path) -> dict[str, list[Utt]]:
     return {"train": utts}
 
 
+def read_labels(csv_path: Path) -> dict[str, str]:
+    """``labels.csv``: ``<path relative to test/>,<normal|anomaly>`` rows (an optional header; a UTF-8
+    BOM, as Excel writes it, is accepted). A path listed twice with different labels is an error."""
+    labels: dict[str, str] = {}
+    if not csv_path.is_file():
+        return labels
+    with open(csv_path, encoding="utf-8-sig", newline="") as f:
+        for n, row in enumerate(csv.reader(f), 1):
+            if not row or (n == 1 and row[0].strip().lower() in ("file", "file_name", "filename", "path")):
+                continue
+            if len(row) < 2 or row[1].strip() not in ("normal", "anomaly"):
+                raise DataDirError(
+                    f"{csv_path}:{n}: expected '<path relative to test/>,<normal|anomaly>', got {','.join(row)!r}"
+                )
+            key, label = Path(row[0].strip()).as_posix(), row[1].strip()
+            if labels.get(key, label) != label:
+                raise DataDirError(f"{csv_path}:{n}: {key} is labelled both {labels[key]} and {label}; keep one row")
+            labels[key] = label
+    return labels
+
+
 def _test_utts(machine: str, test: Path) -> list[Utt]:
     out = []
     sub = [test / lab for lab in ("normal", "anomaly") if (test / lab).is_dir()]
     for folder in sub:
-        out += [_utt(machine, f"{folder.name}_{_stem(p, folder)}", p, folder.name) for p in _audio_files(folder)]
-    labels: dict[str, str] = {}
-    csv_path = test / "labels.csv"
-    if csv_path.is_file():
-        with open(csv_path, encoding="utf-8", newline="") as f:
-            for n, row in enumerate(csv.reader(f), 1):
-                if not row or (n == 1 and row[0].strip().lower() in ("file", "file_name", "filename", "path")):
-                    continue
-                if len(row) < 2 or row[1].strip() not in ("normal", "anomaly"):
-                    raise DataDirError(
-                        f"{csv_path}:{n}: expected '<file name>,<normal|anomaly>', got {','.join(row)!r}"
-                    )
-                labels[Path(row[0].strip()).name] = row[1].strip()
-    loose = [p for p in _audio_files(test) if not any(p.is_relative_to(s) for s in sub)]
+        out += [_utt(machine, f"{folder.name}_{_stem(p, folder)}", p, folder.name) for p in audio_files(folder)]
+    labels = read_labels(test / "labels.csv")
+    loose = [p for p in audio_files(test) if not any(p.is_relative_to(s) for s in sub)]
     for p in loose:
-        label = labels.get(p.name, "unknown")
+        label = labels.get(p.relative_to(test).as_posix(), "unknown")
         out.append(_utt(machine, f"{label}_{_stem(p, test)}", p, label))
-    unmatched = sorted(set(labels) - {p.name for p in loose})
+    csv_path = test / "labels.csv"
+    unmatched = sorted(set(labels) - {p.relative_to(test).as_posix() for p in loose})
     if unmatched:
         raise DataDirError(f"{csv_path}: lists files that are not in {test}: {', '.join(unmatched[:3])}")
     return out
@@ -108,10 +145,10 @@ def read_folder(root: Path) -> dict[str, list[Utt]]:
     sets: dict[str, list[Utt]] = {"train": [], "test": []}
     for mdir in machines:
         machine = _check_machine(mdir.name, str(mdir))
-        train = _audio_files(mdir / "train") if (mdir / "train").is_dir() else []
+        train = audio_files(mdir / "train") if (mdir / "train").is_dir() else []
         if not train:
             raise DataDirError(
-                f"{mdir / 'train'}: no .wav or .flac recordings; every machine needs normal training recordings"
+                f"{mdir / 'train'}: no audio recordings (.wav, .flac, ...); every machine needs normal training recordings"
             )
         sets["train"] += [_utt(machine, _stem(p, mdir / "train"), p, "normal") for p in train]
         if (mdir / "test").is_dir():

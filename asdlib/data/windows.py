@@ -23,8 +23,10 @@ def window_bounds(duration: float, window: float, hop: float, min_len: float) ->
     """``(start, end)`` in seconds (millisecond grid) of the windows of a ``duration``-second file.
 
     Windows start every ``hop`` seconds until one reaches the end; a last, shorter window is kept
-    when it is at least ``min_len`` long. A file shorter than ``window`` is one window (its length
-    is checked against ``data.min_seconds`` like any clip). ``window`` 0: the whole file.
+    when it is at least ``min_len`` long, and a shorter tail is scored by a full window aligned to
+    the end of the file (no second of a recording goes unscored). A file shorter than ``window`` is
+    one window (its length is checked against ``data.min_seconds`` like any clip). ``window`` 0:
+    the whole file.
     """
     dur_ms = int(np.floor(duration * 1000 + 1e-6))
     win_ms, hop_ms, min_ms = (int(round(x * 1000)) for x in (window, hop or window, min_len))
@@ -36,6 +38,8 @@ def window_bounds(duration: float, window: float, hop: float, min_len: float) ->
         end = min(start + win_ms, dur_ms)
         if end - start == win_ms or not out or end - start >= min_ms:
             out.append((start / 1000, end / 1000))
+        else:  # a tail shorter than min_len: the last full window, aligned to the end
+            out.append(((dur_ms - win_ms) / 1000, dur_ms / 1000))
         if end >= dur_ms:
             return out
         start += hop_ms

@@ -57,3 +57,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise the OSError that writing ``path`` atomically would raise, before any work is done (its
+    folder is created, a temp file made there and removed)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; name a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent):
+            pass
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror or e} (check the folder and its permissions)") from e

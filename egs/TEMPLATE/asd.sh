@@ -33,6 +33,7 @@ train_args=""         # config overrides "key=value ...", e.g. "optim.lr=1e-4 fi
 fpr=0.05              # stage 7: false-alarm rate the packed model's decision thresholds aim at
 calib_folds=5         # stage 7: folds over the training normals for those thresholds (held-out scores)
 pack_tar=false        # stage 7: also write exp/<tag>/packed.tar
+submission_rows="file"  # stage 5: submission row names: file (the corpus file name, as DCASE evaluators match) or utt (unique per recording)
 python=python3
 
 help_message=$(cat <<EOM
@@ -50,6 +51,7 @@ Usage: ./run.sh [options]   (egs/<recipe>/run.sh passes them to asd.sh, the shar
   --local_data_opts "..."       options for local/data.sh (--eval_list <csv>, --download true)
   --skip_bad ${skip_bad}          stage 1: move unusable audio files to data/<set>/bad.list instead of failing
   --skip_unlabelled ${skip_unlabelled}   stage 6: skip (instead of failing on) test sets without ground truth
+  --submission_rows ${submission_rows}   stage 5: submission row names, file (DCASE) or utt (unique per recording: egs/custom)
   --train_sets "${train_sets}"  --test_sets "${test_sets}"
 EOM
 )
@@ -207,7 +209,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         log "Stage 5: submission CSVs of ${s}"
         # shellcheck disable=SC2086  # train_sets is a list of set names
         ${python} -m asdlib.bin.write_submission --year "${year}" --data_root "${datadir}" \
-            --scores_dir "${exp}/scores" --test_set "${s}" --train_sets ${train_sets}
+            --scores_dir "${exp}/scores" --test_set "${s}" --train_sets ${train_sets} --row_names "${submission_rows}"
     done
 fi
 

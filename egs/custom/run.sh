@@ -6,6 +6,11 @@
 # The packed model for the plant is exp/<tag>/packed (stage 7); score with asdlib-infer.
 set -euo pipefail
 
+case " $* " in
+    *" --help "* | *" -h "*)  # works from any folder: the options are asd.sh's
+        echo "Usage: egs/custom/run.sh --corpus DIR|LIST [asd.sh options]   (run it from egs/custom)"
+        cd "$(dirname "$0")" && exec ./asd.sh --help ;;
+esac
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -20,4 +25,6 @@ done
 test_sets=""
 if [ -d "${CUSTOM}" ] && compgen -G "${CUSTOM}/*/test" > /dev/null; then test_sets="test"; fi
 # Year 2020's metric (AUC, pAUC per machine) needs no target domain: every clip here is 'source'.
-./asd.sh --year 2020 --train_config conf/train.yaml --train_sets train --test_sets "${test_sets}" "${args[@]}"
+# Submission rows are named by utt-id: test/normal/x.wav and test/anomaly/x.wav are two recordings.
+./asd.sh --year 2020 --train_config conf/train.yaml --train_sets train --test_sets "${test_sets}" \
+    --submission_rows utt "${args[@]}"

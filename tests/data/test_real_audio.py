@@ -62,7 +62,8 @@ def test_window_bounds() -> None:
     assert window_bounds(0.5, 2.0, 1.0, 1.0) == [(0.0, 0.5)]  # shorter than a window: one, checked by min_seconds
     assert window_bounds(10.0, 4.0, 2.0, 1.0) == [(0.0, 4.0), (2.0, 6.0), (4.0, 8.0), (6.0, 10.0)]
     assert window_bounds(11.0, 4.0, 4.0, 1.0) == [(0.0, 4.0), (4.0, 8.0), (8.0, 11.0)]
-    assert window_bounds(8.5, 4.0, 4.0, 1.0) == [(0.0, 4.0), (4.0, 8.0)]  # 0.5 s tail < min: dropped
+    # 0.5 s tail < min: scored by a full window aligned to the end
+    assert window_bounds(8.5, 4.0, 4.0, 1.0) == [(0.0, 4.0), (4.0, 8.0), (4.5, 8.5)]
     assert window_id("fan-00-rec", 12.345) == "fan-00-rec-w00012345"
     assert aggregate([1.0, 3.0], "max") == 3.0 and aggregate([1.0, 3.0], "mean") == 2.0
 

@@ -142,6 +142,9 @@ def _csv(text: str) -> list[dict[str, str]]:
 
 
 def test_data_dirs_hold_windows_of_the_recordings(done: dict) -> None:
+    # test/normal/ and test/anomaly/ reuse file names ('rec 00.wav'): two recordings, two utt-ids
+    reused = {p.name for p in (done["corpus"] / "fan" / "test" / "normal").iterdir()}
+    assert reused & {p.name for p in (done["corpus"] / "fan" / "test" / "anomaly").iterdir()}
     recipe = done["recipe"]
     train = read_data_dir(recipe / "data" / "train")
     assert {u.machine for u in train} == {"pump", "fan"} and {u.section for u in train} == {"00"}
@@ -246,10 +249,19 @@ def test_bad_input_is_one_error_line_and_nothing_is_lost(done: dict, tmp_path: P
     )
     short = tmp_path / "short.flac"
     sf.write(str(short), np.full(4410, 0.1, np.float32), 44100)
-    assert "shorter than the model's minimum" in _error(
-        infer("--packed", str(done["packed"]), "--machine", "pump", str(short), "--out", str(out))
-    )
+    # a bad recording among good ones: an error row with the reason, the good one scored and written (exit 3)
+    proc = infer("--packed", str(done["packed"]), "--machine", "pump", str(short), "--out", str(out))
+    assert proc.returncode == 3 and "shorter than the model's minimum" in _error(proc)
+    rows = _csv(out.read_text())
+    assert [r["kind"] for r in rows] == ["error"] and "shorter than" in rows[0]["error"]
+    # --strict: the first bad file stops the run and --out keeps its previous content
+    out.write_text("previous results\n")
+    proc = infer("--packed", str(done["packed"]), "--machine", "pump", str(short), "--out", str(out), "--strict")
+    assert proc.returncode == 1 and "--strict" in _error(proc)
     assert out.read_text() == "previous results\n"
+    # run.sh --help from another folder
+    help_proc = subprocess.run([str(CUSTOM / "run.sh"), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert help_proc.returncode == 0 and "--corpus" in help_proc.stdout + help_proc.stderr
     # an override of an unknown key: stage 3 refuses before touching anything
     recipe = done["recipe"]
     before = sorted(p.relative_to(recipe).as_posix() for p in recipe.rglob("*"))
