@@ -5,7 +5,8 @@ Example: python -m asdlib.bin.make_synth --root downloads/synth --anomaly_streng
 machines (bearing,slider,ToyCar / AirCompressor,BrushlessMotor,HoveringDrone); --family c: impulsive
 cyclic machines, the held-out family (asdlib.synth.family_c; ToyTrain / 3DPrinter,RoboticArm,ToyCircuit);
 --family d: inverter-driven machines with DCASE's hard domain shift and proportions (990 + 10 training
-clips, 50 test clips per domain x label; asdlib.synth.family_d).
+clips, 50 test clips per domain x label; asdlib.synth.family_d); --family e: servo-driven devices at
+the same hardness, held out from every choice (asdlib.synth.family_e).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from asdlib.synth import family_b, family_c, family_d
+from asdlib.synth import family_b, family_c, family_d, family_e
 from asdlib.synth.corpus import LAYOUT_YEARS, SynthConfig, generate_corpus
 from asdlib.utils import run_main, setup_logging
 
@@ -25,8 +26,9 @@ _FAMILY_DEFAULTS = {
     "b": family_b.default_config(),
     "c": family_c.default_config(),
     "d": family_d.default_config(),
+    "e": family_e.default_config(),
 }
-_MODELS = {"a": None, "b": family_b.MODEL, "c": family_c.MODEL, "d": family_d.MODEL}
+_MODELS = {"a": None, "b": family_b.MODEL, "c": family_c.MODEL, "d": family_d.MODEL, "e": family_e.MODEL}
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -42,7 +44,7 @@ def get_parser(family: str = "a") -> argparse.ArgumentParser:
         "--family",
         choices=sorted(_FAMILY_DEFAULTS),
         default=family,
-        help="sound model: a (asdlib.synth.corpus), b, c or d (asdlib.synth.family_<x>) "
+        help="sound model: a (asdlib.synth.corpus), b, c, d or e (asdlib.synth.family_<x>) "
         "(asdlib.synth.family_c); sets the machine defaults",
     )
     p.add_argument(

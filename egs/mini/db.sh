@@ -11,3 +11,6 @@ export MINI_C
 # The family with DCASE's hard domain shift (local/data.sh --family d, asdlib.synth.family_d).
 MINI_D="${MINI_D:-downloads/mini_d}"
 export MINI_D
+# The held-out family with the same hardness (local/data.sh --family e, asdlib.synth.family_e).
+MINI_E="${MINI_E:-downloads/mini_e}"
+export MINI_E

@@ -3,15 +3,16 @@
 # then prepare the four Kaldi data dirs. --family b: the second sound model and domain shift
 # (asdlib.synth.family_b) in ${MINI_B}; --family c: the held-out family (asdlib.synth.family_c) in
 # ${MINI_C}; --family d: DCASE's hard domain shift at DCASE's proportions (asdlib.synth.family_d)
-# in ${MINI_D}; use them with their own --datadir/--expdir (local/two_families.sh).
+# in ${MINI_D}; --family e: the held-out family of the same hardness (asdlib.synth.family_e) in
+# ${MINI_E}; use them with their own --datadir/--expdir (local/two_families.sh).
 set -euo pipefail
 
 datadir=data
 eval_list=""          # official-format eval list; default: eval_data_list_2024.csv under the corpus root
 download=false        # the mini corpus is generated, never downloaded
 synth_opts=""         # extra options for python -m asdlib.bin.make_synth (e.g. "--n_train_source 20")
-family=a              # corpus family: a (asdlib.synth.corpus, in ${MINI}), b, c or d (asdlib.synth.family_<x>, in ${MINI_<X>})
-help_message="Usage: local/data.sh [--datadir data] [--family a|b|c|d] [--eval_list csv] [--synth_opts \"...\"]"
+family=a              # corpus family: a (asdlib.synth.corpus, in ${MINI}), b, c, d or e (asdlib.synth.family_<x>, in ${MINI_<X>})
+help_message="Usage: local/data.sh [--datadir data] [--family a|b|c|d|e] [--eval_list csv] [--synth_opts \"...\"]"
 
 # shellcheck disable=SC1091
 . utils/parse_options.sh
@@ -26,7 +27,8 @@ case "${family}" in
     b) root="${MINI_B}"; synth_opts="--family b ${synth_opts}" ;;
     c) root="${MINI_C}"; synth_opts="--family c ${synth_opts}" ;;
     d) root="${MINI_D}"; synth_opts="--family d ${synth_opts}" ;;
-    *) echo "local/data.sh: --family must be a, b, c or d, got '${family}'" >&2; exit 1 ;;
+    e) root="${MINI_E}"; synth_opts="--family e ${synth_opts}" ;;
+    *) echo "local/data.sh: --family must be a, b, c, d or e, got '${family}'" >&2; exit 1 ;;
 esac
 if [ ! -f "${root}/.done" ]; then
     echo "local/data.sh: generating the synthetic corpus (family ${family}) in ${root}" >&2
