@@ -9,7 +9,10 @@ dev set and report the choice on the eval set: ranking on the set you report ove
 With ``--family TAG=DATA_ROOT:EXP_ROOT`` (repeated), the experiments and ``--logmel_exp`` are names
 under each family's EXP_ROOT, and candidates are ranked by their worst family's official score: the
 written protocol that chose the mini's default on the dev sets of two corpus families (a default that
-wins on one family by losing on another is not chosen).
+wins on one family by losing on another is not chosen). With ``--untrained NAME`` (an experiment
+of the same pipeline with the untrained upstream), a row meets the rule when, on every family, it
+beats the log-mel kNN (``knn on logmel``), NAME with the same back end, and its own log-mel member
+alone; rows that meet it rank first. The untrained experiment's own rows cannot meet it.
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", required=True, help="the labelled set to rank on (a dev set, e.g. dev_test)")
     p.add_argument(
         "--year", type=int, required=True, choices=metric_years(), help="challenge year whose official metric ranks"
+    )
+    p.add_argument(
+        "--untrained",
+        help="the untrained-upstream experiment (one of exp_dirs): rank rows that beat it, the log-mel kNN "
+        "and their own log-mel member on every family first",
     )
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated back-end kinds to combine")
     p.add_argument("--max_members", type=int, default=2, help="largest fusion (1: single back ends only)")
@@ -142,6 +150,25 @@ def rank(
     return sorted(out, key=lambda r: -r[0])
 
 
+def meets_rule(table: dict[tuple[str, str], list[tuple[float, float]]], key: tuple[str, str], untrained: str) -> bool:
+    """Whether a row beats, on every family, the log-mel kNN, the untrained experiment with the same
+    back end, and its own log-mel member alone (a fusion's first member on the log-mel)."""
+    exp, what = key
+    if exp == untrained or (untrained, what) not in table:
+        return False
+    members = what.split(" + ")
+    own_logmel = [m for m in members if m.endswith(" on logmel")]
+    rivals = [(exp, "knn on logmel"), (untrained, what)]
+    if len(members) > 1 and own_logmel:
+        rivals.append((exp, own_logmel[0]))
+    return all(
+        table[key][i][0] > table[rival][i][0]
+        for rival in rivals
+        if rival != key and rival in table
+        for i in range(len(table[key]))
+    )
+
+
 def parse_family(text: str) -> tuple[str, Path, Path]:
     """``TAG=DATA_ROOT:EXP_ROOT`` -> (tag, data root, exp root)."""
     tag, sep, roots = text.partition("=")
@@ -170,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
                 exp_root / exp, exp_root / args.logmel_exp, data_root, args.set, args.year, cands
             ):
                 table.setdefault((exp.name, what), []).append((score, target))
-    rows = sorted(((min(s for s, _ in v), exp, what, v) for (exp, what), v in table.items()), key=lambda r: -r[0])
+    meets = {key: meets_rule(table, key, args.untrained) for key in table} if args.untrained else {}
+    rows = sorted(
+        ((min(s for s, _ in v), exp, what, v) for (exp, what), v in table.items()),
+        key=lambda r: (not meets.get((r[1], r[2]), False), -r[0]),
+    )
     tags = [tag for tag, _, _ in families]
     per_family = "".join(f" {t}: official (AUC target) |" for t in tags) if args.family else ""
     lines = [
@@ -178,12 +209,14 @@ def main(argv: list[str] | None = None) -> int:
         + (f"; ranked by the worst of families {', '.join(tags)}" if args.family else "")
         + "):",
         "",
-        f"| rank | experiment | back end | {'worst official' if args.family else 'official score'} |{per_family}",
-        "|---:|---|---|---:|" + "---:|" * (len(tags) if args.family else 0),
+        f"| rank | experiment | back end | {'worst official' if args.family else 'official score'} |{per_family}"
+        + (" meets the rule |" if meets else ""),
+        "|---:|---|---|---:|" + "---:|" * (len(tags) if args.family else 0) + ("---|" if meets else ""),
     ]
     for i, (worst, exp, what, v) in enumerate(rows, 1):
         cells = "".join(f" {100 * s:.2f} ({100 * t:.2f}) |" for s, t in v) if args.family else ""
-        lines.append(f"| {i} | {exp} | {what} | {100 * worst:.2f} |{cells}")
+        rule = (" yes |" if meets[(exp, what)] else " no |") if meets else ""
+        lines.append(f"| {i} | {exp} | {what} | {100 * worst:.2f} |{cells}{rule}")
     text = "\n".join(lines) + "\n"
     if args.out:
         atomic_write_text(args.out, text)

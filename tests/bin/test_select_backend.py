@@ -177,6 +177,21 @@ def test_families_rank_by_the_worst_one(tmp_path, capsys):
     per_family = [[float(c.split()[0]) for c in r[4:6]] for r in rows]
     assert worst == [min(v) for v in per_family] and worst == sorted(worst, reverse=True)
     assert all(max(v) > 90 for v in per_family[1:])  # each single stream wins its own family
+    # the rule: beat the log-mel kNN, the untrained experiment with the same back end and the own log-mel member
+    table = {
+        ("train", "knn on logmel"): [(0.6, 0.5), (0.6, 0.5)],
+        ("train", "knn"): [(0.9, 0.9), (0.7, 0.5)],
+        ("train", "knn + knn on logmel"): [(0.95, 0.9), (0.65, 0.5)],
+        ("untrained", "knn"): [(0.8, 0.8), (0.8, 0.5)],
+        ("untrained", "knn + knn on logmel"): [(0.9, 0.9), (0.6, 0.5)],
+        ("untrained", "knn on logmel"): [(0.6, 0.5), (0.6, 0.5)],
+    }
+    assert select_backend.meets_rule(table, ("train", "knn + knn on logmel"), "untrained")
+    assert not select_backend.meets_rule(table, ("train", "knn"), "untrained")  # loses to untrained on family 2
+    assert not select_backend.meets_rule(table, ("train", "knn on logmel"), "untrained")  # ties the log-mel kNN
+    assert not select_backend.meets_rule(table, ("untrained", "knn"), "untrained")
+    assert select_backend.main(args + fams + ["--untrained", "train"]) == 0  # the same experiment: nothing meets it
+    assert all(r[-1] == "no" for r in _table(capsys))
     with pytest.raises(ValueError, match="TAG=DATA_ROOT:EXP_ROOT"):
         select_backend.main(args + ["--family", "x=data"])
 
