@@ -48,6 +48,7 @@ def load_wav(
     resample_to_rate: bool = False,
     start: float = 0.0,
     end: float | None = None,
+    skip_hint: str = "drop it with --skip_bad true",
 ) -> np.ndarray:
     """Read a mono float32 waveform in [-1, 1] at ``sample_rate`` and check it is usable.
 
@@ -55,14 +56,15 @@ def load_wav(
     ``"mean"``, averages all channels; without it a multi-channel file is an error, because
     silently averaging microphones changes the task. ``resample_to_rate`` accepts any sample rate
     and resamples to ``sample_rate``; without it another rate is an error. ``start``/``end``
-    (seconds in the file, ``end`` None or negative = to the end) read one window only.
+    (seconds in the file, ``end`` None or negative = to the end) read one window only. ``skip_hint``
+    ends the messages of a file that is unusable as it is (each caller names its own way to skip it).
     """
     where = f"{utt_id} ({path})" if utt_id else str(path)
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{where}: file not found; fix wav.scp or rerun data preparation (stage 1)")
     if path.stat().st_size == 0:
-        raise AudioError(f"{where}: empty file; re-copy it from the corpus or drop it with --skip_bad true")
+        raise AudioError(f"{where}: empty file; re-copy it from the corpus or {skip_hint}")
     try:
         if start > 0 or (end is not None and end >= 0):
             with sf.SoundFile(str(path)) as f:
@@ -74,7 +76,7 @@ def load_wav(
         else:
             data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        raise AudioError(f"{where}: not a readable audio file ({e}); re-copy it or drop it with --skip_bad true") from e
+        raise AudioError(f"{where}: not a readable audio file ({e}); re-copy it or {skip_hint}") from e
     if sr != sample_rate and not resample_to_rate:
         raise AudioError(
             f"{where}: sample rate {sr} Hz, expected {sample_rate} Hz; resample the corpus (e.g. sox in.wav -r {sample_rate} out.wav) "
@@ -100,10 +102,10 @@ def load_wav(
     if wav.size < max(min_samples, 1):
         raise AudioError(
             f"{where}: {wav.size} samples, shorter than the model's minimum of {min_samples} samples "
-            f"({wav.size / sample_rate:.3f} s < {min_samples / sample_rate:.3f} s); drop it with --skip_bad true"
+            f"({wav.size / sample_rate:.3f} s < {min_samples / sample_rate:.3f} s); {skip_hint}"
         )
     if not np.isfinite(wav).all():
-        raise AudioError(f"{where}: contains NaN/Inf samples; the file is corrupt, drop it with --skip_bad true")
+        raise AudioError(f"{where}: contains NaN/Inf samples; the file is corrupt, {skip_hint}")
     if not np.any(wav):
-        raise AudioError(f"{where}: all samples are zero (silent recording); drop it with --skip_bad true")
+        raise AudioError(f"{where}: all samples are zero (silent recording); {skip_hint}")
     return wav

@@ -21,6 +21,9 @@ from asdlib.config import DataConfig
 from asdlib.data.audio import AudioError, load_wav
 from asdlib.data.windows import window_bounds
 
+# what a caller of the stream does with an unusable file: asdlib-infer reports it and scores the rest
+SKIP_HINT = "leave it out of the input (asdlib-infer reports it as an error row and scores the other files)"
+
 
 @dataclass(frozen=True)
 class Window:
@@ -54,6 +57,14 @@ def iter_windows(path: str | Path, data: DataConfig) -> Iterator[Window]:
     min_samples = int(data.min_seconds * data.sample_rate)
     for start, end in bounds:
         wav = load_wav(
-            path, data.sample_rate, "", min_samples, data.channel, data.resample, start, None if whole else end
+            path,
+            data.sample_rate,
+            "",
+            min_samples,
+            data.channel,
+            data.resample,
+            start,
+            None if whole else end,
+            skip_hint=SKIP_HINT,
         )
         yield Window(start, start + wav.size / data.sample_rate if whole else end, wav)

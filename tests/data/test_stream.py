@@ -9,7 +9,7 @@ import numpy as np
 import soundfile as sf
 
 from asdlib.config import DataConfig
-from asdlib.data.audio import load_wav
+from asdlib.data.audio import AudioError, load_wav
 from asdlib.data.stream import iter_windows
 
 
@@ -28,3 +28,15 @@ def test_windows_are_streamed_with_bounded_memory(tmp_path) -> None:
     tracemalloc.stop()
     assert n == 2 * seconds - 1 and peak < sr * seconds * 4 / 10, peak  # a tenth of the decoded file
     assert np.array_equal(first.samples, load_wav(path, sr, start=0.0, end=1.0))
+
+
+def test_an_unusable_file_names_the_inference_remedy_not_a_training_option(tmp_path) -> None:
+    # asdlib-infer has no --skip_bad: its advice is what it does with such a file
+    path = tmp_path / "silent.wav"
+    sf.write(str(path), np.zeros(16000, dtype=np.float32), 16000)
+    try:
+        list(iter_windows(path, DataConfig(train_sets=["t"])))
+    except AudioError as e:
+        assert "silent" in str(e) and "--skip_bad" not in str(e) and "error row" in str(e)
+    else:
+        raise AssertionError("a silent file was scored")
