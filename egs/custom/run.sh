@@ -8,7 +8,7 @@ set -euo pipefail
 
 case " $* " in
     *" --help "* | *" -h "*)  # works from any folder: the options are asd.sh's
-        echo "Usage: egs/custom/run.sh --corpus DIR|LIST [asd.sh options]   (run it from egs/custom)"
+        echo "egs/custom/run.sh --corpus DIR|LIST [asd.sh options]   (run it from egs/custom); the asd.sh options:"
         cd "$(dirname "$0")" && exec ./asd.sh --help ;;
 esac
 args=()
