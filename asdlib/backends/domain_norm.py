@@ -27,6 +27,8 @@ minimum over domains, so the test clip's domain is never needed:
   score after, by the density where the clip landed.
 
 Statistics come from the training clips only; no test clip, label or domain is read. A bank of
+more than ``MAX_CALIBRATION`` clips is calibrated on that many of them, evenly spaced in utt-id
+order, so the fit costs a pass over the bank rather than a bank-by-bank product. A bank of
 fewer than ``MIN_OWN_SPREAD`` clips borrows the spread of its section's other banks: two target
 clips give one leave-one-out distance twice, which says nothing about spread.
 """
@@ -53,6 +55,7 @@ from asdlib.backends.mahalanobis import MIN_OWN_COVARIANCE, _covariance, _whiten
 from asdlib.registry import BACKENDS
 
 MIN_OWN_SPREAD = 3  # clips a bank needs for a spread (sd) of its own
+MAX_CALIBRATION = 2000  # bank clips whose leave-one-out distances calibrate a bank (evenly spaced in utt-id order)
 MAX_MIXED = 2_000_000  # MemMixup entries per target bank (target clips x neighbours): bounds its memory
 Domains = dict[str, tuple[np.ndarray, np.ndarray]]
 Statistic = Literal["zscore", "rank", "none"]
@@ -136,6 +139,8 @@ class StandardisedKnnBackend(KnnBackend):
         """The raw score of each real clip of the bank against the bank without it (and without the
         entries made from it); finite values only."""
         real = bank.own if bank.own is not None else np.nonzero(bank.ids != "")[0]
+        if len(real) > MAX_CALIBRATION:  # a sample of a large bank: statistics need no more, the fit stays O(bank)
+            real = real[np.linspace(0, len(real) - 1, MAX_CALIBRATION).round().astype(int)]
         if bank.origin is None:
             d = self.raw_scores(bank, bank.emb[real], real, transformed=True)
         else:  # small target banks with synthetic entries: mask every entry made from the clip

@@ -127,3 +127,15 @@ def test_memmixup_refuses_a_bank_beyond_its_memory_limit(monkeypatch):
     with pytest.raises(BackendError, match=r"10 target x 200 source clips .*backend.conf.neighbours to at most 10$"):
         backend("knn_memmixup").fit(utts, emb)
     backend("knn_memmixup", conf={"neighbours": 10}).fit(utts, emb)
+
+
+def test_a_large_bank_is_calibrated_on_a_sample_of_its_clips(monkeypatch):
+    from asdlib.backends import domain_norm
+
+    names, emb = shifted_domains(np.random.default_rng(0))
+    utts = [make_utt("fan", "00", f"b{i:03d}", dom) for i, dom in enumerate(names)]
+    full = backend("knn_zscore").fit(utts, emb).banks[("fan", "00")][0].calibration
+    monkeypatch.setattr(domain_norm, "MAX_CALIBRATION", 50)
+    sampled = backend("knn_zscore").fit(utts, emb).banks[("fan", "00")][0].calibration
+    assert len(full.loo) == 200 and len(sampled.loo) == 50
+    assert sampled.mean == pytest.approx(full.mean, rel=0.2) and sampled.sd == pytest.approx(full.sd, rel=0.3)
