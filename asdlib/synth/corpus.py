@@ -369,6 +369,17 @@ def draw_anomaly(rng: np.random.Generator, label: str, kinds: tuple[str, ...] = 
     return str(rng.choice(kinds)) if label == "anomaly" else ""
 
 
+def clip_start(
+    spec: ClipSpec, cfg: SynthConfig, kinds: tuple[str, ...]
+) -> tuple[np.random.Generator, str, int, int, np.ndarray, dict[str, str]]:
+    """How every sound model's render begins: the clip's generator, its anomaly (the generator's first
+    draw), sample rate, length, time axis and attributes."""
+    rng = spec.rng(cfg.seed)
+    anomaly = draw_anomaly(rng, spec.label, kinds)
+    sr, n = cfg.sample_rate, int(round(cfg.seconds * cfg.sample_rate))
+    return rng, anomaly, sr, n, np.arange(n) / sr, dict(spec.combo)
+
+
 def synthesize_clip(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     """Render one clip as float64 samples in [-1, 1)."""
     profile = machine_profile(spec.machine)

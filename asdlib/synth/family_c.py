@@ -215,11 +215,7 @@ def _events(rng: np.random.Generator, t: np.ndarray, sr: int) -> np.ndarray:
 def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     """Render one family-c clip as float64 samples in [-1, 1)."""
     p = profile(spec.machine)
-    rng = spec.rng(cfg.seed)
-    anomaly = a.draw_anomaly(rng, spec.label, ANOMALY_KINDS)
-    sr, n = cfg.sample_rate, int(round(cfg.seconds * cfg.sample_rate))
-    t = np.arange(n) / sr
-    attrs = dict(spec.combo)
+    rng, anomaly, sr, n, t, attrs = a.clip_start(spec, cfg, ANOMALY_KINDS)
     x = _machine(p, float(attrs["spm"]), attrs["material"], rng, t, sr, anomaly, cfg.anomaly_strength)
     x = x / a._rms(x)
     snr = rng.uniform(*SNR_DB) - (6.0 if spec.domain == "target" else 0.0)  # the distant microphone hears more room

@@ -204,11 +204,7 @@ def _background(domain: str, rng: np.random.Generator, t: np.ndarray, sr: int) -
 def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     """Render one family-d clip as float64 samples in [-1, 1)."""
     p = profile(spec.machine)
-    rng = spec.rng(cfg.seed)
-    anomaly = a.draw_anomaly(rng, spec.label, ANOMALY_KINDS)
-    sr, n = cfg.sample_rate, int(round(cfg.seconds * cfg.sample_rate))
-    t = np.arange(n) / sr
-    attrs = dict(spec.combo)
+    rng, anomaly, sr, n, t, attrs = a.clip_start(spec, cfg, ANOMALY_KINDS)
     x = _machine(p, spec.domain, float(attrs["hz"]), attrs["load"], rng, t, sr, anomaly, cfg.anomaly_strength)
     x = fft.irfft(fft.rfft(x / a._rms(x)) * _room(rng, spec.domain, n, sr), n)
     x = x / a._rms(x)

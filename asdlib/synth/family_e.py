@@ -168,11 +168,7 @@ def _babble(rng: np.random.Generator, t: np.ndarray, sr: int) -> np.ndarray:
 def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     """Render one family-e clip as float64 samples in [-1, 1)."""
     p = profile(spec.machine)
-    rng = spec.rng(cfg.seed)
-    anomaly = a.draw_anomaly(rng, spec.label, ANOMALY_KINDS)
-    sr, n = cfg.sample_rate, int(round(cfg.seconds * cfg.sample_rate))
-    t = np.arange(n) / sr
-    attrs = dict(spec.combo)
+    rng, anomaly, sr, n, t, attrs = a.clip_start(spec, cfg, ANOMALY_KINDS)
     program = _program(p, attrs["program"], rng)
     x = _device(p, program, float(attrs["speed"]), rng, t, sr, anomaly, cfg.anomaly_strength)
     x = fft.irfft(fft.rfft(x / a._rms(x)) * _housing(spec.machine, spec.domain, n, sr), n)
