@@ -48,6 +48,7 @@ from asdlib.backends.knn import (
     mean_finite,
     nearest,
     nearest_distances,
+    neighbour_distances,
     normalize,
     row_blocks,
 )
@@ -268,10 +269,7 @@ class DensityKnnBackend(StandardisedKnnBackend):
     def transform_banks(self, domains: Domains) -> list[StandardisedBank]:
         banks = super().transform_banks(domains)
         for bank in banks:
-            n = len(bank.ids)
-            if n >= 2:
-                r = mean_finite(nearest_distances(bank.emb, bank.emb, self.k, exclude=np.arange(n)))
-                bank.density = np.maximum(r, 1e-6)
+            bank.density = neighbour_distances(bank.emb, self.k)
         known = [b.density for b in banks if b.density is not None]
         fallback = float(np.median(np.concatenate(known))) if known else 1.0
         for bank in banks:  # a bank of one clip: the median density of the section's other banks

@@ -124,6 +124,15 @@ def mean_finite(nearest: np.ndarray) -> np.ndarray:
     return np.where(finite.any(1), mean, np.inf)
 
 
+def neighbour_distances(emb: torch.Tensor, k: int) -> np.ndarray | None:
+    """Each bank clip's mean distance to its k nearest other clips of the bank, floored at 1e-6 (the
+    local density of ``knn_rescaled`` and ``knn_density``); None for a bank of one clip."""
+    n = emb.shape[0]
+    if n < 2:
+        return None
+    return np.maximum(mean_finite(nearest_distances(emb, emb, k, exclude=np.arange(n))), 1e-6)
+
+
 def group_queries(utts: Sequence[Utt], known: Sequence[GroupKey]) -> dict[GroupKey, list[int]]:
     """Indices of ``utts`` per (machine, section); fails on a section without a bank."""
     by_group: dict[GroupKey, list[int]] = defaultdict(list)

@@ -28,7 +28,7 @@ import torch
 from imblearn.over_sampling import SMOTE
 from sklearn.cluster import KMeans
 
-from asdlib.backends.knn import DomainBank, KnnBackend, KnnSettings, mean_finite, nearest_distances
+from asdlib.backends.knn import DomainBank, KnnBackend, KnnSettings, neighbour_distances
 from asdlib.registry import BACKENDS
 
 Domains = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -101,12 +101,8 @@ class KnnRescaledBackend(KnnBackend):
         banks = super().make_banks(domains)
         scales: list[torch.Tensor | None] = []
         for bank in banks:
-            n = len(bank.ids)
-            own = None
-            if n >= 2:  # each clip's mean distance to its k nearest other clips
-                r = mean_finite(nearest_distances(bank.emb, bank.emb, self.k, exclude=np.arange(n)))
-                own = torch.from_numpy(np.maximum(r, 1e-6).astype(np.float32))
-            scales.append(own)
+            r = neighbour_distances(bank.emb, self.k)
+            scales.append(torch.from_numpy(r.astype(np.float32)) if r is not None else None)
         known = [s for s in scales if s is not None]
         fallback = float(torch.cat(known).median()) if known else 1.0
         for bank, s in zip(banks, scales):
