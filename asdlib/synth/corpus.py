@@ -49,6 +49,9 @@ NO_ATTRIBUTE = "noAttribute"
 
 #: the DCASE years whose layout this module writes (asdlib.synth.years writes the others)
 LAYOUT_YEARS = (2023, 2024)
+# DCASE's proportions per machine (families d and e): 990 source + 10 target training clips, 50 test clips per group
+DCASE_PROPORTIONS = {"n_train_source": 990, "n_train_target": 10, "n_test": 50}
+MAX_SAMPLE = 1.0 - 1.0 / 32768  # the largest 16-bit sample, as a float: every clip is clipped to [-1, MAX_SAMPLE]
 
 
 class SynthError(ValueError):
@@ -369,6 +372,19 @@ def draw_anomaly(rng: np.random.Generator, label: str, kinds: tuple[str, ...] = 
     return str(rng.choice(kinds)) if label == "anomaly" else ""
 
 
+def family_config(
+    dev: tuple[str, ...], eval_: tuple[str, ...], no_attribute: tuple[str, ...], **changes
+) -> SynthConfig:
+    """A family's default options: its machines, the mini corpus's other options (``changes`` override any field)."""
+    return dataclasses.replace(SynthConfig(dev_machines=dev, eval_machines=eval_, no_attribute=no_attribute), **changes)
+
+
+def at_level(mix: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
+    """A rendered clip at RMS ``level`` with a random gain of +-1 dB (the clip's last draw), clipped to
+    the 16-bit range."""
+    return np.clip(mix / _rms(mix) * level * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, MAX_SAMPLE)
+
+
 def clip_start(
     spec: ClipSpec, cfg: SynthConfig, kinds: tuple[str, ...]
 ) -> tuple[np.random.Generator, str, int, int, np.ndarray, dict[str, str]]:
@@ -398,7 +414,7 @@ def synthesize_clip(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     if spec.events:
         mix = mix + _background_events(rng, n, sr, t)
     gain = LEVEL * 10.0 ** (rng.uniform(-GAIN_DB, GAIN_DB) / 20.0)
-    return np.clip(mix * gain, -1.0, 1.0 - 1.0 / 32768)
+    return np.clip(mix * gain, -1.0, MAX_SAMPLE)
 
 
 def _machine_signal(

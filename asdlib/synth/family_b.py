@@ -20,7 +20,6 @@ names, blinding, eval list and writer (it plugs a :class:`~asdlib.synth.corpus.S
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -273,7 +272,7 @@ def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     if spec.events:
         mix = mix + _events(rng, t, sr)
     mix = fft.irfft(fft.rfft(mix) * _mic_gain(spec.machine, spec.domain, n, sr), n)
-    return np.clip(mix * LEVEL * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, 1.0 - 1.0 / 32768)
+    return np.clip(mix * LEVEL * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, a.MAX_SAMPLE)
 
 
 MODEL = SoundModel("b", params, render, ANOMALY_KINDS, (("family", "b"), ("family_version", FAMILY_VERSION)))
@@ -281,6 +280,4 @@ MODEL = SoundModel("b", params, render, ANOMALY_KINDS, (("family", "b"), ("famil
 
 def default_config(**changes) -> SynthConfig:
     """The mini corpus options with family b's machines (``changes`` override any field)."""
-    return dataclasses.replace(
-        SynthConfig(dev_machines=DEV_MACHINES, eval_machines=EVAL_MACHINES, no_attribute=NO_ATTRIBUTE), **changes
-    )
+    return a.family_config(DEV_MACHINES, EVAL_MACHINES, NO_ATTRIBUTE, **changes)

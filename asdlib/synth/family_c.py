@@ -22,7 +22,6 @@ other families:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -223,7 +222,7 @@ def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     if spec.events and rng.random() < 0.67:
         mix = mix + _events(rng, t, sr)
     mix = fft.irfft(fft.rfft(mix) * _chain(spec.machine, spec.domain, n, sr), n)
-    return np.clip(mix / a._rms(mix) * LEVEL * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, 1.0 - 1.0 / 32768)
+    return a.at_level(mix, LEVEL, rng)
 
 
 MODEL = SoundModel("c", params, render, ANOMALY_KINDS, (("family", "c"), ("family_version", FAMILY_VERSION)))
@@ -231,6 +230,4 @@ MODEL = SoundModel("c", params, render, ANOMALY_KINDS, (("family", "c"), ("famil
 
 def default_config(**changes) -> SynthConfig:
     """The mini corpus options with family c's machines (``changes`` override any field)."""
-    return dataclasses.replace(
-        SynthConfig(dev_machines=DEV_MACHINES, eval_machines=EVAL_MACHINES, no_attribute=NO_ATTRIBUTE), **changes
-    )
+    return a.family_config(DEV_MACHINES, EVAL_MACHINES, NO_ATTRIBUTE, **changes)

@@ -25,7 +25,6 @@ the mini corpus layout (a :class:`~asdlib.synth.corpus.SoundModel` plugged into
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -41,8 +40,6 @@ ANOMALY_KINDS = ("arcing", "lamination", "bearing", "phase_loss", "fan_blade")
 DEV_MACHINES = ("pump", "shaker", "grinder")
 EVAL_MACHINES = ("Polisher", "ScrewFeeder", "BandSealer")
 NO_ATTRIBUTE = ("shaker", "BandSealer")
-# DCASE's proportions: 990 source + 10 target training clips, 50 test clips per domain x label
-N_TRAIN_SOURCE, N_TRAIN_TARGET, N_TEST = 990, 10, 50
 
 # Calibration (see tests/synth/test_synth_family_d.py).
 HZ_JITTER = {"source": 0.002, "target": 0.04}  # relative spread of the output frequency per clip
@@ -214,7 +211,7 @@ def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
         pass_by = signal.sosfilt(sos, rng.standard_normal(n)) * np.hanning(n) ** 2
         mix = mix + pass_by / a._rms(pass_by) * 10.0 ** (rng.uniform(-12.0, -4.0) / 20.0)
     mix = fft.irfft(fft.rfft(mix) * _mic(spec.machine, spec.domain, n, sr), n)
-    return np.clip(mix / a._rms(mix) * LEVEL * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, 1.0 - 1.0 / 32768)
+    return a.at_level(mix, LEVEL, rng)
 
 
 MODEL = SoundModel("d", params, render, ANOMALY_KINDS, (("family", "d"), ("family_version", FAMILY_VERSION)))
@@ -222,14 +219,4 @@ MODEL = SoundModel("d", params, render, ANOMALY_KINDS, (("family", "d"), ("famil
 
 def default_config(**changes) -> SynthConfig:
     """Family d's machines at DCASE's proportions (``changes`` override any field)."""
-    return dataclasses.replace(
-        SynthConfig(
-            dev_machines=DEV_MACHINES,
-            eval_machines=EVAL_MACHINES,
-            no_attribute=NO_ATTRIBUTE,
-            n_train_source=N_TRAIN_SOURCE,
-            n_train_target=N_TRAIN_TARGET,
-            n_test=N_TEST,
-        ),
-        **changes,
-    )
+    return a.family_config(DEV_MACHINES, EVAL_MACHINES, NO_ATTRIBUTE, **(a.DCASE_PROPORTIONS | changes))

@@ -21,7 +21,6 @@ stationary and not periodic, but programmed moves:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -181,7 +180,7 @@ def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
         kernel = a._decay_kernel(sr, rng.uniform(50.0, 120.0), 0.08, 0.4, rng)
         thump = a._pulse_train(n, sr, np.array([rng.uniform(0, 0.8 * t[-1])]), np.array([1.0]), kernel)
         mix = mix + thump / a._rms(thump) * 10.0 ** (rng.uniform(-10.0, -2.0) / 20.0)
-    return np.clip(mix / a._rms(mix) * d.LEVEL * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, 1.0 - 1.0 / 32768)
+    return a.at_level(mix, d.LEVEL, rng)
 
 
 MODEL = SoundModel("e", params, render, ANOMALY_KINDS, (("family", "e"), ("family_version", FAMILY_VERSION)))
@@ -189,14 +188,4 @@ MODEL = SoundModel("e", params, render, ANOMALY_KINDS, (("family", "e"), ("famil
 
 def default_config(**changes) -> SynthConfig:
     """Family e's machines at DCASE's proportions (``changes`` override any field)."""
-    return dataclasses.replace(
-        SynthConfig(
-            dev_machines=DEV_MACHINES,
-            eval_machines=EVAL_MACHINES,
-            no_attribute=NO_ATTRIBUTE,
-            n_train_source=d.N_TRAIN_SOURCE,
-            n_train_target=d.N_TRAIN_TARGET,
-            n_test=d.N_TEST,
-        ),
-        **changes,
-    )
+    return a.family_config(DEV_MACHINES, EVAL_MACHINES, NO_ATTRIBUTE, **(a.DCASE_PROPORTIONS | changes))
