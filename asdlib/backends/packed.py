@@ -43,7 +43,7 @@ from asdlib.data.datadir import Utt
 from asdlib.data.download import file_digest
 from asdlib.io.config import from_dict, load_yaml
 from asdlib.models.loading import TrainedModel, load_trained
-from asdlib.models.upstream_files import SIDE_SUFFIXES
+from asdlib.models.upstream_files import SIDE_SUFFIXES, folder_digest
 from asdlib.utils import UserError
 
 MANIFEST = "manifest.json"
@@ -419,12 +419,11 @@ def _upstream_digest(manifest: Manifest, rel: str) -> str:
         return manifest.files[rel].sha256
     prefix = rel.rstrip("/") + "/"
     members = sorted(PurePosixPath(f[len(prefix) :]) for f in manifest.files if f.startswith(prefix))
-    lines = "".join(
-        f"{m.as_posix()} {manifest.files[prefix + m.as_posix()].sha256}\n"
+    return folder_digest(
+        (m.as_posix(), manifest.files[prefix + m.as_posix()].sha256)
         for m in members
         if not m.name.endswith(SIDE_SUFFIXES)
     )
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _load_dir(root: Path, device: str) -> tuple[Manifest, TrainedModel, Backend]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,8 +170,13 @@ def sha256_of(path: str | Path) -> str:
     path = Path(path)
     if path.is_file():
         return _cached_sha256(path)
-    lines = "".join(f"{p.relative_to(path).as_posix()} {_cached_sha256(p)}\n" for p in _members(path))
-    return hashlib.sha256(lines.encode()).hexdigest()
+    return folder_digest((p.relative_to(path).as_posix(), _cached_sha256(p)) for p in _members(path))
+
+
+def folder_digest(members: Iterable[tuple[str, str]]) -> str:
+    """sha256 of a folder from its files' ``(relative name, sha256)`` in sorted order: what
+    :func:`sha256_of` returns for a directory (a packed model recomputes it from its manifest)."""
+    return hashlib.sha256("".join(f"{name} {sha}\n" for name, sha in members).encode()).hexdigest()
 
 
 def fingerprint(path: str | Path) -> str:
