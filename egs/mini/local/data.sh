@@ -22,14 +22,16 @@ help_message="Usage: local/data.sh [--datadir data] [--family a|b|c|d|e] [--eval
 if [ "${download}" = true ]; then
     echo "local/data.sh: the mini corpus is synthetic: it is generated, not downloaded" >&2
 fi
+# family a lives in ${MINI}, family x in ${MINI_X} (db.sh)
 case "${family}" in
     a) root="${MINI}" ;;
-    b) root="${MINI_B}"; synth_opts="--family b ${synth_opts}" ;;
-    c) root="${MINI_C}"; synth_opts="--family c ${synth_opts}" ;;
-    d) root="${MINI_D}"; synth_opts="--family d ${synth_opts}" ;;
-    e) root="${MINI_E}"; synth_opts="--family e ${synth_opts}" ;;
-    *) echo "local/data.sh: --family must be a, b, c, d or e, got '${family}'" >&2; exit 1 ;;
+    [b-z]) root_var="MINI_${family^^}"; root="${!root_var:-}"; synth_opts="--family ${family} ${synth_opts}" ;;
+    *) root="" ;;
 esac
+if [ -z "${root}" ]; then
+    echo "local/data.sh: --family must be a, b, c, d or e (a family with its corpus root in db.sh), got '${family}'" >&2
+    exit 1
+fi
 if [ ! -f "${root}/.done" ]; then
     echo "local/data.sh: generating the synthetic corpus (family ${family}) in ${root}" >&2
     # shellcheck disable=SC2086  # synth_opts is a list of options
