@@ -29,17 +29,18 @@ import tempfile
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
 import torch
 
+from asdlib.backends.alarm import AlarmRule
 from asdlib.backends.bank import check_packable, make_backend, own_widths
 from asdlib.backends.base import Backend
 from asdlib.config import BackendConfig, TrainConfig, load_train_config
-from asdlib.data.datadir import Utt
+from asdlib.data.datadir import Utt, make_utt_id
 from asdlib.data.download import file_digest
 from asdlib.io.config import from_dict, load_yaml
 from asdlib.models.loading import TrainedModel, load_trained
@@ -173,6 +174,7 @@ class ManifestWindowing:
     hop_seconds: float
     min_seconds: float
     aggregate: Literal["max", "mean"]
+    clip_seconds: float = 0.0  # median length of the training recordings (a live monitor's default window)
 
 
 @dataclass
@@ -228,6 +230,7 @@ class Manifest:
     thresholds: dict[str, dict[str, Threshold]]
     files: dict[str, FileEntry]
     digest: str
+    alarm: AlarmRule = field(default_factory=AlarmRule)  # asdlib-monitor's hysteresis rule
 
     def __post_init__(self) -> None:
         if not self.thresholds or not all(self.thresholds.values()):
@@ -269,6 +272,23 @@ class Packed:
 
     def known(self) -> list[tuple[str, str]]:
         return sorted((m, s) for m, secs in self.manifest.thresholds.items() for s in secs)
+
+    @torch.no_grad()
+    def embed(self, windows: Sequence[np.ndarray], machine: str, device: str) -> np.ndarray:
+        """Embeddings of equal-length windows (mono float32 at the model's rate) of ``machine``, one batch."""
+        x = torch.from_numpy(np.stack(windows)).to(device)
+        lengths = torch.full((len(windows),), x.shape[1], dtype=torch.long, device=device)
+        index = self.trained.machines.index(machine) if machine in self.trained.machines else -1
+        machines = torch.full((len(windows),), index, dtype=torch.long, device=device)
+        return self.trained.model(x, lengths, machines).float().cpu().numpy()
+
+    def score_embeddings(self, embeddings: np.ndarray, machine: str, section: str, path: str = "") -> np.ndarray:
+        """Anomaly scores of windows of ``machine``/``section`` (domain unknown) against the packed bank."""
+        utts = [
+            Utt(make_utt_id(machine, section, f"w{i}"), path, machine, section, "unknown", "unknown", "noAttribute")
+            for i in range(len(embeddings))
+        ]
+        return np.asarray(self.backend.score(utts, embeddings), dtype=np.float64)
 
 
 def _inside(root: Path, rel: str, where: str) -> Path:
@@ -386,7 +406,9 @@ def _packed_config(root: Path, manifest: Manifest) -> TrainConfig:
     d = cfg.data
     want = (
         ManifestAudio(d.sample_rate, d.resample, d.channel, d.min_seconds),
-        ManifestWindowing(d.window_seconds, d.hop_seconds, d.window_min_seconds, d.window_aggregate),
+        ManifestWindowing(
+            d.window_seconds, d.hop_seconds, d.window_min_seconds, d.window_aggregate, manifest.windowing.clip_seconds
+        ),
     )
     if (manifest.audio, manifest.windowing) != want:
         raise PackedError(f"{root / MANIFEST}: audio or windowing differ from {path}; repack with stage 7")

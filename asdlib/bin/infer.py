@@ -30,13 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from asdlib.backends.packed import Packed, load_packed
 from asdlib.data.audio import AudioError
 from asdlib.data.custom import AUDIO_SUFFIXES, audio_files
-from asdlib.data.datadir import Utt, make_utt_id
 from asdlib.data.stream import iter_windows
 from asdlib.data.windows import aggregate
 from asdlib.devices import resolve_device
@@ -162,41 +160,25 @@ def resolve(packed: Packed, items: list[tuple[Path, str | None, str | None]]) ->
     return out
 
 
-@torch.no_grad()
 def score_recording(packed: Packed, rec: Recording, device: str, batch_size: int, bar: tqdm) -> None:
     """Embed the windows of ``rec`` as they are read (batches of equal-length windows, no padding)
     and score them; memory holds one batch of audio, whatever the recording's length."""
-    trained = packed.trained
-    machine = trained.machines.index(rec.machine) if rec.machine in trained.machines else -1
     windows, embs, batch = [], [], []
 
     def flush() -> None:
-        x = torch.from_numpy(np.stack([w.samples for w in batch])).to(device)
-        lengths = torch.full((len(batch),), x.shape[1], dtype=torch.long, device=device)
-        machines = torch.full((len(batch),), machine, dtype=torch.long, device=device)
-        embs.append(trained.model(x, lengths, machines).float().cpu().numpy())
+        embs.append(packed.embed([w.samples for w in batch], rec.machine, device))
         bar.update(len(batch))
         batch.clear()
 
-    for w in iter_windows(rec.path, trained.cfg.data):
+    for w in iter_windows(rec.path, packed.trained.cfg.data):
         if batch and (len(batch) == batch_size or batch[0].samples.size != w.samples.size):
             flush()
         batch.append(w)
         windows.append((w.start, w.end))
     flush()
-    utts = [
-        Utt(
-            make_utt_id(rec.machine, rec.section, f"w{i}"),
-            str(rec.path),
-            rec.machine,
-            rec.section,
-            "unknown",
-            "unknown",
-            "noAttribute",
-        )
-        for i in range(len(windows))
+    rec.scores = [
+        float(s) for s in packed.score_embeddings(np.concatenate(embs), rec.machine, rec.section, str(rec.path))
     ]
-    rec.scores = [float(s) for s in packed.backend.score(utts, np.concatenate(embs))]
     rec.windows = windows
 
 

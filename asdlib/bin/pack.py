@@ -11,6 +11,7 @@ the false-alarm rate measured that way, and the sha256 of every file. ``--tar tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import logging
@@ -26,6 +27,7 @@ import torch
 import torchaudio
 
 import asdlib
+from asdlib.backends.alarm import AlarmRule
 from asdlib.backends.bank import check_packable, embeddings_for, own_widths
 from asdlib.backends.packed import (
     BANK,
@@ -39,7 +41,7 @@ from asdlib.backends.packed import (
     save_bank,
 )
 from asdlib.config import load_train_config
-from asdlib.data.datadir import read_data_dir
+from asdlib.data.datadir import read_data_dir, read_kv
 from asdlib.io.atomic import atomic_write_text
 from asdlib.io.config import dump_config
 from asdlib.models.upstream_files import SIDE_SUFFIXES
@@ -60,8 +62,23 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device", default="cpu", help="accepted for symmetry with the other stages; packing needs no model"
     )
+    rule = AlarmRule()
+    p.add_argument("--raise_k", type=int, default=rule.raise_k, help="asdlib-monitor: raise the alarm when raise_k ...")
+    p.add_argument("--raise_n", type=int, default=rule.raise_n, help="... of the last raise_n windows are above")
+    p.add_argument("--clear_m", type=int, default=rule.clear_m, help="asdlib-monitor: clear it after clear_m below")
     p.add_argument("--verbose", type=int, default=1)
     return p
+
+
+def clip_seconds(data_root: Path, train_sets: list[str]) -> float:
+    """Median length of the training recordings from stage 2's ``utt2dur`` (0 when a set has none)."""
+    durations = []
+    for name in train_sets:
+        path = data_root / name / "utt2dur"
+        if not path.is_file():
+            return 0.0
+        durations += [float(v) for v in read_kv(path).values()]
+    return round(float(np.median(durations)), 3) if durations else 0.0
 
 
 def git_revision() -> str:
@@ -78,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if not 0.0 < args.fpr < 1.0 or args.folds < 2:
         raise ValueError(f"--fpr must be in (0, 1) and --folds >= 2, got {args.fpr} and {args.folds}")
+    rule = AlarmRule(args.raise_k, args.raise_n, args.clear_m)
     cfg = load_train_config(args.exp_dir / "config.yaml")
     check_packable(cfg.backend)
     if sorted(cfg.data.train_sets) != sorted(args.train_sets):
@@ -158,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             "hop_seconds": data.hop_seconds,
             "min_seconds": data.window_min_seconds,
             "aggregate": data.window_aggregate,
+            "clip_seconds": clip_seconds(args.data_root, args.train_sets),
         },
         "machines": list(model_state["machines"]),
         "classes": list(model_state["classes"]),
@@ -172,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "thresholds": thresholds,
         "files": file_table(tmp),
+        "alarm": dataclasses.asdict(rule),
     }
     manifest["digest"] = manifest_digest(manifest)
     atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False) + "\n")

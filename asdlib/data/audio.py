@@ -39,6 +39,23 @@ def resample(wav: np.ndarray, orig: int, new: int) -> np.ndarray:
     return np.ascontiguousarray(out.numpy(), dtype=np.float32)
 
 
+def select_channel(data: np.ndarray, channel: int | str | None, where: str) -> np.ndarray:
+    """The mono signal of ``data`` (frames x channels) as training reads it: ``channel`` picks one
+    channel or ``"mean"`` down-mixes; a multi-channel input without it is an error naming ``where``."""
+    if data.shape[1] > 1:
+        if channel is None:
+            raise AudioError(
+                f"{where}: {data.shape[1]} channels, expected mono; select a channel with the 'channel' option "
+                f"(data.channel: 0, 1, ... or mean)"
+            )
+        if channel == "mean":
+            return np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
+        if isinstance(channel, int) and 0 <= channel < data.shape[1]:
+            return np.ascontiguousarray(data[:, channel])
+        raise AudioError(f"{where}: channel {channel} requested but the file has {data.shape[1]} channels")
+    return np.ascontiguousarray(data[:, 0])
+
+
 def load_wav(
     path: str | Path,
     sample_rate: int,
@@ -82,21 +99,7 @@ def load_wav(
             f"{where}: sample rate {sr} Hz, expected {sample_rate} Hz; resample the corpus (e.g. sox in.wav -r {sample_rate} out.wav) "
             f"or set data.resample: true"
         )
-    if data.shape[1] > 1:
-        if channel is None:
-            raise AudioError(
-                f"{where}: {data.shape[1]} channels, expected mono; select a channel with the 'channel' option "
-                f"(data.channel: 0, 1, ... or mean)"
-            )
-        if channel == "mean":
-            wav = data.mean(axis=1, dtype=np.float32)
-        elif isinstance(channel, int) and 0 <= channel < data.shape[1]:
-            wav = data[:, channel]
-        else:
-            raise AudioError(f"{where}: channel {channel} requested but the file has {data.shape[1]} channels")
-    else:
-        wav = data[:, 0]
-    wav = np.ascontiguousarray(wav)
+    wav = select_channel(data, channel, where)
     if sr != sample_rate:
         wav = resample(wav, sr, sample_rate)
     if wav.size < max(min_samples, 1):
