@@ -644,6 +644,50 @@ def split_specs(
     ]
 
 
+def supplemental_clips(
+    dataset: str, machine: str, cfg: SynthConfig, model: SoundModel | None = None
+) -> list[tuple[str, str, ClipSpec]]:
+    """A machine's 2025 ``supplemental/`` clips as (file name, part, spec).
+
+    Clean machine clips are the machine part of source-domain normal clips; noise-only clips are the
+    noise part of normal clips, half under source and half under target conditions, so they cover the
+    backgrounds the machine meets (their names do not tell the domain). Their own splits give them
+    randomness of their own, apart from the train/test clips and from each other.
+    """
+    model = model or DEFAULT_MODEL
+    n_noise = cfg.n_supplemental_noise
+    machine_specs = _group(dataset, machine, "supplemental", "source", "normal", cfg.n_supplemental_machine, cfg, model)
+    noise_specs = [
+        spec
+        for domain, count in (("source", n_noise - n_noise // 2), ("target", n_noise // 2))
+        for spec in _group(dataset, machine, "supplemental_noise", domain, "normal", count, cfg, model)
+    ]
+    return [(f"section_00_machine_{i:04d}_.wav", "machine", s) for i, s in enumerate(machine_specs)] + [
+        (f"section_00_noise_{i:04d}_.wav", "noise", s) for i, s in enumerate(noise_specs)
+    ]
+
+
+def clip_samples(spec: ClipSpec, cfg: SynthConfig, model: SoundModel, part: str = "mix") -> np.ndarray:
+    """A clip's samples as written: mono, or for 2026 stereo (n, 2).
+
+    Stereo: channel 0 is the near microphone (the mono clip, unchanged); channel 1 the far one, which
+    hears the machine part ``FAR_DELAY_S`` later and ``FAR_DB`` weaker, the same noise part as loud,
+    and sensor noise of its own.
+    """
+    near = model.render(spec, cfg, part)
+    if cfg.year != STEREO_YEAR:
+        return near
+    machine, noise = model.render(spec, cfg, "machine"), model.render(spec, cfg, "noise")
+    delay = int(round(FAR_DELAY_S * cfg.sample_rate))
+    sensor = _name_rng(cfg.seed, "far", spec.dataset, spec.machine, spec.split, spec.domain, spec.label, spec.index)
+    far = (
+        np.concatenate([np.zeros(delay), machine[: machine.size - delay]]) * 10.0 ** (-FAR_DB / 20.0)
+        + noise
+        + sensor.standard_normal(noise.size) * FAR_SENSOR_RMS
+    )
+    return np.stack([near, np.clip(far, -1.0, MAX_SAMPLE)], axis=1)
+
+
 def labelled_name(spec: ClipSpec, cfg: SynthConfig) -> str:
     """The DCASE 2023/2024 file name that carries domain, label and attributes."""
     attr = NO_ATTRIBUTE if spec.machine in cfg.no_attribute else attribute_string(spec.combo)
@@ -702,7 +746,10 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
     """Write the whole corpus under ``root``; a no-op when ``root`` already holds it.
 
     Besides the DCASE files, ``synth_metadata.csv`` records for every clip its hidden attributes,
-    anomaly kind and whether background events were mixed in (ground truth for diagnostics).
+    anomaly kind, whether background events were mixed in and which part of the clip it holds
+    (ground truth for diagnostics). Year 2025 adds ``supplemental/`` clips (:func:`supplemental_clips`),
+    2026 writes stereo files (:func:`clip_samples`); their train/test names and near-microphone audio
+    are those of 2024.
     The ``.done`` marker is written last, so an interrupted run is recognised as such. ``model``:
     the corpus family (default: this module's sound model).
     """
@@ -714,7 +761,7 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
         logger.info("%s already holds this synthetic corpus; nothing to do", root)
         return
     eval_list: list[str] = []
-    metadata = ["dataset,machine,split,file_name,domain,label,attributes,anomaly,events"]
+    metadata = ["dataset,machine,split,file_name,domain,label,attributes,anomaly,events,part"]
     for dataset, machines in (("dev", cfg.dev_machines), ("eval", cfg.eval_machines)):
         for machine in machines:
             mdir = root / f"{dataset}_data" / "raw" / machine
@@ -729,19 +776,31 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
                 rows = sorted((blinded[spec], names[spec]) for spec in test)
                 eval_list += [machine] + [f"{b},{labelled}" for b, labelled in rows]
                 names.update(blinded)
-            for split, specs in (("train", train), ("test", test)):
+            clips = [
+                (split, names[spec], "mix", spec)
+                for split, specs in (("train", train), ("test", test))
+                for spec in specs
+            ]
+            clips += [("supplemental", *clip) for clip in supplemental_clips(dataset, machine, cfg, model)]
+            for split, name, part, spec in clips:
                 (mdir / split).mkdir(parents=True, exist_ok=True)
-                for spec in specs:
-                    _write_wav(mdir / split / names[spec], model.render(spec, cfg), cfg.sample_rate)
-                    metadata.append(
-                        f"{dataset},{machine},{split},{names[spec]},{spec.domain},{spec.label},"
-                        f"{attribute_string(spec.combo)},{spec.anomaly_kind(cfg.seed, model.anomaly_kinds)},{int(spec.events)}"
-                    )
+                _write_wav(mdir / split / name, clip_samples(spec, cfg, model, part), cfg.sample_rate)
+                metadata.append(
+                    f"{dataset},{machine},{split},{name},{spec.domain},{spec.label},{attribute_string(spec.combo)},"
+                    f"{spec.anomaly_kind(cfg.seed, model.anomaly_kinds)},{int(spec.events)},{part}"
+                )
             atomic_write_text(
                 mdir / "attributes_00.csv",
                 _attributes_csv(machine, train + test if dataset == "dev" else train, cfg, model),
             )
-            logger.info("%s/%s: %d train, %d test clips", dataset, machine, len(train), len(test))
+            logger.info(
+                "%s/%s: %d train, %d test, %d supplemental clips",
+                dataset,
+                machine,
+                len(train),
+                len(test),
+                len(clips) - len(train) - len(test),
+            )
     atomic_write_text(root / f"eval_data_list_{cfg.year}.csv", "".join(line + "\r\n" for line in eval_list))
     atomic_write_text(root / METADATA_FILE, "\n".join(metadata) + "\n")
     atomic_write_text(root / DONE_MARKER, json.dumps(marker, sort_keys=True) + "\n")
