@@ -746,8 +746,8 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
     """Write the whole corpus under ``root``; a no-op when ``root`` already holds it.
 
     Besides the DCASE files, ``synth_metadata.csv`` records for every clip its hidden attributes,
-    anomaly kind, whether background events were mixed in and which part of the clip it holds
-    (ground truth for diagnostics). Year 2025 adds ``supplemental/`` clips (:func:`supplemental_clips`),
+    anomaly kind, whether background events were mixed in and, with supplemental clips, which part of
+    the clip it holds (ground truth for diagnostics). Year 2025 adds ``supplemental/`` clips (:func:`supplemental_clips`),
     2026 writes stereo files (:func:`clip_samples`); their train/test names and near-microphone audio
     are those of 2024.
     The ``.done`` marker is written last, so an interrupted run is recognised as such. ``model``:
@@ -761,7 +761,9 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
         logger.info("%s already holds this synthetic corpus; nothing to do", root)
         return
     eval_list: list[str] = []
-    metadata = ["dataset,machine,split,file_name,domain,label,attributes,anomaly,events,part"]
+    # the part column only where clips are not all mixes, so the other corpora's metadata stays as it was
+    with_parts = bool(cfg.n_supplemental_machine or cfg.n_supplemental_noise)
+    metadata = ["dataset,machine,split,file_name,domain,label,attributes,anomaly,events" + ",part" * with_parts]
     for dataset, machines in (("dev", cfg.dev_machines), ("eval", cfg.eval_machines)):
         for machine in machines:
             mdir = root / f"{dataset}_data" / "raw" / machine
@@ -787,7 +789,7 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
                 _write_wav(mdir / split / name, clip_samples(spec, cfg, model, part), cfg.sample_rate)
                 metadata.append(
                     f"{dataset},{machine},{split},{name},{spec.domain},{spec.label},{attribute_string(spec.combo)},"
-                    f"{spec.anomaly_kind(cfg.seed, model.anomaly_kinds)},{int(spec.events)},{part}"
+                    f"{spec.anomaly_kind(cfg.seed, model.anomaly_kinds)},{int(spec.events)}" + f",{part}" * with_parts
                 )
             atomic_write_text(
                 mdir / "attributes_00.csv",
