@@ -1,4 +1,4 @@
-"""Write a small synthetic corpus in the DCASE 2023/2024 Task 2 layout (for tests and egs/mini).
+"""Write a small synthetic corpus in the DCASE 2023-2026 Task 2 layout (for tests and egs/mini).
 
 Example: python -m asdlib.bin.make_synth --root downloads/synth --anomaly_strength 1.5
 --family b: the second sound model and domain shift (asdlib.synth.family_b), with its own default
@@ -7,6 +7,9 @@ cyclic machines, the held-out family (asdlib.synth.family_c; ToyTrain / 3DPrinte
 --family d: inverter-driven machines with DCASE's hard domain shift and proportions (990 + 10 training
 clips, 50 test clips per domain x label; asdlib.synth.family_d); --family e: servo-driven devices at
 the same hardness, held out from every choice (asdlib.synth.family_e).
+--year 2025 adds supplemental/ clips per machine (--n_supplemental_machine clean machine clips
+section_00_machine_NNNN_.wav, --n_supplemental_noise noise-only clips section_00_noise_NNNN_.wav);
+--year 2026 writes stereo files (channel 0: the 2024 clip, channel 1: a far microphone).
 """
 
 from __future__ import annotations
@@ -48,7 +51,11 @@ def get_parser(family: str = "a") -> argparse.ArgumentParser:
         "--root", type=Path, required=True, help="corpus root; gets dev_data/, eval_data/, eval_data_list_<year>.csv"
     )
     p.add_argument(
-        "--year", type=int, choices=LAYOUT_YEARS, default=defaults.year, help="only names the eval list file"
+        "--year",
+        type=int,
+        choices=LAYOUT_YEARS,
+        default=defaults.year,
+        help="names the eval list file; 2025 adds supplemental/ clips, 2026 writes stereo (near, far microphone)",
     )
     p.add_argument("--dev_machines", type=_names, default=",".join(defaults.dev_machines), help="comma list")
     p.add_argument("--eval_machines", type=_names, default=",".join(defaults.eval_machines), help="comma list")
@@ -61,6 +68,18 @@ def get_parser(family: str = "a") -> argparse.ArgumentParser:
     p.add_argument("--n_train_source", type=int, default=defaults.n_train_source)
     p.add_argument("--n_train_target", type=int, default=defaults.n_train_target)
     p.add_argument("--n_test", type=int, default=defaults.n_test, help="test clips per (domain, label)")
+    p.add_argument(
+        "--n_supplemental_machine",
+        type=int,
+        default=defaults.n_supplemental_machine,
+        help="--year 2025: clean machine clips per machine in supplemental/",
+    )
+    p.add_argument(
+        "--n_supplemental_noise",
+        type=int,
+        default=defaults.n_supplemental_noise,
+        help="--year 2025: noise-only clips per machine in supplemental/ (half source, half target conditions)",
+    )
     p.add_argument("--seconds", type=float, default=defaults.seconds, help="clip length")
     p.add_argument("--sample_rate", type=int, default=defaults.sample_rate)
     p.add_argument("--seed", type=int, default=defaults.seed)
@@ -88,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         n_train_source=args.n_train_source,
         n_train_target=args.n_train_target,
         n_test=args.n_test,
+        n_supplemental_machine=args.n_supplemental_machine,
+        n_supplemental_noise=args.n_supplemental_noise,
         seconds=args.seconds,
         sample_rate=args.sample_rate,
         seed=args.seed,

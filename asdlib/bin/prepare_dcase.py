@@ -22,7 +22,9 @@ Decisions (see docs of the functions below):
   ``noAttribute``; the eval list's labelled name never feeds it (docs/design.md §4).
 * 2025 ``supplemental/`` clips (clean machine or noise-only recordings, not ordinary normal
   training clips) are kept out of ``dev_train``/``eval_train``; ask for them as the extra sets
-  ``dev_supplemental``/``eval_supplemental`` (label ``normal``, domain ``source``).
+  ``dev_supplemental``/``eval_supplemental`` (label ``normal``, domain ``source``), or for one kind
+  of them as ``{dev,eval}_supplemental_machine`` (clean machine) and ``{dev,eval}_supplemental_noise``
+  (noise only), so that a recipe can use the two kinds differently.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from asdlib.years import YEARS, get_year
 logger = logging.getLogger(__name__)
 
 SETS = ("dev_train", "dev_test", "eval_train", "eval_test")
-SUPPLEMENTAL_SETS = ("dev_supplemental", "eval_supplemental")
+SUPPLEMENTAL_KINDS = ("machine", "noise")  # the kinds a 2025 supplemental clip's name tells
 SUPPLEMENTAL_DIR = "supplemental"
 _RENAMED_TEST_DIR = "test_rename"  # written by the baseline's tools/rename_eval_wav.py: a labelled copy of test/
 
@@ -77,6 +79,7 @@ class PrepError(ValueError):
 class SetSpec:
     part: str  # dev_data | eval_data
     kind: str  # train | test | supplemental
+    supplemental_kind: str | None = None  # only supplemental clips of this kind (machine | noise); None: all
 
 
 _SET_SPECS = {
@@ -86,7 +89,13 @@ _SET_SPECS = {
     "eval_test": SetSpec("eval_data", "test"),
     "dev_supplemental": SetSpec("dev_data", "supplemental"),
     "eval_supplemental": SetSpec("eval_data", "supplemental"),
+    **{
+        f"{dataset}_supplemental_{kind}": SetSpec(f"{dataset}_data", "supplemental", kind)
+        for dataset in ("dev", "eval")
+        for kind in SUPPLEMENTAL_KINDS
+    },
 }
+SUPPLEMENTAL_SETS = tuple(name for name, spec in _SET_SPECS.items() if spec.kind == "supplemental")
 
 
 def clip_dirs(year: int, kind: str) -> tuple[str, ...]:
@@ -228,6 +237,8 @@ def build_set(
         for wav in wavs:
             if spec.kind == "supplemental":
                 parsed = parse_supplemental_name(year, wav.name, where=str(wav.parent))
+                if spec.supplemental_kind not in (None, parsed.kind):
+                    continue
             else:
                 parsed = parse_name(year, wav.name, where=str(wav.parent))
             if spec.kind == "train":
@@ -255,7 +266,14 @@ def build_set(
                 )
             )
     if not utts:
-        raise PrepError(f"{set_name}: no machine dir has a {SUPPLEMENTAL_DIR}/ dir; leave {set_name} out of --sets")
+        what = (
+            f"a {SUPPLEMENTAL_DIR}/ dir"
+            if spec.supplemental_kind is None
+            else (
+                f"{spec.supplemental_kind} clips in {SUPPLEMENTAL_DIR}/ (section_XX_{spec.supplemental_kind}_NNNN...wav)"
+            )
+        )
+        raise PrepError(f"{set_name}: no machine dir has {what}; leave {set_name} out of --sets")
     if set_name == "eval_test" and eval_entries is not None:
         # labelled names on disk describe themselves; only blinded ones need (and must match) the list
         check_eval_list(eval_entries, blinded_found, eval_list_path or "")
@@ -371,7 +389,7 @@ def _report_unrequested_supplemental(
 ) -> None:
     for part, machines in machine_dirs.items():
         set_name = f"{part.split('_')[0]}_supplemental"
-        if set_name in sets:
+        if any(_SET_SPECS[s].part == part and _SET_SPECS[s].kind == "supplemental" for s in sets):
             continue
         dirs = [d / SUPPLEMENTAL_DIR for d in machines.values() if (d / SUPPLEMENTAL_DIR).is_dir()]
         if dirs:

@@ -32,6 +32,7 @@ class ParsedName:
     attr: str
     index: str  # opaque digits: 0- or 1-based depending on machine and year
     split: str | None  # "train"/"test"; None where the name does not say (2020, blinded names)
+    kind: str | None = None  # 2025 supplemental clips: "machine" (clean) or "noise" (noise only)
 
     @property
     def blinded(self) -> bool:
@@ -144,6 +145,7 @@ def parse_supplemental_name(year: int, name: str, where: str | None = None) -> P
         attr=normalize_attr(m["attr"]),
         index=m["index"],
         split="supplemental",
+        kind=m["kind"],
     )
 
 

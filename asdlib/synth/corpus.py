@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -47,8 +48,18 @@ ANOMALY_KINDS = ("harmonic_shift", "clicks", "modulation", "whine", "dropout")
 NO_ATTRIBUTE = "noAttribute"
 
 
-#: the DCASE years whose layout this module writes (asdlib.synth.years writes the others)
-LAYOUT_YEARS = (2023, 2024)
+#: the DCASE years whose layout this module writes (asdlib.synth.years writes the others): 2023/2024;
+#: 2025 adds supplemental/ clean-machine and noise-only clips; 2026 is stereo (near and far microphone)
+LAYOUT_YEARS = (2023, 2024, 2025, 2026)
+SUPPLEMENTAL_YEAR = 2025
+STEREO_YEAR = 2026
+#: what a render returns: the recorded clip, or what the microphone records of the machine alone or of
+#: everything else (background, neighbours, events); machine + noise == mix up to the final clipping
+PARTS = ("mix", "machine", "noise")
+# The 2026 far microphone (right channel): the machine arrives later and weaker, the background as loud.
+FAR_DB = 12.0  # machine attenuation at the far microphone
+FAR_DELAY_S = 0.003  # extra travel time of the machine sound (about 1 m)
+FAR_SENSOR_RMS = 1e-4  # independent sensor noise of the far microphone (full scale)
 # DCASE's proportions per machine (families d and e): 990 source + 10 target training clips, 50 test clips per group
 DCASE_PROPORTIONS = {"n_train_source": 990, "n_train_target": 10, "n_test": 50}
 MAX_SAMPLE = 1.0 - 1.0 / 32768  # the largest 16-bit sample, as a float: every clip is clipped to [-1, MAX_SAMPLE]
@@ -73,11 +84,13 @@ class SynthConfig:
     sample_rate: int = 16000
     seed: int = 0
     anomaly_strength: float = 1.0
+    n_supplemental_machine: int = 0  # 2025: clean machine clips per machine (supplemental/)
+    n_supplemental_noise: int = 0  # 2025: noise-only clips per machine, half source, half target conditions
 
     def validate(self) -> None:
         """Reject options that would give an unusable or ambiguous corpus."""
         if self.year not in LAYOUT_YEARS:
-            raise SynthError(f"year must be {' or '.join(map(str, LAYOUT_YEARS))}, got {self.year}")
+            raise SynthError(f"year must be one of {', '.join(map(str, LAYOUT_YEARS))}, got {self.year}")
         machines = self.dev_machines + self.eval_machines
         if not self.dev_machines or not self.eval_machines:
             raise SynthError("need at least one dev and one eval machine (--dev_machines, --eval_machines)")
@@ -91,7 +104,23 @@ class SynthConfig:
             raise SynthError(f"--no_attribute names machines that are not generated: {unknown}")
         if self.n_train_source < 1 or self.n_train_target < 1 or self.n_test < 1:
             raise SynthError("n_train_source, n_train_target and n_test must be >= 1")
-        if max(self.n_train_source, self.n_train_target, 4 * self.n_test) > 10000:
+        if self.n_supplemental_machine < 0 or self.n_supplemental_noise < 0:
+            raise SynthError("n_supplemental_machine and n_supplemental_noise must be >= 0")
+        if (self.n_supplemental_machine or self.n_supplemental_noise) and self.year != SUPPLEMENTAL_YEAR:
+            raise SynthError(
+                f"supplemental clips (--n_supplemental_machine/--n_supplemental_noise) exist only for "
+                f"--year {SUPPLEMENTAL_YEAR}, got --year {self.year}; set them to 0 or use --year {SUPPLEMENTAL_YEAR}"
+            )
+        if (
+            max(
+                self.n_train_source,
+                self.n_train_target,
+                4 * self.n_test,
+                self.n_supplemental_machine,
+                self.n_supplemental_noise,
+            )
+            > 10000
+        ):
             raise SynthError("clip counts above 10000 do not fit the 4-digit DCASE file index")
         if not 0.5 <= self.seconds <= 60.0:
             raise SynthError(f"seconds must be in [0.5, 60], got {self.seconds}")
@@ -103,8 +132,14 @@ class SynthConfig:
             raise SynthError(f"anomaly_strength must be in [0, 20], got {self.anomaly_strength}")
 
     def to_json_dict(self) -> dict:
-        """Plain-JSON form (tuples as lists) plus the generator version, stored in ``.done``."""
+        """Plain-JSON form (tuples as lists) plus the generator version, stored in ``.done``.
+
+        The supplemental counts appear only when non-zero, so the markers of corpora made before
+        they existed still match (those corpora are not regenerated)."""
         d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        for k in ("n_supplemental_machine", "n_supplemental_noise"):
+            if not d[k]:
+                del d[k]
         d["generator_version"] = GENERATOR_VERSION
         return d
 
@@ -379,10 +414,23 @@ def family_config(
     return dataclasses.replace(SynthConfig(dev_machines=dev, eval_machines=eval_, no_attribute=no_attribute), **changes)
 
 
-def at_level(mix: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
-    """A rendered clip at RMS ``level`` with a random gain of +-1 dB (the clip's last draw), clipped to
-    the 16-bit range."""
-    return np.clip(mix / _rms(mix) * level * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, MAX_SAMPLE)
+def select_part(
+    part: str, mix: np.ndarray, machine: np.ndarray, noise: np.ndarray, chain: np.ndarray | None = None
+) -> np.ndarray:
+    """The signal of ``part``: the mix as rendered (so it stays bit-identical), or its machine or noise
+    component through the recording chain that follows the mixing point (``chain``: its rfft gain)."""
+    if part not in PARTS:
+        raise SynthError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
+    if part == "mix":
+        return mix
+    x = machine if part == "machine" else noise
+    return x if chain is None else fft.irfft(fft.rfft(x) * chain, x.size)
+
+
+def at_level(mix: np.ndarray, level: float, rng: np.random.Generator, part: np.ndarray) -> np.ndarray:
+    """``part`` (the mix or one of its parts, :func:`select_part`) with the gain that brings the mix to
+    RMS ``level`` and a random gain of +-1 dB (the clip's last draw), clipped to the 16-bit range."""
+    return np.clip(part / _rms(mix) * level * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, MAX_SAMPLE)
 
 
 def clip_start(
@@ -396,8 +444,8 @@ def clip_start(
     return rng, anomaly, sr, n, np.arange(n) / sr, dict(spec.combo)
 
 
-def synthesize_clip(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
-    """Render one clip as float64 samples in [-1, 1)."""
+def synthesize_clip(spec: ClipSpec, cfg: SynthConfig, part: str = "mix") -> np.ndarray:
+    """Render one clip (or one ``part`` of it, see :data:`PARTS`) as float64 samples in [-1, 1)."""
     profile = machine_profile(spec.machine)
     rng = spec.rng(cfg.seed)
     anomaly = draw_anomaly(rng, spec.label)
@@ -409,12 +457,13 @@ def synthesize_clip(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     position = attrs[other.name] if other.kind == "position" else ""
     machine = fft.irfft(fft.rfft(machine) * _channel_gain(profile.name, position, spec.domain, n, sr), n)
     machine = machine / _rms(machine)
-    bg = _colored_noise(rng, _background_gain(spec.domain, n, sr), n)
-    mix = machine + bg * 10.0 ** (-rng.uniform(*SNR_DB) / 20.0)
+    noise = _colored_noise(rng, _background_gain(spec.domain, n, sr), n) * 10.0 ** (-rng.uniform(*SNR_DB) / 20.0)
+    mix = machine + noise
     if spec.events:
-        mix = mix + _background_events(rng, n, sr, t)
+        events = _background_events(rng, n, sr, t)
+        mix, noise = mix + events, noise + events
     gain = LEVEL * 10.0 ** (rng.uniform(-GAIN_DB, GAIN_DB) / 20.0)
-    return np.clip(mix * gain, -1.0, MAX_SAMPLE)
+    return np.clip(select_part(part, mix, machine, noise) * gain, -1.0, MAX_SAMPLE)
 
 
 def _machine_signal(
@@ -531,6 +580,12 @@ def _background_events(rng: np.random.Generator, n: int, sr: int, t: np.ndarray)
     return out
 
 
+class Render(Protocol):
+    """A family's renderer: one clip, or one of its :data:`PARTS`, as float64 samples in [-1, 1)."""
+
+    def __call__(self, spec: ClipSpec, cfg: SynthConfig, part: str = "mix") -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
 class SoundModel:
     """A corpus family: attributes and sound; layout, names, blinding and writing are shared.
@@ -542,7 +597,7 @@ class SoundModel:
 
     name: str
     params: Callable[[str], tuple[AttrParam, ...]]  # machine -> attribute parameters
-    render: Callable[[ClipSpec, SynthConfig], np.ndarray]
+    render: Render
     anomaly_kinds: tuple[str, ...]
     marker: tuple[tuple[str, str | int], ...] = ()
 
@@ -587,6 +642,50 @@ def split_specs(
         for label in LABELS
         for spec in _group(dataset, machine, "test", domain, label, cfg.n_test, cfg, model)
     ]
+
+
+def supplemental_clips(
+    dataset: str, machine: str, cfg: SynthConfig, model: SoundModel | None = None
+) -> list[tuple[str, str, ClipSpec]]:
+    """A machine's 2025 ``supplemental/`` clips as (file name, part, spec).
+
+    Clean machine clips are the machine part of source-domain normal clips; noise-only clips are the
+    noise part of normal clips, half under source and half under target conditions, so they cover the
+    backgrounds the machine meets (their names do not tell the domain). Their own splits give them
+    randomness of their own, apart from the train/test clips and from each other.
+    """
+    model = model or DEFAULT_MODEL
+    n_noise = cfg.n_supplemental_noise
+    machine_specs = _group(dataset, machine, "supplemental", "source", "normal", cfg.n_supplemental_machine, cfg, model)
+    noise_specs = [
+        spec
+        for domain, count in (("source", n_noise - n_noise // 2), ("target", n_noise // 2))
+        for spec in _group(dataset, machine, "supplemental_noise", domain, "normal", count, cfg, model)
+    ]
+    return [(f"section_00_machine_{i:04d}_.wav", "machine", s) for i, s in enumerate(machine_specs)] + [
+        (f"section_00_noise_{i:04d}_.wav", "noise", s) for i, s in enumerate(noise_specs)
+    ]
+
+
+def clip_samples(spec: ClipSpec, cfg: SynthConfig, model: SoundModel, part: str = "mix") -> np.ndarray:
+    """A clip's samples as written: mono, or for 2026 stereo (n, 2).
+
+    Stereo: channel 0 is the near microphone (the mono clip, unchanged); channel 1 the far one, which
+    hears the machine part ``FAR_DELAY_S`` later and ``FAR_DB`` weaker, the same noise part as loud,
+    and sensor noise of its own.
+    """
+    near = model.render(spec, cfg, part)
+    if cfg.year != STEREO_YEAR:
+        return near
+    machine, noise = model.render(spec, cfg, "machine"), model.render(spec, cfg, "noise")
+    delay = int(round(FAR_DELAY_S * cfg.sample_rate))
+    sensor = _name_rng(cfg.seed, "far", spec.dataset, spec.machine, spec.split, spec.domain, spec.label, spec.index)
+    far = (
+        np.concatenate([np.zeros(delay), machine[: machine.size - delay]]) * 10.0 ** (-FAR_DB / 20.0)
+        + noise
+        + sensor.standard_normal(noise.size) * FAR_SENSOR_RMS
+    )
+    return np.stack([near, np.clip(far, -1.0, MAX_SAMPLE)], axis=1)
 
 
 def labelled_name(spec: ClipSpec, cfg: SynthConfig) -> str:
@@ -647,7 +746,10 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
     """Write the whole corpus under ``root``; a no-op when ``root`` already holds it.
 
     Besides the DCASE files, ``synth_metadata.csv`` records for every clip its hidden attributes,
-    anomaly kind and whether background events were mixed in (ground truth for diagnostics).
+    anomaly kind, whether background events were mixed in and, with supplemental clips, which part of
+    the clip it holds (ground truth for diagnostics). Year 2025 adds ``supplemental/`` clips (:func:`supplemental_clips`),
+    2026 writes stereo files (:func:`clip_samples`); their train/test names and near-microphone audio
+    are those of 2024.
     The ``.done`` marker is written last, so an interrupted run is recognised as such. ``model``:
     the corpus family (default: this module's sound model).
     """
@@ -659,7 +761,9 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
         logger.info("%s already holds this synthetic corpus; nothing to do", root)
         return
     eval_list: list[str] = []
-    metadata = ["dataset,machine,split,file_name,domain,label,attributes,anomaly,events"]
+    # the part column only where clips are not all mixes, so the other corpora's metadata stays as it was
+    with_parts = bool(cfg.n_supplemental_machine or cfg.n_supplemental_noise)
+    metadata = ["dataset,machine,split,file_name,domain,label,attributes,anomaly,events" + ",part" * with_parts]
     for dataset, machines in (("dev", cfg.dev_machines), ("eval", cfg.eval_machines)):
         for machine in machines:
             mdir = root / f"{dataset}_data" / "raw" / machine
@@ -674,19 +778,31 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
                 rows = sorted((blinded[spec], names[spec]) for spec in test)
                 eval_list += [machine] + [f"{b},{labelled}" for b, labelled in rows]
                 names.update(blinded)
-            for split, specs in (("train", train), ("test", test)):
+            clips = [
+                (split, names[spec], "mix", spec)
+                for split, specs in (("train", train), ("test", test))
+                for spec in specs
+            ]
+            clips += [("supplemental", *clip) for clip in supplemental_clips(dataset, machine, cfg, model)]
+            for split, name, part, spec in clips:
                 (mdir / split).mkdir(parents=True, exist_ok=True)
-                for spec in specs:
-                    _write_wav(mdir / split / names[spec], model.render(spec, cfg), cfg.sample_rate)
-                    metadata.append(
-                        f"{dataset},{machine},{split},{names[spec]},{spec.domain},{spec.label},"
-                        f"{attribute_string(spec.combo)},{spec.anomaly_kind(cfg.seed, model.anomaly_kinds)},{int(spec.events)}"
-                    )
+                _write_wav(mdir / split / name, clip_samples(spec, cfg, model, part), cfg.sample_rate)
+                metadata.append(
+                    f"{dataset},{machine},{split},{name},{spec.domain},{spec.label},{attribute_string(spec.combo)},"
+                    f"{spec.anomaly_kind(cfg.seed, model.anomaly_kinds)},{int(spec.events)}" + f",{part}" * with_parts
+                )
             atomic_write_text(
                 mdir / "attributes_00.csv",
                 _attributes_csv(machine, train + test if dataset == "dev" else train, cfg, model),
             )
-            logger.info("%s/%s: %d train, %d test clips", dataset, machine, len(train), len(test))
+            logger.info(
+                "%s/%s: %d train, %d test, %d supplemental clips",
+                dataset,
+                machine,
+                len(train),
+                len(test),
+                len(clips) - len(train) - len(test),
+            )
     atomic_write_text(root / f"eval_data_list_{cfg.year}.csv", "".join(line + "\r\n" for line in eval_list))
     atomic_write_text(root / METADATA_FILE, "\n".join(metadata) + "\n")
     atomic_write_text(root / DONE_MARKER, json.dumps(marker, sort_keys=True) + "\n")

@@ -261,18 +261,22 @@ def _events(rng: np.random.Generator, t: np.ndarray, sr: int) -> np.ndarray:
     return out
 
 
-def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
-    """Render one family-b clip as float64 samples in [-1, 1)."""
+def render(spec: ClipSpec, cfg: SynthConfig, part: str = "mix") -> np.ndarray:
+    """Render one family-b clip (or one ``part`` of it, :data:`asdlib.synth.corpus.PARTS`) as float64 samples in [-1, 1)."""
     p = profile(spec.machine)
     rng, anomaly, sr, n, t, attrs = a.clip_start(spec, cfg, ANOMALY_KINDS)
     x = _machine(p, float(attrs["rpm"]), float(attrs["load"]) / 100.0, rng, t, sr, anomaly, cfg.anomaly_strength)
     x = fft.irfft(fft.rfft(x) * _room_response(spec.machine, spec.domain, n, sr), n)
     x = x / a._rms(x)
-    mix = x + _background(spec.domain, rng, t, sr) * 10.0 ** (-rng.uniform(*SNR_DB) / 20.0)
+    noise = _background(spec.domain, rng, t, sr) * 10.0 ** (-rng.uniform(*SNR_DB) / 20.0)
+    mix = x + noise
     if spec.events:
-        mix = mix + _events(rng, t, sr)
-    mix = fft.irfft(fft.rfft(mix) * _mic_gain(spec.machine, spec.domain, n, sr), n)
-    return np.clip(mix * LEVEL * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, a.MAX_SAMPLE)
+        events = _events(rng, t, sr)
+        mix, noise = mix + events, noise + events
+    mic = _mic_gain(spec.machine, spec.domain, n, sr)
+    mix = fft.irfft(fft.rfft(mix) * mic, n)
+    out = a.select_part(part, mix, x, noise, mic)
+    return np.clip(out * LEVEL * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, a.MAX_SAMPLE)
 
 
 MODEL = SoundModel("b", params, render, ANOMALY_KINDS, (("family", "b"), ("family_version", FAMILY_VERSION)))

@@ -211,18 +211,21 @@ def _events(rng: np.random.Generator, t: np.ndarray, sr: int) -> np.ndarray:
     return ev / a._rms(ev) * level * 0.5
 
 
-def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
-    """Render one family-c clip as float64 samples in [-1, 1)."""
+def render(spec: ClipSpec, cfg: SynthConfig, part: str = "mix") -> np.ndarray:
+    """Render one family-c clip (or one ``part`` of it, :data:`asdlib.synth.corpus.PARTS`) as float64 samples in [-1, 1)."""
     p = profile(spec.machine)
     rng, anomaly, sr, n, t, attrs = a.clip_start(spec, cfg, ANOMALY_KINDS)
     x = _machine(p, float(attrs["spm"]), attrs["material"], rng, t, sr, anomaly, cfg.anomaly_strength)
     x = x / a._rms(x)
     snr = rng.uniform(*SNR_DB) - (6.0 if spec.domain == "target" else 0.0)  # the distant microphone hears more room
-    mix = x + _background(spec.domain, rng, t, sr) * 10.0 ** (-snr / 20.0)
+    noise = _background(spec.domain, rng, t, sr) * 10.0 ** (-snr / 20.0)
+    mix = x + noise
     if spec.events and rng.random() < 0.67:
-        mix = mix + _events(rng, t, sr)
-    mix = fft.irfft(fft.rfft(mix) * _chain(spec.machine, spec.domain, n, sr), n)
-    return a.at_level(mix, LEVEL, rng)
+        events = _events(rng, t, sr)
+        mix, noise = mix + events, noise + events
+    chain = _chain(spec.machine, spec.domain, n, sr)
+    mix = fft.irfft(fft.rfft(mix) * chain, n)
+    return a.at_level(mix, LEVEL, rng, a.select_part(part, mix, x, noise, chain))
 
 
 MODEL = SoundModel("c", params, render, ANOMALY_KINDS, (("family", "c"), ("family_version", FAMILY_VERSION)))

@@ -198,20 +198,23 @@ def _background(domain: str, rng: np.random.Generator, t: np.ndarray, sr: int) -
     return bg / a._rms(bg)
 
 
-def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
-    """Render one family-d clip as float64 samples in [-1, 1)."""
+def render(spec: ClipSpec, cfg: SynthConfig, part: str = "mix") -> np.ndarray:
+    """Render one family-d clip (or one ``part`` of it, :data:`asdlib.synth.corpus.PARTS`) as float64 samples in [-1, 1)."""
     p = profile(spec.machine)
     rng, anomaly, sr, n, t, attrs = a.clip_start(spec, cfg, ANOMALY_KINDS)
     x = _machine(p, spec.domain, float(attrs["hz"]), attrs["load"], rng, t, sr, anomaly, cfg.anomaly_strength)
     x = fft.irfft(fft.rfft(x / a._rms(x)) * _room(rng, spec.domain, n, sr), n)
     x = x / a._rms(x)
-    mix = x + _background(spec.domain, rng, t, sr) * 10.0 ** (-rng.uniform(*SNR_DB[spec.domain]) / 20.0)
+    noise = _background(spec.domain, rng, t, sr) * 10.0 ** (-rng.uniform(*SNR_DB[spec.domain]) / 20.0)
+    mix = x + noise
     if spec.events and rng.random() < 0.5:  # a forklift passing: band-passed noise swelling and fading
         sos = signal.butter(2, [300.0, 2500.0], btype="bandpass", fs=sr, output="sos")
         pass_by = signal.sosfilt(sos, rng.standard_normal(n)) * np.hanning(n) ** 2
-        mix = mix + pass_by / a._rms(pass_by) * 10.0 ** (rng.uniform(-12.0, -4.0) / 20.0)
-    mix = fft.irfft(fft.rfft(mix) * _mic(spec.machine, spec.domain, n, sr), n)
-    return a.at_level(mix, LEVEL, rng)
+        pass_by = pass_by / a._rms(pass_by) * 10.0 ** (rng.uniform(-12.0, -4.0) / 20.0)
+        mix, noise = mix + pass_by, noise + pass_by
+    mic = _mic(spec.machine, spec.domain, n, sr)
+    mix = fft.irfft(fft.rfft(mix) * mic, n)
+    return a.at_level(mix, LEVEL, rng, a.select_part(part, mix, x, noise, mic))
 
 
 MODEL = SoundModel("d", params, render, ANOMALY_KINDS, (("family", "d"), ("family_version", FAMILY_VERSION)))

@@ -164,8 +164,8 @@ def _babble(rng: np.random.Generator, t: np.ndarray, sr: int) -> np.ndarray:
     return out / a._rms(out)
 
 
-def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
-    """Render one family-e clip as float64 samples in [-1, 1)."""
+def render(spec: ClipSpec, cfg: SynthConfig, part: str = "mix") -> np.ndarray:
+    """Render one family-e clip (or one ``part`` of it, :data:`asdlib.synth.corpus.PARTS`) as float64 samples in [-1, 1)."""
     p = profile(spec.machine)
     rng, anomaly, sr, n, t, attrs = a.clip_start(spec, cfg, ANOMALY_KINDS)
     program = _program(p, attrs["program"], rng)
@@ -175,12 +175,14 @@ def render(spec: ClipSpec, cfg: SynthConfig) -> np.ndarray:
     x = x / a._rms(x)
     n_bg = a._colored_noise(rng, 1.0 / np.sqrt(np.maximum(a._freqs(n, sr), 20.0)), n)
     bg = n_bg if spec.domain == "source" else (0.3 * n_bg + _babble(rng, t, sr))
-    mix = x + bg / a._rms(bg) * 10.0 ** (-rng.uniform(*SNR_DB[spec.domain]) / 20.0)
+    noise = bg / a._rms(bg) * 10.0 ** (-rng.uniform(*SNR_DB[spec.domain]) / 20.0)
+    mix = x + noise
     if spec.events and rng.random() < 0.5:  # a door or a cart: a low thump
         kernel = a._decay_kernel(sr, rng.uniform(50.0, 120.0), 0.08, 0.4, rng)
         thump = a._pulse_train(n, sr, np.array([rng.uniform(0, 0.8 * t[-1])]), np.array([1.0]), kernel)
-        mix = mix + thump / a._rms(thump) * 10.0 ** (rng.uniform(-10.0, -2.0) / 20.0)
-    return a.at_level(mix, d.LEVEL, rng)
+        thump = thump / a._rms(thump) * 10.0 ** (rng.uniform(-10.0, -2.0) / 20.0)
+        mix, noise = mix + thump, noise + thump
+    return a.at_level(mix, d.LEVEL, rng, a.select_part(part, mix, x, noise))
 
 
 MODEL = SoundModel("e", params, render, ANOMALY_KINDS, (("family", "e"), ("family_version", FAMILY_VERSION)))

@@ -25,6 +25,7 @@ from asdlib.data.evallist import (
     read_eval_list,
 )
 from asdlib.data.resources import official_eval_list, read_evaluator_truth
+from asdlib.synth.corpus import SynthConfig, generate_corpus
 from asdlib.years import eval_list_years, get_year
 
 NO_ATTR_2024 = {"AirCompressor", "HoveringDrone", "ToothBrush", "gearbox", "slider", "ToyTrain"}
@@ -490,6 +491,37 @@ def test_supplemental_2025(tmp_path, caplog):
         prepare(2025, tmp_path / "c", tmp_path / "d", sets=["dev_supplemental"])
     with pytest.raises(PrepError, match="only for DCASE 2025"):
         prepare(2024, tmp_path / "c", tmp_path / "d", sets=["eval_supplemental"])
+
+
+def test_supplemental_kinds_2025(tmp_path, caplog):
+    cfg = SynthConfig(
+        year=2025,
+        dev_machines=("fan",),
+        eval_machines=("ToyDrone",),
+        no_attribute=(),
+        n_train_source=2,
+        n_train_target=1,
+        n_test=1,
+        seconds=0.5,
+        n_supplemental_machine=2,
+        n_supplemental_noise=2,
+    )
+    generate_corpus(tmp_path / "c", cfg)
+    sets = ["dev_supplemental", "dev_supplemental_machine", "dev_supplemental_noise", "eval_supplemental_machine"]
+    with caplog.at_level(logging.WARNING):
+        built = prepare(2025, tmp_path / "c", tmp_path / "d", sets=sets)
+    assert "to --sets" not in caplog.text  # asking for one kind counts as asking for the supplemental clips
+    ids = {s: [u.utt_id.split("-00-")[1] for u in built[s]] for s in sets}
+    assert ids["dev_supplemental_machine"] == ["section_00_machine_0000_", "section_00_machine_0001_"]
+    assert ids["dev_supplemental_noise"] == ["section_00_noise_0000_", "section_00_noise_0001_"]
+    assert sorted(ids["dev_supplemental"]) == sorted(ids["dev_supplemental_machine"] + ids["dev_supplemental_noise"])
+    assert {(u.label, u.domain) for s in sets for u in built[s]} == {("normal", "source")}  # what the names tell
+    for noise in (tmp_path / "c" / "eval_data" / "raw" / "ToyDrone" / "supplemental").glob("*_noise_*"):
+        noise.unlink()
+    with pytest.raises(PrepError, match="eval_supplemental_noise: no machine dir has noise clips in supplemental/"):
+        prepare(2025, tmp_path / "c", tmp_path / "d", sets=["eval_supplemental_noise"])
+    with pytest.raises(PrepError, match="only for DCASE 2025"):
+        prepare(2024, tmp_path / "c", tmp_path / "d", sets=["dev_supplemental_noise"])
 
 
 def test_cli(tmp_path, capsys):

@@ -260,12 +260,94 @@ def test_done_marker(corpus: Path, tmp_path: Path):
         {"seed": -1},
         {"n_test": 0},
         {"year": 2022},
+        {"n_supplemental_machine": -1, "year": 2025},
+        {"n_supplemental_noise": 2},  # supplemental clips only for 2025
     ],
 )
 def test_config_validation(change, tmp_path: Path):
     with pytest.raises(SynthError):
         generate_corpus(tmp_path / "c", dataclasses.replace(SynthConfig(), **change))
     assert not (tmp_path / "c").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 2025 (supplemental clips) and 2026 (stereo) in the mini layout
+
+TINY = SynthConfig(
+    dev_machines=("fan",),
+    eval_machines=("ToyDrone",),
+    no_attribute=(),
+    n_train_source=3,
+    n_train_target=1,
+    n_test=1,
+    seconds=0.5,
+)
+
+
+def _clips(root: Path) -> dict[str, str]:
+    """Digests of the train/test wavs (what every year shares)."""
+    return {k: v for k, v in _tree_digest(root).items() if k.endswith(".wav") and "/supplemental/" not in k}
+
+
+@pytest.fixture(scope="module")
+def tiny_2024(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("y2024") / "c"
+    generate_corpus(root, TINY)
+    return root
+
+
+def test_year_2025_adds_supplemental_clips(tiny_2024: Path, tmp_path: Path):
+    root = tmp_path / "c"
+    args = ["--root", str(root), "--dev_machines", "fan", "--eval_machines", "ToyDrone", "--no_attribute", ""]
+    args += ["--n_train_source", "3", "--n_train_target", "1", "--n_test", "1", "--seconds", "0.5", "--year", "2025"]
+    assert make_synth.main([*args, "--n_supplemental_machine", "2", "--n_supplemental_noise", "3"]) == 0
+    cfg = dataclasses.replace(TINY, year=2025, n_supplemental_machine=2, n_supplemental_noise=3)
+    assert _clips(root) == _clips(tiny_2024)  # train/test names and audio as in 2024
+    assert (root / "eval_data_list_2025.csv").read_bytes() == (tiny_2024 / "eval_data_list_2024.csv").read_bytes()
+    marker = json.loads((root / synth.DONE_MARKER).read_text())
+    assert (marker["n_supplemental_machine"], marker["n_supplemental_noise"]) == (2, 3)
+    meta = [
+        r for r in csv.DictReader(open(root / synth.METADATA_FILE, encoding="utf-8")) if r["split"] == "supplemental"
+    ]
+    for dataset, machine in (("dev", "fan"), ("eval", "ToyDrone")):
+        sup = root / f"{dataset}_data" / "raw" / machine / "supplemental"
+        names = sorted(p.name for p in sup.iterdir())
+        assert names == [f"section_00_machine_{i:04d}_.wav" for i in range(2)] + [
+            f"section_00_noise_{i:04d}_.wav" for i in range(3)
+        ]
+        rows = {r["file_name"]: r for r in meta if r["machine"] == machine}
+        assert [rows[n]["part"] for n in names] == ["machine"] * 2 + ["noise"] * 3
+        assert [rows[n]["domain"] for n in names] == ["source"] * 4 + ["target"]
+        assert all(rows[n]["label"] == "normal" and rows[n]["anomaly"] == "" for n in names)
+        assert "supplemental" not in (sup.parent / "attributes_00.csv").read_text()
+        # the clips are the parts of their own clips, unlike any train clip
+        clips = synth.supplemental_clips(dataset, machine, cfg)
+        for name, part, spec in clips:
+            x, _ = sf.read(str(sup / name))
+            np.testing.assert_allclose(x, synth.synthesize_clip(spec, cfg, part), atol=1 / 32768)
+        train = synth.split_specs(dataset, machine, "train", cfg)
+        train_x = [synth.synthesize_clip(s, cfg, "machine") for s in train]
+        assert not any(np.allclose(synth.synthesize_clip(clips[0][2], cfg, "machine"), x) for x in train_x)
+    assert TINY.to_json_dict().keys().isdisjoint({"n_supplemental_machine", "n_supplemental_noise"})
+
+
+def test_year_2026_is_stereo_with_a_far_microphone(tiny_2024: Path, tmp_path: Path):
+    cfg = dataclasses.replace(TINY, year=2026)
+    root = tmp_path / "c"
+    generate_corpus(root, cfg)
+    wavs = sorted(k for k in _clips(tiny_2024))
+    assert sorted(_clips(root)) == wavs  # the same names
+    for rel in wavs:
+        stereo, sr = sf.read(str(root / rel), dtype="int16")
+        mono, _ = sf.read(str(tiny_2024 / rel), dtype="int16")
+        assert stereo.shape == (mono.size, 2) and sr == cfg.sample_rate
+        np.testing.assert_array_equal(stereo[:, 0], mono)  # channel 0: the 2024 clip exactly
+    # channel 1: the same noise part, the machine part about FAR_DB weaker
+    for spec in synth.split_specs("dev", "fan", "train", cfg)[:2]:
+        far = synth.clip_samples(spec, cfg, synth.DEFAULT_MODEL)[:, 1]
+        machine, noise = (synth.synthesize_clip(spec, cfg, part) for part in ("machine", "noise"))
+        drop_db = 20 * np.log10(np.std(far - noise) / np.std(machine))
+        assert abs(drop_db + synth.FAR_DB) < 0.5, drop_db
 
 
 # ---------------------------------------------------------------------------------------------
