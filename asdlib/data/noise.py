@@ -121,7 +121,7 @@ class NoiseAugment:
                 self.data.resample,
                 utt.start,
                 utt.end if utt.rec else None,
-                skip_hint="delete it from its noise set's data dir (wav.scp and the other files) with stage 1",
+                skip_hint="remove it from its noise set's data dir (stage 1) or that set from data.noise_sets",
             )
         self.cache[utt] = wav
         if len(self.cache) > CACHE_CLIPS:
