@@ -238,10 +238,31 @@ class DataConfig:
     window_hop_seconds: float = 0.0
     window_min_seconds: float = 1.0
     window_aggregate: Literal["max", "mean"] = "max"
+    # Noise augmentation of training crops (docs/method.md §1.8; asdlib.data.noise): with probability
+    # noise_apply_prob a crop gets a noise-only clip of noise_sets added at an SNR drawn uniformly from
+    # noise_db_range [lo, hi] dB (lo == hi: one fixed SNR). The noise comes from the clip's machine and
+    # section; without such clips from its machine type (noise_fallback machine or any), then from any
+    # machine (any); none: an error. Off while noise_sets is empty; never applied outside training.
+    noise_sets: list[str] = field(default_factory=list)
+    noise_apply_prob: float = 1.0
+    noise_db_range: list[float] = field(default_factory=lambda: [0.0, 10.0])
+    noise_fallback: Literal["none", "machine", "any"] = "any"
 
     def __post_init__(self) -> None:
         if not self.train_sets:
             raise ValueError("data.train_sets must name at least one set")
+        if not 0.0 <= self.noise_apply_prob <= 1.0:
+            raise ValueError(f"data.noise_apply_prob must be in [0, 1], got {self.noise_apply_prob}")
+        if len(self.noise_db_range) != 2 or self.noise_db_range[0] > self.noise_db_range[1]:
+            raise ValueError(f"data.noise_db_range must be [lo, hi] dB with lo <= hi, got {self.noise_db_range}")
+        if self.noise_fallback not in ("none", "machine", "any"):
+            raise ValueError(f"data.noise_fallback must be none, machine or any, got {self.noise_fallback!r}")
+        both = sorted(set(self.noise_sets) & set(self.train_sets))
+        if both:
+            raise ValueError(
+                f"data: {both[0]} is in both noise_sets and train_sets; noise-only clips are no machine's sound, "
+                "list it in noise_sets only"
+            )
         if self.sample_rate <= 0 or self.crop_seconds < 0 or self.num_workers < 0:
             raise ValueError("data: sample_rate > 0, crop_seconds >= 0, num_workers >= 0 required")
         if isinstance(self.channel, int) and self.channel < 0:

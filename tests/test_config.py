@@ -295,6 +295,11 @@ def test_train_config_dump_load_round_trip(tmp_path):
         ({"finetune": {"dropout": 1.0}}, "finetune.dropout"),
         ({"embedder": "mfcc"}, "'mfcc' is not one of"),
         ({"seed": 1.5}, "seed: expected an integer"),
+        ({"data": {"noise_apply_prob": 1.5}}, "data.noise_apply_prob must be in \\[0, 1\\]"),
+        ({"data": {"noise_db_range": [10, 0]}}, "data.noise_db_range must be \\[lo, hi\\] dB with lo <= hi"),
+        ({"data": {"noise_db_range": [5]}}, "data.noise_db_range must be"),
+        ({"data": {"noise_fallback": "section"}}, "'section' is not one of"),
+        ({"data": {"noise_sets": ["dev_train"]}}, "dev_train is in both noise_sets and train_sets"),
     ],
 )
 def test_train_config_rejects_bad_values(tmp_path, data, what):

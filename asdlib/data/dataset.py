@@ -17,6 +17,7 @@ from torch.utils.data import Dataset, Sampler
 
 from asdlib.data.audio import load_wav
 from asdlib.data.datadir import Utt
+from asdlib.data.noise import NoiseAugment, noise_rng
 
 
 @dataclass
@@ -28,7 +29,8 @@ class Example:
 
 
 class ClipDataset(Dataset):
-    """Clips of a data dir; optionally a random crop of ``crop_samples`` per epoch."""
+    """Clips of a data dir; optionally a random crop of ``crop_samples`` per epoch, with ``noise``
+    added (training only: :class:`asdlib.data.noise.NoiseAugment`)."""
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class ClipDataset(Dataset):
         min_samples: int = 400,
         channel: int | str | None = None,
         resample: bool = False,
+        noise: NoiseAugment | None = None,
     ) -> None:
         self.utts = list(utts)
         self.sample_rate = sample_rate
@@ -51,6 +54,7 @@ class ClipDataset(Dataset):
         self.min_samples = min_samples
         self.channel = channel
         self.resample = resample
+        self.noise = noise
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -75,6 +79,8 @@ class ClipDataset(Dataset):
             rng = np.random.default_rng([self.seed, self.epoch, index])
             start = int(rng.integers(0, wav.size - self.crop_samples + 1))
             wav = wav[start : start + self.crop_samples]
+        if self.noise is not None:
+            wav = self.noise(wav, utt, noise_rng(self.seed, self.epoch, index))
         return Example(index, wav, self.labels[index], self.machines[index])
 
 

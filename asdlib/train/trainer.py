@@ -33,9 +33,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asdlib.config import OptimConfig, TrainConfig
-from asdlib.data.datadir import Utt, read_data_dir
+from asdlib.data.datadir import DataDirError, Utt, read_data_dir
 from asdlib.data.dataset import BalancedSampler, Batch, ClipDataset, collate
 from asdlib.data.labels import read_labels
+from asdlib.data.noise import NoiseAugment
 from asdlib.devices import sm
 from asdlib.io.atomic import atomic_write, atomic_write_text
 from asdlib.io.config import dump_config
@@ -83,6 +84,19 @@ def load_train_data(cfg: TrainConfig, data_root: Path) -> TrainData:
         labels += set_labels
     machines = sorted({u.machine for u in utts})
     return TrainData(utts, labels, classes or [], machines)
+
+
+def load_noise(cfg: TrainConfig, data_root: Path, train: list[Utt]) -> NoiseAugment | None:
+    """The noise augmentation of ``data.noise_sets`` (None when it is empty), its sets read as data dirs."""
+    if not cfg.data.noise_sets:
+        return None
+    noise: list[Utt] = []
+    for name in cfg.data.noise_sets:
+        try:
+            noise += read_data_dir(data_root / name)
+        except DataDirError as e:
+            raise DataDirError(f"data.noise_sets {name}: {e}; or drop it from data.noise_sets") from e
+    return NoiseAugment(noise, train, cfg.data)
 
 
 def lr_lambda(step: int, warmup: int, total: int) -> float:
@@ -203,6 +217,7 @@ class Trainer:
             min_samples=int(cfg.data.min_seconds * cfg.data.sample_rate),
             channel=cfg.data.channel,
             resample=cfg.data.resample,
+            noise=load_noise(cfg, data_root, self.data.utts),
         )
         self.sampler = BalancedSampler(
             [(u.machine, u.domain) for u in self.data.utts],

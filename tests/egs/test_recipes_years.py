@@ -273,8 +273,10 @@ def test_recipe_configs_load(year):
             assert cfg.finetune.mode == "lora" and cfg.finetune.rank == int(name[len("lora_r") :])
         elif name.startswith("finetune_"):
             assert cfg.finetune.mode == name.split("_", 1)[1]
-        # far_mic: the default system on the other channel; backend_<kind>: the default with another back end
-        if name not in ("train", "far_mic") and not name.startswith("backend_"):
+        # far_mic: the default system on the other channel; backend_<kind>: the default with another back end;
+        # supplemental_noise: the default with the 2025 supplemental clips (noise mixed into training crops)
+        assert bool(cfg.data.noise_sets) == (name == "supplemental_noise"), name
+        if name not in ("train", "far_mic", "supplemental_noise") and not name.startswith("backend_"):
             assert cfg.mga.enabled == (name in ("mga", "mga_vq")) and cfg.vq.enabled == (name in ("vq", "mga_vq")), name
         assert cfg.backend.kind == (name[len("backend_") :] if name.startswith("backend_") else "knn"), name
         assert cfg.head.kind == "arcface"
