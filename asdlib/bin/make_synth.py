@@ -20,16 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from asdlib.synth import family_b, family_c, family_d, family_e
-from asdlib.synth.corpus import LAYOUT_YEARS, SoundModel, SynthConfig, generate_corpus
+from asdlib.synth.corpus import LAYOUT_YEARS, generate_corpus
+from asdlib.synth.families import FAMILIES
 from asdlib.utils import run_main, setup_logging
-
-# corpus family -> (its default options, its sound model; None: asdlib.synth.corpus's own)
-_FAMILIES: dict[str, tuple[SynthConfig, SoundModel | None]] = {
-    "a": (SynthConfig(), None),
-    **{m.MODEL.name: (m.default_config(), m.MODEL) for m in (family_b, family_c, family_d, family_e)},
-}
-
 
 def _names(text: str) -> tuple[str, ...]:
     """Comma list -> tuple of names (empty items dropped)."""
@@ -38,11 +31,11 @@ def _names(text: str) -> tuple[str, ...]:
 
 def get_parser(family: str = "a") -> argparse.ArgumentParser:
     """The options, with the defaults of corpus family ``family``."""
-    defaults = _FAMILIES[family][0]
+    defaults = FAMILIES[family][0]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument(
         "--family",
-        choices=sorted(_FAMILIES),
+        choices=sorted(FAMILIES),
         default=family,
         help="sound model: a (asdlib.synth.corpus), b, c, d or e (asdlib.synth.family_<x>) "
         "(asdlib.synth.family_c); sets the machine defaults",
@@ -95,7 +88,7 @@ def get_parser(family: str = "a") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     pre = argparse.ArgumentParser(add_help=False)  # read --family first: it picks the defaults
-    pre.add_argument("--family", choices=sorted(_FAMILIES), default="a")
+    pre.add_argument("--family", choices=sorted(FAMILIES), default="a")
     args = get_parser(pre.parse_known_args(argv)[0].family).parse_args(argv)
     setup_logging(args.verbose, force=False)
     # argparse applies `type` to string defaults too, so every list option is a tuple here
@@ -115,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         anomaly_strength=args.anomaly_strength,
     )
     start = time.time()
-    generate_corpus(args.root, cfg, _FAMILIES[args.family][1])
+    generate_corpus(args.root, cfg, FAMILIES[args.family][1])
     logging.info("synthetic corpus ready in %s (%.1f s)", args.root, time.time() - start)
     return 0
 
