@@ -441,13 +441,7 @@ def _load_dir(root: Path, device: str) -> tuple[Manifest, TrainedModel, Backend]
         utts, emb = load_bank(root / BANK)
         check_packable(cfg.backend)  # the configured back end, fitted as stage 5 fits it (asdlib/backends/bank.py)
         widths = own_widths(cfg, emb.shape[1])
-        noise = None
-        if cfg.backend.noise.sets:
-            if NOISE not in manifest.files:
-                raise PackedError(
-                    f"{root / NOISE}: missing, and config.yaml names backend.noise.sets; repack with stage 7"
-                )
-            noise = load_bank(root / NOISE)
+        noise = load_bank(root / NOISE) if cfg.backend.noise.sets else None  # listed in the manifest, so verified
         projection = noise_projection(cfg.backend, widths, noise)
         backend = make_backend(cfg.backend, widths, projection).fit(utts, emb)
     except (UserError, ValueError) as e:
