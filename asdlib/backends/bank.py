@@ -86,12 +86,9 @@ def noise_features(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[
 def noise_projection(
     cfg: BackendConfig, widths: Sequence[int], noise: tuple[Sequence[Utt], np.ndarray] | None
 ) -> NoiseProjection | None:
-    """The projection ``backend.noise`` asks for, estimated once from ``noise`` (clips, embeddings); None when off."""
-    if not cfg.noise.sets:
-        return None
-    if noise is None:
-        raise BackendError(f"backend.noise.sets {cfg.noise.sets}: no noise embeddings given; rerun stage 4")
-    return NoiseProjection.estimate(*noise, widths, cfg.noise.rank)
+    """The projection of ``backend.noise``, estimated once from ``noise`` (:func:`noise_features`, or a
+    packed model's noise.pt); None when there is none (noise off)."""
+    return None if noise is None else NoiseProjection.estimate(*noise, widths, cfg.noise.rank)
 
 
 def make_backend(cfg: BackendConfig, widths: Sequence[int], projection: NoiseProjection | None = None) -> Backend:

@@ -88,12 +88,7 @@ class NoiseProjection:
             )
         x = np.asarray(embeddings, dtype=np.float64)
         directions = {
-            key: [
-                noise_directions(
-                    x[np.ix_(idx, range(c.start, c.stop))], rank, f"{_describe(key)} columns {c.start}:{c.stop}"
-                )
-                for c in columns
-            ]
+            key: [noise_directions(x[idx][:, c], rank, f"{_describe(key)} columns {c.start}:{c.stop}") for c in columns]
             for key, idx in sorted(levels.items())
             if len(idx) >= 2
         }

@@ -123,6 +123,18 @@ def test_section_falls_back_to_machine_then_to_all(caplog) -> None:
         assert line in caplog.text
 
 
+def test_too_few_noise_clips_or_another_width_is_one_line() -> None:
+    rng = np.random.default_rng(0)
+    with pytest.raises(
+        BackendError, match="1 noise clip\\(s\\) in all of backend.noise.sets; the projection needs at least 2"
+    ):
+        NoiseProjection.estimate(utts(1, "z"), rng.standard_normal((1, D)), [D], rank=1)
+    with pytest.raises(
+        BackendError, match="noise embeddings of width 16, the training embeddings' is 24.*rerun stage 4"
+    ):
+        NoiseProjection.estimate(utts(5, "z"), rng.standard_normal((5, D)), [D, 8], rank=1)
+
+
 def _experiment(tmp_path: Path, noise: dict | None, with_noise_embeddings: bool = True):
     """data/{train,test,noise} and exp/embed/{train,test,noise_noise} of :func:`shifted_domain`."""
     x = shifted_domain()
