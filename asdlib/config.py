@@ -287,7 +287,8 @@ class NoiseConfig:
 class BackendConfig:
     """The back end of stage 5 (asdlib/backends/, docs/method.md §1.9): ``kind`` is a registered back
     end (asdlib.registry.BACKENDS) and ``conf`` its own settings dataclass, filled with its defaults
-    where omitted; every kind is fitted on the normal training embeddings per machine and section."""
+    where omitted; every kind is fitted on the normal training embeddings per machine and section,
+    after the noise projection of ``noise`` when that names sets."""
 
     kind: str = "knn"
     conf: Any = None  # the settings of ``kind`` (e.g. knn: {k, domain_wise}); written out resolved
