@@ -282,13 +282,38 @@ class DataConfig:
 
 
 @dataclass
+class NoiseConfig:
+    """``backend.noise``: nuisance attribute projection on noise-only recordings (docs/method.md §1.9).
+
+    ``sets``: data sets whose clips hold background only (DCASE 2025's supplemental noise; for DCASE
+    2026 the training sets themselves, read with ``channel: 1``, the far microphone); empty = off.
+    ``channel``: the channel stage 4 reads them with (None = ``data.channel``). ``rank``: noise
+    directions removed per column group of the embeddings (asdlib.backends.noise).
+    """
+
+    sets: list[str] = field(default_factory=list)
+    channel: int | Literal["mean"] | None = None
+    rank: int = 4
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ValueError(f"backend.noise.rank must be >= 1, got {self.rank}")
+        if isinstance(self.channel, int) and self.channel < 0:
+            raise ValueError(f"backend.noise.channel must be >= 0, 'mean' or null, got {self.channel}")
+        if len(set(self.sets)) != len(self.sets):
+            raise ValueError(f"backend.noise.sets names a set twice: {self.sets}; list each once")
+
+
+@dataclass
 class BackendConfig:
     """The back end of stage 5 (asdlib/backends/, docs/method.md §1.9): ``kind`` is a registered back
     end (asdlib.registry.BACKENDS) and ``conf`` its own settings dataclass, filled with its defaults
-    where omitted; every kind is fitted on the normal training embeddings per machine and section."""
+    where omitted; every kind is fitted on the normal training embeddings per machine and section,
+    after the noise projection of ``noise`` when that names sets."""
 
     kind: str = "knn"
     conf: Any = None  # the settings of ``kind`` (e.g. knn: {k, domain_wise}); written out resolved
+    noise: NoiseConfig = field(default_factory=NoiseConfig)  # off unless noise.sets names sets
     kind_key: ClassVar[str] = "kind"  # a base's conf is not merged under another kind (io.config.merge_over)
 
     #: keys of the flat section before per-kind settings, and where they went

@@ -86,3 +86,10 @@ def str2bool(value: str) -> bool:
     if value.lower() in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
+
+
+def channel_arg(value: str) -> int | str:
+    """argparse type for ``--channel``: a channel index of multi-channel files, or ``mean`` to down-mix."""
+    if value == "mean" or (value.isdigit() and value.isascii()):
+        return value if value == "mean" else int(value)
+    raise argparse.ArgumentTypeError(f"expected a channel index >= 0 or mean, got '{value}'")

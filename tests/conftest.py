@@ -291,13 +291,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return found
 
 
-@pytest.fixture(scope="session")
-def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A packed model made in-process in about a second: the training-free log-mel embedder (8 bins),
-    one machine ``fan`` section ``00``, 1 s windows (hop 1 s, last window >= 0.5 s), a kNN bank of 12
-    random vectors; ``<pack>.tar`` beside it. Tests copy it before changing anything."""
+def make_tiny_pack(root: Path, backend: dict | None = None, noise_sets: tuple[str, ...] = ()) -> Path:
+    """Pack (stage 7, in-process) the experiment of :func:`tiny_pack` under ``root``, with ``backend``
+    as its back-end section; each of ``noise_sets`` gets 6 random noise clips of ``fan`` ``00`` in
+    ``data/<set>`` and their embeddings in ``exp/embed/noise_<set>``."""
     import torch
 
+    from asdlib.backends.bank import noise_embed_name
     from asdlib.bin import pack
     from asdlib.config import TrainConfig
     from asdlib.data.datadir import write_data_dir
@@ -305,25 +305,42 @@ def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from asdlib.io.config import dump_config, from_dict
     from asdlib.models.asd_model import build_model, trainable_state
 
-    root = tmp_path_factory.mktemp("tiny_pack")
-    utts = [make_utt("fan", "00", f"n{i:02d}", path=root / "x.wav") for i in range(12)]
-    write_data_dir(root / "data" / "train", utts)
     data = {"train_sets": ["train"], "resample": True, "channel": "mean", "window_seconds": 1.0}
     cfg = from_dict(
         TrainConfig,
-        {"embedder": "logmel", "logmel": {"n_mels": 8}, "data": {**data, "window_min_seconds": 0.5}},
+        {
+            "embedder": "logmel",
+            "logmel": {"n_mels": 8},
+            "data": {**data, "window_min_seconds": 0.5},
+            "backend": backend or {},
+        },
     )
     exp = root / "exp"
-    (exp / "embed" / "train").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sets = [("train", "train", [make_utt("fan", "00", f"n{i:02d}", path=root / "x.wav") for i in range(12)])]
+    sets += [
+        (name, noise_embed_name(name), [make_utt("fan", "00", f"{name}{i:02d}", path=root / "x.wav") for i in range(6)])
+        for name in noise_sets
+    ]
+    for name, embed_name, utts in sets:
+        write_data_dir(root / "data" / name, utts)
+        (exp / "embed" / embed_name).mkdir(parents=True)
+        write_vectors(
+            exp / "embed" / embed_name / "embeddings.ark",
+            exp / "embed" / embed_name / "embeddings.scp",
+            {u.utt_id: rng.standard_normal(8).astype(np.float32) for u in utts},
+        )
     dump_config(cfg, exp / "config.yaml")
     state = {"epoch": 0, "model": trainable_state(build_model(cfg, 1)), "classes": ["fan-00"], "machines": ["fan"]}
     torch.save(state, exp / "model.pt")
-    rng = np.random.default_rng(0)
-    write_vectors(
-        exp / "embed" / "train" / "embeddings.ark",
-        exp / "embed" / "train" / "embeddings.scp",
-        {u.utt_id: rng.standard_normal(8).astype(np.float32) for u in utts},
-    )
     args = ["--exp_dir", str(exp), "--data_root", str(root / "data"), "--train_sets", "train"]
     assert pack.main([*args, "--out_dir", str(exp / "packed"), "--tar", "true", "--folds", "3", "--verbose", "0"]) == 0
     return exp / "packed"
+
+
+@pytest.fixture(scope="session")
+def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A packed model made in-process in about a second: the training-free log-mel embedder (8 bins),
+    one machine ``fan`` section ``00``, 1 s windows (hop 1 s, last window >= 0.5 s), a kNN bank of 12
+    random vectors; ``<pack>.tar`` beside it. Tests copy it before changing anything."""
+    return make_tiny_pack(tmp_path_factory.mktemp("tiny_pack"))

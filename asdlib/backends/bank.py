@@ -10,6 +10,7 @@ import numpy as np
 
 from asdlib.backends.base import Backend, BackendError, build_backend
 from asdlib.backends.fusion import LOGMEL
+from asdlib.backends.noise import NoiseProjected, NoiseProjection
 from asdlib.config import BackendConfig, TrainConfig
 from asdlib.data.datadir import Utt, read_data_dir
 from asdlib.io.ark import read_vectors
@@ -46,25 +47,62 @@ def own_widths(cfg: TrainConfig, width: int) -> list[int]:
     return [own, cfg.logmel.n_mels]
 
 
-def features_for(cfg: TrainConfig, utts: Sequence[Utt], embed_dir: Path, set_name: str) -> tuple[np.ndarray, list[int]]:
-    """The embeddings of ``utts`` of every source side by side, and each source's width; ``embed_dir``
-    is this experiment's ``exp/<tag>/embed``, another's is ``<exp_dir>/embed``."""
-    parts = [
-        embeddings_for(utts, (Path(src) / "embed" if src else embed_dir) / set_name / "embeddings.scp")
-        for src in ["", *cfg.backend.exp_dirs]
+def source_scps(cfg: TrainConfig, embed_dir: Path, set_name: str) -> list[Path]:
+    """The embeddings.scp of ``set_name`` of every experiment the back end reads: ``embed_dir`` is this
+    experiment's ``exp/<tag>/embed``, another's is ``<exp_dir>/embed``."""
+    return [
+        (Path(src) / "embed" if src else embed_dir) / set_name / "embeddings.scp" for src in ["", *cfg.backend.exp_dirs]
     ]
+
+
+def features_for(cfg: TrainConfig, utts: Sequence[Utt], embed_dir: Path, set_name: str) -> tuple[np.ndarray, list[int]]:
+    """The embeddings of ``utts`` of every source side by side, and each source's width (:func:`source_scps`)."""
+    parts = [embeddings_for(utts, scp) for scp in source_scps(cfg, embed_dir, set_name)]
     return np.concatenate(parts, axis=1), [*own_widths(cfg, parts[0].shape[1]), *(p.shape[1] for p in parts[1:])]
 
 
-def make_backend(cfg: BackendConfig, widths: Sequence[int]) -> Backend:
-    """An unfitted back end; ``widths``: embedding width of each of :func:`feature_sources`."""
+def noise_embed_name(set_name: str) -> str:
+    """Where stage 4 puts a ``backend.noise`` set's embeddings under ``embed/``: apart from the plain
+    set's, since for DCASE 2026 it is the training set itself read with another channel."""
+    return f"noise_{set_name}"
+
+
+def noise_features(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[list[Utt], np.ndarray] | None:
+    """The clips of ``backend.noise.sets`` and their embeddings of every source side by side; None when off."""
+    if not cfg.backend.noise.sets:
+        return None
+    utts: list[Utt] = []
+    embs = []
+    for name in cfg.backend.noise.sets:
+        missing = [scp for scp in source_scps(cfg, embed_dir, noise_embed_name(name)) if not scp.is_file()]
+        if missing:
+            raise BackendError(f"{missing[0]}: no embeddings of backend.noise set {name}; rerun stage 4")
+        set_utts = read_data_dir(data_root / name)
+        embs.append(features_for(cfg, set_utts, embed_dir, noise_embed_name(name))[0])
+        utts += set_utts
+    return utts, np.concatenate(embs)
+
+
+def noise_projection(
+    cfg: BackendConfig, widths: Sequence[int], noise: tuple[Sequence[Utt], np.ndarray] | None
+) -> NoiseProjection | None:
+    """The projection of ``backend.noise``, estimated once from ``noise`` (:func:`noise_features`, or a
+    packed model's noise.pt); None when there is none (noise off)."""
+    return None if noise is None else NoiseProjection.estimate(*noise, widths, cfg.noise.rank)
+
+
+def make_backend(cfg: BackendConfig, widths: Sequence[int], projection: NoiseProjection | None = None) -> Backend:
+    """An unfitted back end; ``widths``: embedding width of each of :func:`feature_sources`; with a
+    ``projection`` (:func:`noise_projection`) it sees noise-projected embeddings."""
     ends = np.cumsum([0, *widths])
     columns = {src: slice(int(ends[i]), int(ends[i + 1])) for i, src in enumerate(feature_sources(cfg))}
-    return build_backend(cfg.kind, cfg.conf, columns)
+    backend = build_backend(cfg.kind, cfg.conf, columns)
+    return backend if projection is None else NoiseProjected(backend, projection)
 
 
 def fit_backend(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[Backend, list[Utt], np.ndarray]:
-    """Fit ``cfg.backend`` on ``<embed dir>/<set>/embeddings.scp`` of every training set (``data.train_sets``) and source."""
+    """Fit ``cfg.backend`` on ``<embed dir>/<set>/embeddings.scp`` of every training set (``data.train_sets``)
+    and source, on noise-projected embeddings when ``backend.noise`` names sets."""
     utts: list[Utt] = []
     embs = []
     for name in cfg.data.train_sets:
@@ -73,7 +111,8 @@ def fit_backend(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[Bac
         embs.append(emb)
         utts += set_utts
     emb = np.concatenate(embs)
-    return make_backend(cfg.backend, widths).fit(utts, emb), utts, emb
+    projection = noise_projection(cfg.backend, widths, noise_features(cfg, data_root, embed_dir))
+    return make_backend(cfg.backend, widths, projection).fit(utts, emb), utts, emb
 
 
 def check_packable(cfg: BackendConfig) -> None:

@@ -2,8 +2,8 @@
 
 ``packed/`` holds ``config.yaml`` (resolved, the upstream path relative to the directory),
 ``model.pt`` (trained weights, class and machine lists), ``upstream/<checkpoint>``, ``bank.pt``
-(the kNN memory banks: embeddings, utt-ids, machine/section/domain; no paths), ``results/`` when
-stage 6 ran, and ``manifest.json``: versions, sample rate and windowing, machines and classes,
+(the kNN memory banks: embeddings, utt-ids, machine/section/domain; no paths), ``noise.pt`` (the
+same for the ``backend.noise`` clips, when the config names them), ``results/`` when stage 6 ran, and ``manifest.json``: versions, sample rate and windowing, machines and classes,
 the calibrated decision thresholds with the false-alarm rate measured on held-out normals, and the
 size and sha256 of every other file. :func:`load_packed` verifies every file against the manifest
 before anything is unpickled (``torch.load(weights_only=True)`` only), so a missing or altered file
@@ -37,8 +37,9 @@ import numpy as np
 import torch
 
 from asdlib.backends.alarm import AlarmRule
-from asdlib.backends.bank import check_packable, make_backend, own_widths
+from asdlib.backends.bank import check_packable, make_backend, noise_projection, own_widths
 from asdlib.backends.base import Backend
+from asdlib.backends.noise import NoiseProjection
 from asdlib.config import BackendConfig, TrainConfig, load_train_config
 from asdlib.data.datadir import Utt, make_utt_id
 from asdlib.data.download import file_digest
@@ -49,6 +50,7 @@ from asdlib.utils import UserError
 
 MANIFEST = "manifest.json"
 BANK = "bank.pt"
+NOISE = "noise.pt"  # the backend.noise clips, in bank.pt's format: the projection is re-estimated as stage 5 does
 FORMAT = 2
 #: files every packed model holds (the upstream too, when config.yaml names one)
 REQUIRED = ("config.yaml", "model.pt", BANK)
@@ -113,8 +115,10 @@ def calibrate(
     widths: Sequence[int],
     fpr: float,
     folds: int = 5,
+    projection: NoiseProjection | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Per machine and section: ``threshold``, ``measured_fpr`` (cross-validated), ``n_heldout``, ``folds``."""
+    """Per machine and section: ``threshold``, ``measured_fpr`` (cross-validated), ``n_heldout``, ``folds``;
+    ``projection``: the ``backend.noise`` projection (from the noise clips alone, so the same in every fold)."""
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, u in enumerate(utts):
         groups[(u.machine, u.section)].append(i)
@@ -129,7 +133,7 @@ def calibrate(
         heldout: list[np.ndarray] = []
         for f, part in enumerate(parts):
             fit = [i for g, p in enumerate(parts) if g != f for i in p]
-            backend = make_backend(backend_cfg, widths).fit([utts[i] for i in fit], embeddings[fit])
+            backend = make_backend(backend_cfg, widths, projection).fit([utts[i] for i in fit], embeddings[fit])
             heldout.append(backend.score([utts[i] for i in part], embeddings[part]))
         fprs = []
         for f, scores in enumerate(heldout):
@@ -458,7 +462,10 @@ def _load_dir(root: Path, device: str) -> tuple[Manifest, TrainedModel, Backend]
         trained = load_trained(root, device, cfg=cfg, upstream_sha256=digest)
         utts, emb = load_bank(root / BANK)
         check_packable(cfg.backend)  # the configured back end, fitted as stage 5 fits it (asdlib/backends/bank.py)
-        backend = make_backend(cfg.backend, own_widths(cfg, emb.shape[1])).fit(utts, emb)
+        widths = own_widths(cfg, emb.shape[1])
+        noise = load_bank(root / NOISE) if cfg.backend.noise.sets else None  # listed in the manifest, so verified
+        projection = noise_projection(cfg.backend, widths, noise)
+        backend = make_backend(cfg.backend, widths, projection).fit(utts, emb)
     except (UserError, ValueError) as e:
         if "weights_only" in str(e):
             raise PackedError(

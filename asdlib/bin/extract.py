@@ -17,7 +17,7 @@ from asdlib.data.dataset import ClipDataset, collate
 from asdlib.devices import resolve_device
 from asdlib.io.ark import write_vectors
 from asdlib.models.loading import load_trained
-from asdlib.utils import run_main, seed_everything, setup_logging
+from asdlib.utils import channel_arg, run_main, seed_everything, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data_dir", type=Path, required=True)
     p.add_argument("--keys", type=Path, help="file whose first column lists the utt-ids to process (one job's split)")
+    p.add_argument(
+        "--channel",
+        type=channel_arg,
+        help="channel of multi-channel files, or mean (default: the config's data.channel); asd.sh passes "
+        "backend.noise.channel for the noise sets (asdlib.bin.noise_sets)",
+    )
     p.add_argument("--out_ark", type=Path, required=True)
     p.add_argument("--out_scp", type=Path, required=True)
     p.add_argument(
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         data.sample_rate,
         machines=[machine_index.get(u.machine, -1) for u in utts],
         min_samples=int(data.min_seconds * data.sample_rate),
-        channel=data.channel,
+        channel=args.channel if args.channel is not None else data.channel,
         resample=data.resample,
     )
     loader = DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate, num_workers=data.num_workers)

@@ -1,7 +1,8 @@
 """Stage 7: a self-contained model directory for scoring new recordings (asdlib.bin.infer).
 
 Holds the resolved config, the trained weights, a copy of the upstream checkpoint, the kNN memory
-banks (training embeddings with machine/section/domain, no paths), the results, and manifest.json:
+banks (training embeddings with machine/section/domain, no paths), the same for the backend.noise
+clips when the config names them, the results, and manifest.json:
 versions, sample rate and windowing, machines and classes, decision thresholds calibrated per
 machine/section at ``--fpr`` on held-out training normals (k-fold, asdlib.backends.packed) with
 the false-alarm rate measured that way, and the sha256 of every file. ``--tar true`` also writes
@@ -28,11 +29,12 @@ import torchaudio
 
 import asdlib
 from asdlib.backends.alarm import AlarmRule
-from asdlib.backends.bank import check_packable, embeddings_for, own_widths
+from asdlib.backends.bank import check_packable, embeddings_for, noise_features, noise_projection, own_widths
 from asdlib.backends.packed import (
     BANK,
     FORMAT,
     MANIFEST,
+    NOISE,
     PackedError,
     calibrate,
     file_table,
@@ -110,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(embeddings_for(set_utts, args.exp_dir / "embed" / name / "embeddings.scp"))
         utts += set_utts
     embeddings = np.concatenate(parts)
-    thresholds = calibrate(utts, embeddings, cfg.backend, own_widths(cfg, embeddings.shape[1]), args.fpr, args.folds)
+    widths = own_widths(cfg, embeddings.shape[1])
+    noise = noise_features(cfg, args.data_root, args.exp_dir / "embed")
+    projection = noise_projection(cfg.backend, widths, noise)
+    thresholds = calibrate(utts, embeddings, cfg.backend, widths, args.fpr, args.folds, projection)
     for machine, sections in thresholds.items():
         for section, t in sections.items():
             log.info(
@@ -148,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     dump_config(cfg, tmp / "config.yaml")
     torch.save(model_state, tmp / "model.pt")
     save_bank(tmp / BANK, utts, embeddings)
+    if noise is not None:
+        save_bank(tmp / NOISE, *noise)
     results = args.exp_dir / "results"
     if results.is_dir():
         shutil.copytree(results, tmp / "results")

@@ -19,7 +19,7 @@ from asdlib.config import DataConfig, UpstreamConfig, add_config_options, load_t
 from asdlib.data.validate import BAD_LIST, AudioSpec, validate_data_dir
 from asdlib.io.config import ConfigError
 from asdlib.models.upstream import upstream_min_samples
-from asdlib.utils import run_main, setup_logging, str2bool
+from asdlib.utils import channel_arg, run_main, setup_logging, str2bool
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--min_seconds", type=float, help="shortest usable clip in seconds (default: config, else 0.1)")
     p.add_argument(
         "--channel",
-        type=lambda v: v if v == "mean" else int(v),
+        type=channel_arg,
         help="channel of multi-channel files, or mean (default: config; none = mono required)",
     )
     add_config_options(p)

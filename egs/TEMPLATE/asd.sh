@@ -166,27 +166,48 @@ split_and_run() {
         "${dir}/split${n}/${name}.JOB.scp"
 }
 
+# embed_set <set> <embed name> <what> [extract options...]: stage 4 of one set into exp/<tag>/embed/<name>.
+embed_set() {
+    local s=$1 name=$2 what=$3; shift 3
+    local dir="${exp}/embed/${name}"
+    local io=("${datadir}/${s}"/* "${exp}/config.yaml" "${exp}/model.pt" "${exp}/upstream.fingerprint"
+              "${dir}/embeddings.ark" "${dir}/embeddings.scp")
+    if is_done "${dir}" "${io[@]}"; then
+        log "Stage 4: ${what} of ${s} are up to date (delete ${dir}/.done to redo them)"; return
+    fi
+    log "Stage 4: ${what} of ${s} (${nj} jobs)"
+    split_and_run "${extract_cmd} --gpu ${extract_gpu}" "${s}" "${dir}" embeddings \
+        asdlib.bin.extract --exp_dir "${exp}" --model_file "${exp}/model.pt" --data_dir "${datadir}/${s}" \
+        --device "${device}" "$@"
+    mark_done "${dir}" "${io[@]}"
+}
+
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     # The upstream checkpoint's size and sha256 join the digest: replacing it redoes the sets.
     ${python} -m asdlib.bin.check_upstream --config "${exp}/config.yaml" --fingerprint_out "${exp}/upstream.fingerprint"
     for s in ${train_sets} ${test_sets}; do
-        _dir="${exp}/embed/${s}"
-        _io=("${datadir}/${s}"/* "${exp}/config.yaml" "${exp}/model.pt" "${exp}/upstream.fingerprint"
-             "${_dir}/embeddings.ark" "${_dir}/embeddings.scp")
-        if is_done "${_dir}" "${_io[@]}"; then
-            log "Stage 4: embeddings of ${s} are up to date (delete ${_dir}/.done to redo them)"; continue
-        fi
-        log "Stage 4: embeddings of ${s} (${nj} jobs)"
-        split_and_run "${extract_cmd} --gpu ${extract_gpu}" "${s}" "${_dir}" embeddings \
-            asdlib.bin.extract --exp_dir "${exp}" --model_file "${exp}/model.pt" --data_dir "${datadir}/${s}" \
-            --device "${device}"
-        mark_done "${_dir}" "${_io[@]}"
+        embed_set "${s}" "${s}" embeddings
+    done
+    # backend.noise: the noise-only sets the config names, read with its channel, each into its own
+    # embed/<name> (asdlib.bin.noise_sets prints "<set> <name> [<channel>]"; nothing when it names none)
+    _noise_sets=$(${python} -m asdlib.bin.noise_sets --config "${exp}/config.yaml")
+    readarray -t _noise <<< "${_noise_sets}"
+    for _line in "${_noise[@]}"; do
+        read -r s _name _channel <<< "${_line}"
+        [ -n "${s}" ] || continue
+        embed_set "${s}" "${_name}" "noise embeddings${_channel:+ (channel ${_channel})}" ${_channel:+--channel "${_channel}"}
     done
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     _banks=("${exp}/config.yaml" "${exp}"/embed/*/embeddings.ark "${exp}"/embed/*/embeddings.scp)
     for t in ${train_sets}; do _banks+=("${datadir}/${t}"/*); done
+    # the backend.noise sets' data dirs (their embeddings are among embed/*/ above)
+    _noise_sets=$(${python} -m asdlib.bin.noise_sets --config "${exp}/config.yaml")
+    readarray -t _noise <<< "${_noise_sets}"
+    for _line in "${_noise[@]}"; do
+        if [ -n "${_line}" ]; then _banks+=("${datadir}/${_line%% *}"/*); fi
+    done
     for s in ${train_sets} ${test_sets}; do
         _dir="${exp}/scores/${s}"
         _io=("${_banks[@]}" "${datadir}/${s}"/* "${_dir}/scores.ark" "${_dir}/scores.scp")
