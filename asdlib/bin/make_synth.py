@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from asdlib.synth.corpus import LAYOUT_YEARS, generate_corpus
+from asdlib.synth.corpus import LAYOUT_YEARS, SynthConfig, generate_corpus
 from asdlib.synth.families import FAMILIES
 from asdlib.utils import run_main, setup_logging
+
 
 def _names(text: str) -> tuple[str, ...]:
     """Comma list -> tuple of names (empty items dropped)."""

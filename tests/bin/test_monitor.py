@@ -83,7 +83,18 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         == 0
     )
-    args = ["--exp_dir", str(exp), "--data_root", str(root / "data"), "--train_sets", "train", "--folds", "4", "--fpr", "0.01"]
+    args = [
+        "--exp_dir",
+        str(exp),
+        "--data_root",
+        str(root / "data"),
+        "--train_sets",
+        "train",
+        "--folds",
+        "4",
+        "--fpr",
+        "0.01",
+    ]
     assert pack_cli.main([*args, "--out_dir", str(exp / "packed"), "--verbose", "0"]) == 0
     return exp / "packed"
 
