@@ -314,6 +314,9 @@ class BackendConfig:
     kind: str = "knn"
     conf: Any = None  # the settings of ``kind`` (e.g. knn: {k, domain_wise}); written out resolved
     noise: NoiseConfig = field(default_factory=NoiseConfig)  # off unless noise.sets names sets
+    # the training sets whose clips form the bank ([] = all of data.train_sets): a set the model
+    # trains on but that no test clip resembles (DCASE 2025's clean machine recordings) stays out
+    bank_sets: list[str] = field(default_factory=list)
     kind_key: ClassVar[str] = "kind"  # a base's conf is not merged under another kind (io.config.merge_over)
 
     #: keys of the flat section before per-kind settings, and where they went
@@ -328,6 +331,8 @@ class BackendConfig:
 
     def __post_init__(self) -> None:
         self.conf = BACKENDS.settings(self.kind, self.conf, "conf")
+        if len(set(self.bank_sets)) != len(self.bank_sets):
+            raise ValueError(f"backend.bank_sets names a set twice: {self.bank_sets}; list each once")
 
     @property
     def uses_logmel(self) -> bool:

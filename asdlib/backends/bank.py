@@ -100,12 +100,25 @@ def make_backend(cfg: BackendConfig, widths: Sequence[int], projection: NoisePro
     return backend if projection is None else NoiseProjected(backend, projection)
 
 
+def bank_sets(cfg: TrainConfig) -> list[str]:
+    """The training sets whose clips form the back end's bank: ``backend.bank_sets``, else all of
+    ``data.train_sets``."""
+    chosen = cfg.backend.bank_sets or cfg.data.train_sets
+    unknown = [s for s in chosen if s not in cfg.data.train_sets]
+    if unknown:
+        raise BackendError(
+            f"backend.bank_sets names {unknown[0]}, which is not a training set ({' '.join(cfg.data.train_sets)}); "
+            "a bank set must also be in asd.sh --train_sets"
+        )
+    return list(chosen)
+
+
 def fit_backend(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[Backend, list[Utt], np.ndarray]:
-    """Fit ``cfg.backend`` on ``<embed dir>/<set>/embeddings.scp`` of every training set (``data.train_sets``)
+    """Fit ``cfg.backend`` on ``<embed dir>/<set>/embeddings.scp`` of every bank set (:func:`bank_sets`)
     and source, on noise-projected embeddings when ``backend.noise`` names sets."""
     utts: list[Utt] = []
     embs = []
-    for name in cfg.data.train_sets:
+    for name in bank_sets(cfg):
         set_utts = read_data_dir(data_root / name)
         emb, widths = features_for(cfg, set_utts, embed_dir, name)
         embs.append(emb)

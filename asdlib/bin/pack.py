@@ -29,7 +29,7 @@ import torchaudio
 
 import asdlib
 from asdlib.backends.alarm import AlarmRule
-from asdlib.backends.bank import check_packable, embeddings_for, noise_features, noise_projection, own_widths
+from asdlib.backends.bank import bank_sets, check_packable, embeddings_for, noise_features, noise_projection, own_widths
 from asdlib.backends.packed import (
     BANK,
     FORMAT,
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     model_state = torch.load(args.exp_dir / "model.pt", map_location="cpu", weights_only=True)
     utts, parts = [], []
-    for name in args.train_sets:
+    for name in bank_sets(cfg):
         set_utts = read_data_dir(args.data_root / name)
         parts.append(embeddings_for(set_utts, args.exp_dir / "embed" / name / "embeddings.scp"))
         utts += set_utts

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asdlib.backends.bank import embeddings_for, make_backend, own_widths
+from asdlib.backends.bank import bank_sets, embeddings_for, make_backend, own_widths
 from asdlib.backends.fusion import FusionMember, FusionSettings
 from asdlib.config import BackendConfig, TrainConfig, load_train_config
 from asdlib.data.datadir import Utt, read_data_dir
@@ -127,7 +127,7 @@ def rank(
             [own, embeddings_for(utts, logmel_exp / "embed" / name / "embeddings.scp")], axis=1
         ), own.shape[1]
 
-    sets = {name: read_data_dir(data_root / name) for name in cfg.data.train_sets}
+    sets = {name: read_data_dir(data_root / name) for name in bank_sets(cfg)}
     train_utts = [u for utts in sets.values() for u in utts]
     train = np.concatenate([stack(utts, name)[0] for name, utts in sets.items()])
     test_utts = read_data_dir(data_root / set_name)

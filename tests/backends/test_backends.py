@@ -271,6 +271,32 @@ def test_packed_bank_scores_as_stage_5(tmp_path, kind):
     assert np.array_equal(packed.score(query, test_emb), stage5.score(query, test_emb))
 
 
+def test_bank_sets_keep_a_training_set_out_of_the_bank(tmp_path):
+    """backend.bank_sets: a set the model trains on (DCASE 2025's clean machine clips) but whose clips
+    are no reference for test clips stays out of the bank; a bank set must be a training set."""
+    cfg, data, exp, query = _exp(tmp_path, {"kind": "knn"})
+    extra = [dataclasses.replace(u, utt_id=u.utt_id + "-clean") for u in query[:5]]
+    write_data_dir(data / "clean", extra)
+    (exp / "embed" / "clean").mkdir(parents=True)
+    test_emb = features_for(cfg, query, exp / "embed", "test")[0]
+    write_vectors(
+        exp / "embed" / "clean" / "embeddings.ark",
+        exp / "embed" / "clean" / "embeddings.scp",
+        {u.utt_id: e.astype(np.float32) for u, e in zip(extra, test_emb[:5])},
+    )
+    both = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_sets=["train", "clean"]))
+    with_clean, utts, _ = fit_backend(both, data, exp / "embed")
+    assert np.allclose(with_clean.score(query[:5], test_emb[:5]), 0.0, atol=1e-6)  # the clips are their own neighbours
+    banked = dataclasses.replace(both, backend=dataclasses.replace(both.backend, bank_sets=["train"]))
+    without, bank_utts, _ = fit_backend(banked, data, exp / "embed")
+    assert len(bank_utts) == len(utts) - 5
+    stage5, _, _ = fit_backend(cfg, data, exp / "embed")
+    assert np.array_equal(without.score(query, test_emb), stage5.score(query, test_emb))
+    wrong = dataclasses.replace(both, backend=dataclasses.replace(both.backend, bank_sets=["test"]))
+    with pytest.raises(BackendError, match="backend.bank_sets names test, which is not a training set"):
+        fit_backend(wrong, data, exp / "embed")
+
+
 def test_fusion_with_another_experiment_does_not_pack(tmp_path):
     fusion = {
         "kind": "fusion",
