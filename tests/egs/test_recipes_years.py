@@ -256,6 +256,9 @@ def test_synthetic_2026_is_stereo(tmp_path):
     assert all(u.attr.endswith(("noise_1", "noise_2")) for u in built["dev_train"])
 
 
+DEFAULT_PLUS = ("train", "far_mic", "supplemental_noise", "noise_projection", "far_noise_projection")
+
+
 @pytest.mark.parametrize("year", ALL_YEARS)
 def test_recipe_configs_load(year):
     """Every committed config (default and paper-table rows) loads and says what its name says."""
@@ -274,9 +277,12 @@ def test_recipe_configs_load(year):
         elif name.startswith("finetune_"):
             assert cfg.finetune.mode == name.split("_", 1)[1]
         # far_mic: the default system on the other channel; backend_<kind>: the default with another back end;
-        # supplemental_noise: the default with the 2025 supplemental clips (noise mixed into training crops)
+        # supplemental_noise: the default with the 2025 supplemental clips (noise mixed into training crops);
+        # noise_projection / far_noise_projection: the default with the 2025 noise clips / the 2026 far
+        # microphone projected out of the embeddings
         assert bool(cfg.data.noise_sets) == (name == "supplemental_noise"), name
-        if name not in ("train", "far_mic", "supplemental_noise") and not name.startswith("backend_"):
+        assert bool(cfg.backend.noise.sets) == name.endswith("noise_projection"), name
+        if name not in DEFAULT_PLUS and not name.startswith("backend_"):
             assert cfg.mga.enabled == (name in ("mga", "mga_vq")) and cfg.vq.enabled == (name in ("vq", "mga_vq")), name
         assert cfg.backend.kind == (name[len("backend_") :] if name.startswith("backend_") else "knn"), name
         assert cfg.head.kind == "arcface"
