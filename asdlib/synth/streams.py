@@ -29,7 +29,8 @@ def stream_clips(
     family: str, machine: str, domain: str, seconds: float, anomaly_from: float | None = None, episode: int = 0
 ) -> Iterator[np.ndarray]:
     """Clips (float64, mono) of ``machine`` in ``domain`` for at least ``seconds``; from
-    ``anomaly_from`` seconds on (rounded up to a clip boundary) every clip is anomalous."""
+    ``anomaly_from`` seconds on (rounded up to a clip boundary) every clip is anomalous. Bad options
+    raise here, before the first clip."""
     cfg, model = get_family(family)
     if machine not in cfg.dev_machines + cfg.eval_machines:
         raise SynthError(f"machine '{machine}' is not one of family {family}'s: {cfg.dev_machines + cfg.eval_machines}")
@@ -40,7 +41,11 @@ def stream_clips(
     combos = param_combos(model.params(machine), domain)
     combo = combos[int(rng.integers(len(combos)))]
     first_anomaly = math.ceil(anomaly_from / cfg.seconds) if anomaly_from is not None else None
-    for i in range(math.ceil(seconds / cfg.seconds)):
-        label = "anomaly" if first_anomaly is not None and i >= first_anomaly else "normal"
-        spec = ClipSpec(dataset, machine, f"stream{episode}", domain, label, i, combo, bool(rng.random() < EVENT_PROB))
-        yield model.render(spec, cfg)
+
+    def clips() -> Iterator[np.ndarray]:
+        for i in range(math.ceil(seconds / cfg.seconds)):
+            label = "anomaly" if first_anomaly is not None and i >= first_anomaly else "normal"
+            events = bool(rng.random() < EVENT_PROB)
+            yield model.render(ClipSpec(dataset, machine, f"stream{episode}", domain, label, i, combo, events), cfg)
+
+    return clips()

@@ -78,6 +78,7 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "fetch_metadata": (["--check", str(missing)], str(missing)),
         "infer": (["--packed", str(missing), "--machine", "fan", str(missing / "x.wav")], str(missing)),
         "monitor": (["--packed", str(missing), "--follow", str(missing / "x.wav")], str(missing)),
+        "make_stream": (["--family", "a", "--machine", "nosuch", "--seconds", "4", "--out", "-"], "nosuch"),
         "make_labels": (["--train_sets", str(missing)], str(missing)),
         "make_random_upstream": (["--name", "hubert", "--out", str(a_file / "hubert.pt")], str(a_file)),
         "make_recipe": (["--year", "1999", "--dir", str(tmp / "recipe")], "unsupported DCASE year 1999"),

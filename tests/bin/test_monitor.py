@@ -293,3 +293,23 @@ def test_wav_header_parser_reads_extensible_and_rejects_others() -> None:
     sf.write(ulaw, noise(0.1, 3), SR, format="WAV", subtype="ULAW")
     with pytest.raises(LiveError, match="not supported"):
         read_wav_header(io.BytesIO(ulaw.getvalue()).read, "x")
+
+
+def test_make_stream_writes_a_file_and_a_pipe_of_the_same_audio(tmp_path) -> None:
+    from asdlib.bin import make_stream
+
+    args = ["--family", "a", "--machine", "ToyDrone", "--seconds", "5", "--anomaly_from", "2", "--verbose", "0"]
+    assert make_stream.main([*args, "--out", str(tmp_path / "s.wav")]) == 0
+    x, sr = sf.read(str(tmp_path / "s.wav"), dtype="float32")
+    assert sr == SR and x.size == 6 * SR  # 3 clips of 2 s
+    piped = subprocess.run(
+        [sys.executable, "-m", "asdlib.bin.make_stream", *args, "--out", "-"],
+        capture_output=True,
+        check=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    ).stdout
+    stream = io.BytesIO(piped)
+    fmt = read_wav_header(stream.read, "stdout")
+    assert fmt == PcmFormat(SR, 1, "s16")
+    assert np.array_equal(decode(stream.read(), fmt)[:, 0], x)
