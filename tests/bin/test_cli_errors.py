@@ -76,6 +76,10 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
         ),
         "extract": (["--exp_dir", str(missing), "--data_dir", str(missing), *out, "--device", "cpu"], str(missing)),
         "fetch_metadata": (["--check", str(missing)], str(missing)),
+        "enroll": (
+            ["--packed", str(missing), "--machine", "fan", "--out", str(tmp / "enrolled"), str(missing / "x.wav")],
+            str(missing),
+        ),
         "infer": (["--packed", str(missing), "--machine", "fan", str(missing / "x.wav")], str(missing)),
         "monitor": (["--packed", str(missing), "--follow", str(missing / "x.wav")], str(missing)),
         "make_stream": (["--family", "a", "--machine", "nosuch", "--seconds", "4", "--out", "-"], "nosuch"),
