@@ -291,6 +291,44 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return found
 
 
+def make_logmel_pack(root: Path, wavs: dict[str, list[Path]], fpr: float, folds: int = 4) -> Path:
+    """Pack (stage 7, in-process) a real log-mel kNN model (32 bins, section 00 of each machine of
+    ``wavs``) whose bank is the embeddings of those recordings, extracted as stage 4 does: a pack
+    whose scores mean something, for the live-monitor and enrolment tests."""
+    import torch
+
+    from asdlib.bin import extract, pack
+    from asdlib.config import TrainConfig
+    from asdlib.data.datadir import write_data_dir
+    from asdlib.data.labels import write_durations
+    from asdlib.io.config import dump_config, from_dict
+    from asdlib.models.asd_model import build_model, trainable_state
+
+    utts = [make_utt(m, "00", f"n{i:02d}", path=path) for m, paths in wavs.items() for i, path in enumerate(paths)]
+    write_data_dir(root / "data" / "train", utts)
+    write_durations(root / "data" / "train", utts)
+    cfg = from_dict(TrainConfig, {"embedder": "logmel", "logmel": {"n_mels": 32}, "data": {"train_sets": ["train"]}})
+    exp = root / "exp"
+    exp.mkdir()
+    dump_config(cfg, exp / "config.yaml")
+    machines = list(wavs)
+    state = {
+        "epoch": 0,
+        "model": trainable_state(build_model(cfg, len(machines))),
+        "classes": [f"{m}-00" for m in machines],
+        "machines": machines,
+    }
+    torch.save(state, exp / "model.pt")
+    emb = exp / "embed" / "train"
+    emb.mkdir(parents=True)
+    inputs = ["--exp_dir", str(exp), "--model_file", str(exp / "model.pt"), "--data_dir", str(root / "data" / "train")]
+    outputs = ["--out_ark", str(emb / "embeddings.ark"), "--out_scp", str(emb / "embeddings.scp")]
+    assert extract.main([*inputs, *outputs, "--verbose", "0"]) == 0
+    args = ["--exp_dir", str(exp), "--data_root", str(root / "data"), "--train_sets", "train", "--folds", str(folds)]
+    assert pack.main([*args, "--fpr", str(fpr), "--out_dir", str(exp / "packed"), "--verbose", "0"]) == 0
+    return exp / "packed"
+
+
 def make_tiny_pack(root: Path, backend: dict | None = None, noise_sets: tuple[str, ...] = ()) -> Path:
     """Pack (stage 7, in-process) the experiment of :func:`tiny_pack` under ``root``, with ``backend``
     as its back-end section; each of ``noise_sets`` gets 6 random noise clips of ``fan`` ``00`` in

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_tiny_pack, make_utt
+from conftest import make_logmel_pack, make_tiny_pack
 
 from asdlib.backends.packed import PackedError, load_packed
 from asdlib.bin import enroll, infer
@@ -39,43 +39,12 @@ def clip(path: Path, seed: int, tone: bool = False, seconds: float = 1.0) -> Pat
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A packed log-mel kNN model of machines ``fan`` and ``pump`` (section 00), 16 noise clips of 1 s
     each in the bank, thresholds at 5 % FPR over 4 folds."""
-    import torch
-
-    from asdlib.bin import extract
-    from asdlib.bin import pack as pack_cli
-    from asdlib.config import TrainConfig
-    from asdlib.data.datadir import write_data_dir
-    from asdlib.data.labels import write_durations
-    from asdlib.io.config import dump_config, from_dict
-    from asdlib.models.asd_model import build_model, trainable_state
-
     root = tmp_path_factory.mktemp("enroll_pack")
-    utts = [
-        make_utt(m, "00", f"n{i:02d}", path=clip(root / "wav" / f"{m}{i:02d}.wav", seed))
+    wavs = {
+        m: [clip(root / "wav" / f"{m}{i:02d}.wav", seed) for i, seed in enumerate(range(base, base + 16))]
         for m, base in (("fan", 100), ("pump", 200))
-        for i, seed in enumerate(range(base, base + 16))
-    ]
-    write_data_dir(root / "data" / "train", utts)
-    write_durations(root / "data" / "train", utts)
-    cfg = from_dict(TrainConfig, {"embedder": "logmel", "logmel": {"n_mels": 32}, "data": {"train_sets": ["train"]}})
-    exp = root / "exp"
-    exp.mkdir()
-    dump_config(cfg, exp / "config.yaml")
-    state = {
-        "epoch": 0,
-        "model": trainable_state(build_model(cfg, 2)),
-        "classes": ["fan-00", "pump-00"],
-        "machines": ["fan", "pump"],
     }
-    torch.save(state, exp / "model.pt")
-    emb = exp / "embed" / "train"
-    emb.mkdir(parents=True)
-    inputs = ["--exp_dir", str(exp), "--model_file", str(exp / "model.pt"), "--data_dir", str(root / "data" / "train")]
-    outputs = ["--out_ark", str(emb / "embeddings.ark"), "--out_scp", str(emb / "embeddings.scp")]
-    assert extract.main([*inputs, *outputs, "--verbose", "0"]) == 0
-    args = ["--exp_dir", str(exp), "--data_root", str(root / "data"), "--train_sets", "train", "--folds", "4"]
-    assert pack_cli.main([*args, "--fpr", "0.05", "--out_dir", str(exp / "packed"), "--verbose", "0"]) == 0
-    return exp / "packed"
+    return make_logmel_pack(root, wavs, fpr=0.05)
 
 
 def digests(root: Path) -> dict[str, bytes]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import make_utt
+from conftest import make_logmel_pack
 
 from asdlib.backends.alarm import Alarm, AlarmRule
 from asdlib.bin import monitor
@@ -49,54 +49,13 @@ def wav_bytes(x: np.ndarray, sr: int = SR, subtype: str = "PCM_16") -> bytes:
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A packed log-mel kNN model of machine ``fan`` whose bank is 40 noise clips of 1 s, thresholds at 1 % FPR."""
-    import torch
-
-    from asdlib.bin import extract
-    from asdlib.bin import pack as pack_cli
-    from asdlib.config import TrainConfig
-    from asdlib.data.datadir import write_data_dir
-    from asdlib.data.labels import write_durations
-    from asdlib.io.config import dump_config, from_dict
-    from asdlib.models.asd_model import build_model, trainable_state
-
     root = tmp_path_factory.mktemp("monitor_pack")
-    utts = []
+    wavs = []
     for i in range(40):
-        path = root / "wav" / f"n{i:02d}.wav"
-        path.parent.mkdir(exist_ok=True)
-        sf.write(str(path), noise(1.0, 100 + i), SR)
-        utts.append(make_utt("fan", "00", f"n{i:02d}", path=path))
-    write_data_dir(root / "data" / "train", utts)
-    write_durations(root / "data" / "train", utts)
-    cfg = from_dict(TrainConfig, {"embedder": "logmel", "logmel": {"n_mels": 32}, "data": {"train_sets": ["train"]}})
-    exp = root / "exp"
-    exp.mkdir()
-    dump_config(cfg, exp / "config.yaml")
-    state = {"epoch": 0, "model": trainable_state(build_model(cfg, 1)), "classes": ["fan-00"], "machines": ["fan"]}
-    torch.save(state, exp / "model.pt")
-    emb = exp / "embed" / "train"
-    emb.mkdir(parents=True)
-    assert (
-        extract.main(
-            ["--exp_dir", str(exp), "--model_file", str(exp / "model.pt"), "--data_dir", str(root / "data" / "train")]
-            + ["--out_ark", str(emb / "embeddings.ark"), "--out_scp", str(emb / "embeddings.scp"), "--verbose", "0"]
-        )
-        == 0
-    )
-    args = [
-        "--exp_dir",
-        str(exp),
-        "--data_root",
-        str(root / "data"),
-        "--train_sets",
-        "train",
-        "--folds",
-        "4",
-        "--fpr",
-        "0.01",
-    ]
-    assert pack_cli.main([*args, "--out_dir", str(exp / "packed"), "--verbose", "0"]) == 0
-    return exp / "packed"
+        wavs.append(root / "wav" / f"n{i:02d}.wav")
+        wavs[-1].parent.mkdir(exist_ok=True)
+        sf.write(str(wavs[-1]), noise(1.0, 100 + i), SR)
+    return make_logmel_pack(root, {"fan": wavs}, fpr=0.01)
 
 
 def run_cli(*args: str, stdin: bytes = b"", timeout: float = 120) -> tuple[int, list[dict], str]:
@@ -110,6 +69,18 @@ def run_cli(*args: str, stdin: bytes = b"", timeout: float = 120) -> tuple[int, 
     )
     lines = proc.stdout.decode().splitlines()
     return proc.returncode, [json.loads(line) for line in lines], proc.stderr.decode()
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    """asdlib-monitor in a child process whose stdin the test feeds (and leaves open) itself."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "asdlib.bin.monitor", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def windows(rows: list[dict]) -> list[dict]:
@@ -184,14 +155,7 @@ def test_cut_off_input_leaves_complete_lines_and_exit_3(pack) -> None:
 
 
 def test_stalled_input_stops_with_its_reason(pack) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "asdlib.bin.monitor", "--packed", str(pack), "--stall_seconds", "1", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = start_cli("--packed", str(pack), "--stall_seconds", "1", "-")
     proc.stdin.write(wav_bytes(noise(2.0, 11)))
     proc.stdin.flush()  # ... and then nothing, with the pipe left open
     out, err = proc.communicate(timeout=120) if proc.wait(timeout=120) is not None else (b"", b"")
@@ -201,14 +165,7 @@ def test_stalled_input_stops_with_its_reason(pack) -> None:
 
 
 def test_ctrl_c_writes_a_last_end_row(pack) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "asdlib.bin.monitor", "--packed", str(pack), "--out_format", "csv", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    proc = start_cli("--packed", str(pack), "--out_format", "csv", "-")
     proc.stdin.write(wav_bytes(noise(2.0, 12))[:-8000])  # a header that promises more than arrives
     proc.stdin.flush()
     deadline = time.monotonic() + 60
