@@ -72,7 +72,9 @@ def run_cli(*args: str, stdin: bytes = b"", timeout: float = 120) -> tuple[int, 
 
 
 def start_cli(*args: str) -> subprocess.Popen:
-    """asdlib-monitor in a child process whose stdin the test feeds (and leaves open) itself."""
+    """asdlib-monitor in a child process whose stdin the test feeds (and leaves open) itself. The
+    child gets the default SIGINT action, as under a shell: a test runner's worker may ignore SIGINT,
+    and Python keeps a signal ignored that it inherits ignored."""
     return subprocess.Popen(
         [sys.executable, "-m", "asdlib.bin.monitor", *args],
         stdin=subprocess.PIPE,
@@ -80,6 +82,7 @@ def start_cli(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
