@@ -315,6 +315,26 @@ class Packed:
     def known(self) -> list[tuple[str, str]]:
         return sorted((m, s) for m, secs in self.manifest.thresholds.items() for s in secs)
 
+    def section_of(self, machine: str, section: str | None, where: str = "") -> str:
+        """``section`` of ``machine`` checked against the model, or the machine's only one when None;
+        ``where`` (an input's name) goes into the errors, which list what the model knows."""
+        known = self.known()
+        listing = ", ".join(f"{m}/{s}" for m, s in known)
+        sections = [s for m, s in known if m == machine]
+        of = f" for {where}" if where else ""
+        if not sections:
+            raise ValueError(f"unknown machine '{machine}'{of}: the packed model knows {listing}")
+        if section is None:
+            if len(sections) > 1:
+                prefix = f"{where}: " if where else ""
+                raise ValueError(f"{prefix}machine '{machine}' has sections {', '.join(sections)}; pass --section")
+            return sections[0]
+        if section not in sections:
+            raise ValueError(
+                f"unknown section '{section}' of machine '{machine}'{of}: the packed model knows {listing}"
+            )
+        return section
+
     @torch.no_grad()
     def embed(self, windows: Sequence[np.ndarray], machine: str, device: str) -> np.ndarray:
         """Embeddings of equal-length windows (mono float32 at the model's rate) of ``machine``, one batch."""

@@ -25,7 +25,6 @@ import io
 import json
 import logging
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,31 +131,15 @@ def read_infer_list(path: Path, machine: str | None, section: str | None) -> lis
 
 
 def resolve(packed: Packed, items: list[tuple[Path, str | None, str | None]]) -> list[Recording]:
-    """Machine and section of every input, checked against the model (no silent default)."""
-    known = packed.known()
-    sections = defaultdict(list)
-    for m, s in known:
-        sections[m].append(s)
-    listing = ", ".join(f"{m}/{s}" for m, s in known)
+    """Machine and section of every input, checked against the model (no silent default machine)."""
     out = []
     for path, machine, section in items:
         if machine is None:
+            listing = ", ".join(f"{m}/{s}" for m, s in packed.known())
             raise ValueError(
                 f"{path}: no machine given; pass --machine or a list with '<path> <machine>' (the model knows {listing})"
             )
-        if machine not in sections:
-            raise ValueError(f"unknown machine '{machine}' for {path}: the packed model knows {listing}")
-        if section is None:
-            if len(sections[machine]) > 1:
-                raise ValueError(
-                    f"{path}: machine '{machine}' has sections {', '.join(sections[machine])}; pass --section"
-                )
-            section = sections[machine][0]
-        if section not in sections[machine]:
-            raise ValueError(
-                f"unknown section '{section}' of machine '{machine}' for {path}: the packed model knows {listing}"
-            )
-        out.append(Recording(path, machine, section))
+        out.append(Recording(path, machine, packed.section_of(machine, section, str(path))))
     return out
 
 

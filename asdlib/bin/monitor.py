@@ -93,23 +93,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def pick_target(packed: Packed, machine: str | None, section: str | None) -> tuple[str, str]:
     """The (machine, section) to monitor: as given, or the packed model's only one."""
-    known = packed.known()
-    listing = ", ".join(f"{m}/{s}" for m, s in known)
-    machines = sorted({m for m, _ in known})
     if machine is None:
+        machines = sorted({m for m, _ in packed.known()})
         if len(machines) > 1:
             raise ValueError(f"the packed model knows several machines ({', '.join(machines)}); pass --machine")
         machine = machines[0]
-    sections = [s for m, s in known if m == machine]
-    if not sections:
-        raise ValueError(f"unknown machine '{machine}': the packed model knows {listing}")
-    if section is None:
-        if len(sections) > 1:
-            raise ValueError(f"machine '{machine}' has sections {', '.join(sections)}; pass --section")
-        section = sections[0]
-    if section not in sections:
-        raise ValueError(f"unknown section '{section}' of machine '{machine}': the packed model knows {listing}")
-    return machine, section
+    return machine, packed.section_of(machine, section)
 
 
 def window_and_hop(packed: Packed, window: float | None, hop: float | None) -> tuple[float, float]:
