@@ -43,6 +43,7 @@ from asdlib.backends.noise import NoiseProjection
 from asdlib.config import BackendConfig, TrainConfig, load_train_config
 from asdlib.data.datadir import Utt, make_utt_id
 from asdlib.data.download import file_digest
+from asdlib.io.atomic import atomic_write_text
 from asdlib.io.config import from_dict, load_yaml
 from asdlib.models.loading import TrainedModel, load_trained
 from asdlib.models.upstream_files import SIDE_SUFFIXES, folder_digest
@@ -547,3 +548,16 @@ def load_packed(path: Path, device: str = "cpu") -> Packed:
         raise PackedError(f"{path}: no packed model here (a directory or .tar written by stage 7)")
     with tempfile.TemporaryDirectory(prefix="asdlib-packed-") as tmp:
         return Packed(path, *_load_dir(extract(path, Path(tmp)), device))
+
+
+def seal(root: Path, manifest: dict, what: str) -> None:
+    """Finish a pack being written in ``root``: list its files, add the digest, write ``manifest.json``
+    and load the pack as asdlib-infer will. A pack that does not load raises here, before the caller
+    publishes it; ``what`` names it in that error."""
+    manifest["files"] = file_table(root)
+    manifest["digest"] = manifest_digest(manifest)
+    atomic_write_text(root / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
+    try:
+        load_packed(root)
+    except PackedError as e:
+        raise PackedError(f"{what} does not load ({e})") from e

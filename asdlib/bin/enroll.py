@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import logging
 import re
 import shutil
@@ -33,24 +32,21 @@ from asdlib.backends.bank import own_widths
 from asdlib.backends.noise import NoiseProjected
 from asdlib.backends.packed import (
     BANK,
-    MANIFEST,
     Packed,
     PackedError,
     calibrate,
     extract,
-    file_table,
     load_bank,
     load_packed,
-    manifest_digest,
     pooled_fpr,
     save_bank,
+    seal,
 )
 from asdlib.bin.infer import collect, embed_recording, resolve
 from asdlib.bin.pack import software_versions
 from asdlib.data.audio import AudioError
 from asdlib.data.datadir import Utt, make_utt_id
 from asdlib.devices import resolve_device
-from asdlib.io.atomic import atomic_write_text
 from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
@@ -199,13 +195,7 @@ def enroll(args: argparse.Namespace, root: Path, device: str) -> None:
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / rel, tmp / rel)
     save_bank(tmp / BANK, utts, emb)
-    body["files"] = file_table(tmp)
-    body["digest"] = manifest_digest(body)
-    atomic_write_text(tmp / MANIFEST, json.dumps(body, indent=1, allow_nan=False) + "\n")
-    try:  # the new pack loads as asdlib-infer will load it, or it is not published
-        load_packed(tmp)
-    except PackedError as e:
-        raise PackedError(f"{args.out}: the enrolled pack does not load ({e})") from e
+    seal(tmp, body, f"{args.out}: the enrolled pack")  # a pack that does not load is not published
     if args.out.is_dir():
         shutil.rmtree(args.out)
     elif args.out.exists():

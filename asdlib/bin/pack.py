@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import logging
 import platform
 import shutil
@@ -33,19 +32,14 @@ from asdlib.backends.bank import bank_sets, check_packable, embeddings_for, nois
 from asdlib.backends.packed import (
     BANK,
     FORMAT,
-    MANIFEST,
     NOISE,
-    PackedError,
     calibrate,
-    file_table,
-    load_packed,
-    manifest_digest,
     pooled_fpr,
     save_bank,
+    seal,
 )
 from asdlib.config import load_train_config
 from asdlib.data.datadir import read_data_dir, read_kv
-from asdlib.io.atomic import atomic_write_text
 from asdlib.io.config import dump_config
 from asdlib.models.upstream_files import SIDE_SUFFIXES
 from asdlib.utils import run_main, setup_logging, str2bool
@@ -202,15 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             "cross-validated over the folds; decision: score > threshold",
         },
         "thresholds": thresholds,
-        "files": file_table(tmp),
+        "files": {},  # listed by seal, once every file is written
         "alarm": dataclasses.asdict(rule),
     }
-    manifest["digest"] = manifest_digest(manifest)
-    atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
-    try:  # the pack loads as asdlib-infer will load it, or it is not published
-        load_packed(tmp)
-    except PackedError as e:
-        raise PackedError(f"{args.exp_dir}: the packed model does not load ({e})") from e
+    seal(tmp, manifest, f"{args.exp_dir}: the packed model")  # a pack that does not load is not published
     shutil.rmtree(args.out_dir, ignore_errors=True)
     tmp.rename(args.out_dir)
     if args.tar:
