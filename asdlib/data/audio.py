@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from asdlib.data.datadir import Utt
+
 
 class AudioError(ValueError):
     """A wav file that cannot be used as model input."""
@@ -112,3 +114,25 @@ def load_wav(
     if not np.any(wav):
         raise AudioError(f"{where}: all samples are zero (silent recording); {skip_hint}")
     return wav
+
+
+def load_utt(
+    utt: Utt,
+    sample_rate: int,
+    min_samples: int = 1,
+    channel: int | str | None = None,
+    resample_to_rate: bool = False,
+    skip_hint: str = "drop it with --skip_bad true",
+) -> np.ndarray:
+    """:func:`load_wav` of a data dir's utterance: its file, or its window of a long recording."""
+    return load_wav(
+        utt.path,
+        sample_rate,
+        utt.utt_id,
+        min_samples,
+        channel,
+        resample_to_rate,
+        utt.start,
+        utt.end if utt.rec else None,
+        skip_hint=skip_hint,
+    )

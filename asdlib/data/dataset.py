@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from asdlib.data.audio import load_wav
+from asdlib.data.audio import load_utt
 from asdlib.data.datadir import Utt
 from asdlib.data.noise import NoiseAugment, noise_rng
 
@@ -65,16 +65,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> Example:
         utt = self.utts[index]
-        wav = load_wav(
-            utt.path,
-            self.sample_rate,
-            utt.utt_id,
-            self.min_samples,
-            self.channel,
-            self.resample,
-            utt.start,
-            utt.end if utt.rec else None,
-        )
+        wav = load_utt(utt, self.sample_rate, self.min_samples, self.channel, self.resample)
         if self.crop_samples and wav.size > self.crop_samples:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             start = int(rng.integers(0, wav.size - self.crop_samples + 1))

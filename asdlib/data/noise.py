@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asdlib.config import DataConfig
-from asdlib.data.audio import load_wav
+from asdlib.data.audio import load_utt
 from asdlib.data.datadir import Utt
 
 log = logging.getLogger(__name__)
@@ -112,15 +112,12 @@ class NoiseAugment:
         """A noise clip decoded like the training clips, through a bounded cache (LRU)."""
         wav = self.cache.pop(utt, None)
         if wav is None:
-            wav = load_wav(
-                utt.path,
+            wav = load_utt(
+                utt,
                 self.data.sample_rate,
-                utt.utt_id,
                 int(self.data.min_seconds * self.data.sample_rate),
                 self.data.channel,
                 self.data.resample,
-                utt.start,
-                utt.end if utt.rec else None,
                 skip_hint="remove it from its noise set's data dir (stage 1) or that set from data.noise_sets",
             )
         self.cache[utt] = wav

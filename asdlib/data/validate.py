@@ -1,7 +1,7 @@
 """Stage-1 audio validation of a data dir: every wav is read once, as the model will read it.
 
 Why at stage 1: a corrupt, silent or wrongly sampled clip otherwise stops training hours later
-(or, worse, a blind eval set is scored without it). Each file goes through :func:`load_wav`
+(or, worse, a blind eval set is scored without it). Each file goes through :func:`~asdlib.data.audio.load_utt`
 with the model's sample rate, channel and minimum length, so stage 1 and the data loaders
 agree on what "usable" means. Bad files either stop the run with a list naming the utterance,
 the path, the reason and the fix, or (``skip_bad``) are removed from every data-dir file and
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from asdlib.data.audio import AudioError, load_wav
+from asdlib.data.audio import AudioError, load_utt
 from asdlib.data.datadir import (
     FIELD_FILES,
     DataDirError,
@@ -84,16 +84,7 @@ class Report:
 def check_utt_audio(utt: Utt, spec: AudioSpec) -> BadFile | None:
     """Read one clip like the data loaders do; a :class:`BadFile` if it is unusable."""
     try:
-        load_wav(
-            utt.path,
-            spec.sample_rate,
-            utt.utt_id,
-            spec.min_samples,
-            spec.channel,
-            spec.resample,
-            utt.start,
-            utt.end if utt.rec else None,
-        )
+        load_utt(utt, spec.sample_rate, spec.min_samples, spec.channel, spec.resample)
     except AudioError as e:
         reason = str(e).removeprefix(f"{utt.utt_id} ({utt.path}): ")
         return BadFile(utt.utt_id, utt.path, " ".join(reason.split()))
