@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asdlib.backends.base import Backend, BackendError, build_backend
+from asdlib.backends.base import Backend, BackendError, build_backend, column_slices
 from asdlib.backends.fusion import LOGMEL
 from asdlib.backends.noise import NoiseProjected, NoiseProjection
 from asdlib.config import BackendConfig, TrainConfig
@@ -94,8 +94,7 @@ def noise_projection(
 def make_backend(cfg: BackendConfig, widths: Sequence[int], projection: NoiseProjection | None = None) -> Backend:
     """An unfitted back end; ``widths``: embedding width of each of :func:`feature_sources`; with a
     ``projection`` (:func:`noise_projection`) it sees noise-projected embeddings."""
-    ends = np.cumsum([0, *widths])
-    columns = {src: slice(int(ends[i]), int(ends[i + 1])) for i, src in enumerate(feature_sources(cfg))}
+    columns = dict(zip(feature_sources(cfg), column_slices(widths)))
     backend = build_backend(cfg.kind, cfg.conf, columns)
     return backend if projection is None else NoiseProjected(backend, projection)
 

@@ -31,6 +31,12 @@ class Backend(Protocol):
         """Anomaly scores, higher = more anomalous; ``exclude_self``: leave-one-out for training clips."""
 
 
+def column_slices(widths: Sequence[int]) -> list[slice]:
+    """The columns of each embedding source, side by side in the order of ``widths``."""
+    ends = np.cumsum([0, *widths])
+    return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
+
+
 def build_backend(kind: str, settings: Any, columns: Mapping[str, slice]) -> Backend:
     """An unfitted back end of registered ``kind``; ``columns``: each embedding source's columns
     ("" = this experiment's embedder, see asdlib.backends.bank.feature_sources)."""

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.decomposition import PCA
 
-from asdlib.backends.base import Backend, BackendError
+from asdlib.backends.base import Backend, BackendError, column_slices
 from asdlib.data.datadir import Utt
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ class NoiseProjection:
                 f"noise embeddings of width {embeddings.shape[1]}, the training embeddings' is {sum(widths)}: "
                 "they were extracted with another config; rerun stage 4"
             )
-        ends = np.cumsum([0, *widths])
-        columns = [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
+        columns = column_slices(widths)
         levels: dict[NoiseKey, list[int]] = defaultdict(list)
         for i in sorted(range(len(utts)), key=lambda i: utts[i].utt_id):
             u = utts[i]
