@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from asdlib.io.atomic import atomic_write
+from asdlib.synth.corpus import MAX_SAMPLE
 from asdlib.synth.streams import stream_clips, stream_config
 from asdlib.utils import run_main, setup_logging
 
@@ -41,7 +42,7 @@ def wav_header(sample_rate: int, data_bytes: int = STREAMING_SIZE) -> bytes:
 
 
 def pcm16(x: np.ndarray) -> bytes:
-    return (np.clip(x, -1.0, 1.0 - 1.0 / 32768) * 32768).astype("<i2").tobytes()
+    return (np.clip(x, -1.0, MAX_SAMPLE) * 32768).astype("<i2").tobytes()
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -245,7 +245,7 @@ def _render(clip: _Clip, cfg: YearSynthConfig, scfg: synth.SynthConfig) -> np.nd
         * float(np.std(x))
     )
     far = 0.5 * np.concatenate([np.zeros(_FAR_MIC_DELAY), x[:-_FAR_MIC_DELAY]]) + noise
-    return np.stack([x, np.clip(far, -1.0, 1.0 - 1.0 / 32768)], axis=1)
+    return np.stack([x, np.clip(far, -1.0, synth.MAX_SAMPLE)], axis=1)
 
 
 def _attributes_csv(cfg: YearSynthConfig, machine: str, section: str, clips: list[_Clip]) -> str:
