@@ -112,9 +112,9 @@ def bank_sets(cfg: TrainConfig) -> list[str]:
     return list(chosen)
 
 
-def fit_backend(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[Backend, list[Utt], np.ndarray]:
-    """Fit ``cfg.backend`` on ``<embed dir>/<set>/embeddings.scp`` of every bank set (:func:`bank_sets`)
-    and source, on noise-projected embeddings when ``backend.noise`` names sets."""
+def bank_features(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[list[Utt], np.ndarray, list[int]]:
+    """The clips of every bank set (:func:`bank_sets`), their features of every source side by side
+    (:func:`features_for`) and each source's width."""
     utts: list[Utt] = []
     embs = []
     for name in bank_sets(cfg):
@@ -122,7 +122,13 @@ def fit_backend(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[Bac
         emb, widths = features_for(cfg, set_utts, embed_dir, name)
         embs.append(emb)
         utts += set_utts
-    emb = np.concatenate(embs)
+    return utts, np.concatenate(embs), widths
+
+
+def fit_backend(cfg: TrainConfig, data_root: Path, embed_dir: Path) -> tuple[Backend, list[Utt], np.ndarray]:
+    """Fit ``cfg.backend`` on ``<embed dir>/<set>/embeddings.scp`` of every bank set and source, on
+    noise-projected embeddings when ``backend.noise`` names sets."""
+    utts, emb, widths = bank_features(cfg, data_root, embed_dir)
     projection = noise_projection(cfg.backend, widths, noise_features(cfg, data_root, embed_dir))
     return make_backend(cfg.backend, widths, projection).fit(utts, emb), utts, emb
 

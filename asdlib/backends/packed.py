@@ -9,13 +9,9 @@ size and sha256 of every other file. :func:`load_packed` verifies every file aga
 before anything is unpickled (``torch.load(weights_only=True)`` only), so a missing or altered file
 is an error naming it.
 
-Thresholds (:func:`calibrate`): per machine and section, the training normals are split into k
-folds (by recording; by windows when a section has fewer recordings than folds). The bank is fitted
-on k-1 folds and the held-out fold scored, so every training clip gets a score from a bank that
-does not contain it. The threshold is the conformal (1 - fpr) quantile of those held-out scores
-(:func:`threshold_at`). The FPR
-reported next to the target is cross-validated too: for each fold, the threshold from the other
-folds' held-out scores, applied to that fold's held-out scores.
+Thresholds: per machine and section and per domain, from held-out training normals
+(:mod:`asdlib.backends.calibration`); a recording of unknown domain is decided against the section's
+``threshold``, one of known domain against its domain's (:meth:`Packed.threshold`).
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ import re
 import tarfile
 import tempfile
 import zlib
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -39,8 +34,7 @@ import torch
 from asdlib.backends.alarm import AlarmRule
 from asdlib.backends.bank import check_packable, make_backend, noise_projection, own_widths
 from asdlib.backends.base import Backend
-from asdlib.backends.noise import NoiseProjection
-from asdlib.config import BackendConfig, TrainConfig, load_train_config
+from asdlib.config import TrainConfig, load_train_config
 from asdlib.data.datadir import Utt, make_utt_id
 from asdlib.data.download import file_digest
 from asdlib.io.atomic import atomic_write_text
@@ -52,7 +46,7 @@ from asdlib.utils import UserError
 MANIFEST = "manifest.json"
 BANK = "bank.pt"
 NOISE = "noise.pt"  # the backend.noise clips, in bank.pt's format: the projection is re-estimated as stage 5 does
-FORMAT = 2
+FORMAT = 3  # 3: thresholds per domain with their conformal bounds
 #: files every packed model holds (the upstream too, when config.yaml names one)
 REQUIRED = ("config.yaml", "model.pt", BANK)
 #: limits on a packed.tar before anything is extracted: a real pack (BEATs) is ~400 MB in a few files
@@ -88,78 +82,6 @@ def save_bank(path: Path, utts: Sequence[Utt], embeddings: np.ndarray) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Calibration
-
-
-def _folds(utts: Sequence[Utt], idx: list[int], k: int) -> list[list[int]]:
-    recs = sorted({utts[i].rec_id for i in idx}, key=str.encode)
-    if len(recs) >= k:  # whole recordings per fold: windows of one recording never straddle folds
-        fold_of = {r: n % k for n, r in enumerate(recs)}
-        return [[i for i in idx if fold_of[utts[i].rec_id] == f] for f in range(k)]
-    order = sorted(idx, key=lambda i: utts[i].utt_id.encode())  # contiguous blocks (time order)
-    return [list(block) for block in np.array_split(np.array(order), k)]
-
-
-def threshold_at(scores: np.ndarray, fpr: float) -> float:
-    """The conformal (1 - fpr) quantile of ``n`` normal scores: the ``ceil((n + 1)(1 - fpr))``-th
-    smallest. A new normal clip exchangeable with them exceeds it with probability at most ``fpr``
-    (decision: score > threshold); with fewer than ``1 / fpr - 1`` scores that is the maximum."""
-    ordered = np.sort(np.asarray(scores, dtype=np.float64))
-    k = int(np.ceil((ordered.size + 1) * (1.0 - fpr) - 1e-9))
-    return float(ordered[min(max(k, 1), ordered.size) - 1])
-
-
-def calibrate(
-    utts: Sequence[Utt],
-    embeddings: np.ndarray,
-    backend_cfg: BackendConfig,
-    widths: Sequence[int],
-    fpr: float,
-    folds: int = 5,
-    projection: NoiseProjection | None = None,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Per machine and section: ``threshold``, ``measured_fpr`` (cross-validated), ``n_heldout``, ``folds``;
-    ``projection``: the ``backend.noise`` projection (from the noise clips alone, so the same in every fold)."""
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, u in enumerate(utts):
-        groups[(u.machine, u.section)].append(i)
-    out: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
-    for (machine, section), idx in sorted(groups.items()):
-        k = min(folds, len(idx))
-        if k < 2:
-            raise PackedError(
-                f"{machine}/{section}: {len(idx)} training clip(s); calibrating a threshold needs at least 2"
-            )
-        parts = [p for p in _folds(utts, idx, k) if p]
-        heldout: list[np.ndarray] = []
-        for f, part in enumerate(parts):
-            fit = [i for g, p in enumerate(parts) if g != f for i in p]
-            backend = make_backend(backend_cfg, widths, projection).fit([utts[i] for i in fit], embeddings[fit])
-            heldout.append(backend.score([utts[i] for i in part], embeddings[part]))
-        fprs = []
-        for f, scores in enumerate(heldout):
-            rest = np.concatenate([s for g, s in enumerate(heldout) if g != f])
-            fprs.append(float(np.mean(scores > threshold_at(rest, fpr))))
-        every = np.concatenate(heldout)
-        measured = float(np.average(fprs, weights=[len(s) for s in heldout]))
-        out[machine][section] = {
-            "threshold": threshold_at(every, fpr),
-            "measured_fpr": measured,
-            "n_heldout": int(every.size),
-            "folds": len(parts),
-        }
-    return dict(out)
-
-
-def pooled_fpr(thresholds: dict[str, dict[str, dict[str, float]]]) -> tuple[float, int]:
-    """``calibration.measured_fpr`` and ``n_heldout`` of a manifest: every section's measured FPR
-    weighted by its held-out clips, and their number."""
-    entries = [t for sections in thresholds.values() for t in sections.values()]
-    n = sum(int(t["n_heldout"]) for t in entries)
-    return sum(t["measured_fpr"] * t["n_heldout"] for t in entries) / n, n
-
-
-# --------------------------------------------------------------------------------------------
 # The manifest: every field typed and range-checked (asdlib.io.config.from_dict rejects unknown keys)
 
 
@@ -191,16 +113,39 @@ class ManifestWindowing:
 
 
 @dataclass
-class Threshold:
+class DomainThreshold:
+    """A domain's own threshold, its cross-validated FPR and the FPR it guarantees (``bound``)."""
+
     threshold: float
     measured_fpr: float
+    bound: float
     n_heldout: int
-    folds: int
 
     def __post_init__(self) -> None:
-        _finite("threshold", self.threshold, self.measured_fpr)
-        if not 0.0 <= self.measured_fpr <= 1.0 or self.n_heldout < 1 or self.folds < 1:
-            raise ValueError("measured_fpr must be in [0, 1], n_heldout and folds >= 1")
+        _finite("threshold", self.threshold, self.measured_fpr, self.bound)
+        if not 0.0 <= self.measured_fpr <= 1.0 or not 0.0 < self.bound <= 1.0 or self.n_heldout < 1:
+            raise ValueError("measured_fpr in [0, 1], bound in (0, 1] and n_heldout >= 1 required")
+
+
+@dataclass
+class Threshold:
+    """A section's domain-unknown threshold (the maximum of its domains'), and each domain's."""
+
+    threshold: float
+    measured_fpr: float
+    bound: float
+    n_heldout: int
+    folds: int
+    domains: dict[str, DomainThreshold]
+
+    def __post_init__(self) -> None:
+        _finite("threshold", self.threshold, self.measured_fpr, self.bound)
+        if not 0.0 <= self.measured_fpr <= 1.0 or not 0.0 < self.bound <= 1.0 or self.n_heldout < 1 or self.folds < 1:
+            raise ValueError("measured_fpr in [0, 1], bound in (0, 1], n_heldout and folds >= 1 required")
+        if not self.domains:
+            raise ValueError("domains: at least one domain required")
+        if self.threshold < max(d.threshold for d in self.domains.values()):
+            raise ValueError("threshold: below a domain's threshold (it is the maximum over the domains)")
 
 
 @dataclass
@@ -310,8 +255,16 @@ class Packed:
     trained: TrainedModel
     backend: Backend
 
-    def threshold(self, machine: str, section: str) -> float:
-        return self.manifest.thresholds[machine][section].threshold
+    def threshold(self, machine: str, section: str, domain: str | None = None) -> float:
+        """The decision threshold of ``machine``/``section``: its domain's when ``domain`` is given
+        (a ValueError names the known ones), else the domain-unknown one (the maximum)."""
+        entry = self.manifest.thresholds[machine][section]
+        if domain is None:
+            return entry.threshold
+        if domain not in entry.domains:
+            known = ", ".join(sorted(entry.domains))
+            raise ValueError(f"unknown domain '{domain}' of {machine}/{section}: the packed model knows {known}")
+        return entry.domains[domain].threshold
 
     def known(self) -> list[tuple[str, str]]:
         return sorted((m, s) for m, secs in self.manifest.thresholds.items() for s in secs)

@@ -29,16 +29,15 @@ import numpy as np
 from tqdm import tqdm
 
 from asdlib.backends.bank import own_widths
+from asdlib.backends.calibration import calibrate, describe, pooled_fpr
 from asdlib.backends.noise import NoiseProjected
 from asdlib.backends.packed import (
     BANK,
     Packed,
     PackedError,
-    calibrate,
     extract,
     load_bank,
     load_packed,
-    pooled_fpr,
     save_bank,
     seal,
 )
@@ -154,18 +153,14 @@ def enroll(args: argparse.Namespace, root: Path, device: str) -> None:
     )[machine][section]
     old = manifest.thresholds[machine][section]
     log.info(
-        "%s/%s: %d recordings (%d windows) enrolled in domain %s; threshold %.6f -> %.6f, FPR measured on "
-        "held-out normals %.3f (%d clips, %d folds)",
+        "%s/%s: %d recordings (%d windows) enrolled in domain %s; threshold %.6f -> %s",
         machine,
         section,
         len(recs),
         len(new_utts),
         args.domain,
         old.threshold,
-        fresh["threshold"],
-        fresh["measured_fpr"],
-        fresh["n_heldout"],
-        fresh["folds"],
+        describe(machine, section, fresh, fpr),
     )
 
     body = dataclasses.asdict(manifest)

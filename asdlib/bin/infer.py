@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -38,6 +39,13 @@ from asdlib.data.stream import iter_windows
 from asdlib.data.windows import aggregate
 from asdlib.devices import resolve_device
 from asdlib.io.atomic import atomic_write_text, check_writable
+from asdlib.metrics.operating import (
+    OperatingPoint,
+    SectionThresholds,
+    operating_dicts,
+    operating_points,
+    render_operating_md,
+)
 from asdlib.utils import run_main, setup_logging
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ COLUMNS = ("file", "kind", "machine", "section", "start", "end", "score", "thres
 #: exit codes (docs/design.md §5): 1 nothing written (bad input, a refused pack, --strict), 2 a bad
 #: command line (argparse), 3 some recordings failed, 4 the report failed, 130 interrupted
 EXIT_SOME_FAILED = 3
+TRUTH = ("normal", "anomaly")  # the labels of --labels
 EXIT_REPORT_FAILED = 4
 
 
@@ -63,6 +72,18 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", type=Path, help="file of '<path> [<machine> [<section>]]' lines")
     p.add_argument("--machine", help="machine of the inputs, as named in training (the list's column wins)")
     p.add_argument("--section", help="section (default: the machine's only section in the model)")
+    p.add_argument(
+        "--domain",
+        help="domain of every input, when known (source, target, or a domain asdlib-enroll added): decide with "
+        "that domain's threshold instead of the domain-unknown one (the maximum over the domains)",
+    )
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="file of '<path> <normal|anomaly> [<domain>]' lines (paths as in --list): log the operating figures "
+        "(false-alarm rate per domain against the promise, false alarms per hour, precision, recall, F1)",
+    )
+    p.add_argument("--operating", type=Path, help="with --labels: write the operating figures here (JSON)")
     p.add_argument("--out", type=Path, help="write here instead of stdout (checked writable before scoring)")
     p.add_argument(
         "--strict", action="store_true", help="stop at the first recording that cannot be scored (nothing written)"
@@ -85,6 +106,13 @@ class Recording:
     windows: list[tuple[float, float]] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     error: str = ""  # why it could not be scored (its row says so; the others are still scored)
+    label: str = "unknown"  # ground truth from --labels (normal or anomaly)
+    domain: str = "unknown"  # its domain, from --labels or --domain
+    score: float = float("nan")  # the recording's score: its windows' aggregated
+
+    @property
+    def utt_id(self) -> str:
+        return str(self.path)
 
 
 def collect(args: argparse.Namespace) -> list[tuple[Path, str | None, str | None]]:
@@ -130,8 +158,11 @@ def read_infer_list(path: Path, machine: str | None, section: str | None) -> lis
     return items
 
 
-def resolve(packed: Packed, items: list[tuple[Path, str | None, str | None]]) -> list[Recording]:
-    """Machine and section of every input, checked against the model (no silent default machine)."""
+def resolve(
+    packed: Packed, items: list[tuple[Path, str | None, str | None]], domain: str | None = None
+) -> list[Recording]:
+    """Machine and section of every input, checked against the model (no silent default machine),
+    and ``domain`` (--domain) against the domains calibrated for them."""
     out = []
     for path, machine, section in items:
         if machine is None:
@@ -139,8 +170,36 @@ def resolve(packed: Packed, items: list[tuple[Path, str | None, str | None]]) ->
             raise ValueError(
                 f"{path}: no machine given; pass --machine or a list with '<path> <machine>' (the model knows {listing})"
             )
-        out.append(Recording(path, machine, packed.section_of(machine, section, str(path))))
+        rec = Recording(path, machine, packed.section_of(machine, section, str(path)))
+        if domain is not None:
+            packed.threshold(rec.machine, rec.section, domain)  # an unknown domain names the known ones
+            rec.domain = domain
+        out.append(rec)
     return out
+
+
+def read_labels(path: Path, recs: list[Recording]) -> None:
+    """Set ``label`` (and ``domain``, when given) of the recordings that ``path`` lists
+    (``<path> <normal|anomaly> [<domain>]`` lines, paths relative to its folder as in --list)."""
+    by_path = {r.path.resolve(): r for r in recs}
+    with open(path, encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            text = line.strip()
+            parts = text.rsplit(maxsplit=2)
+            if len(parts) == 3 and parts[1] in TRUTH:
+                name, label, domain = parts
+            elif len(parts) >= 2 and parts[-1] in TRUTH:
+                name, label, domain = text.rsplit(maxsplit=1)[0], parts[-1], None
+            else:
+                raise ValueError(f"{path}:{n}: expected '<path> <normal|anomaly> [<domain>]', got {text!r}")
+            audio = Path(name) if Path(name).is_absolute() else path.parent / name
+            rec = by_path.get(audio.resolve())
+            if rec is None:
+                raise ValueError(f"{path}:{n}: {audio} is not among the recordings scored; list only inputs")
+            rec.label = label
+            rec.domain = domain or rec.domain
 
 
 def embed_recording(
@@ -169,7 +228,21 @@ def score_recording(packed: Packed, rec: Recording, device: str, batch_size: int
     """Embed the windows of ``rec`` (:func:`embed_recording`) and score them against the packed bank."""
     windows, embs = embed_recording(packed, rec.path, rec.machine, device, batch_size, bar)
     rec.scores = [float(s) for s in packed.score_embeddings(embs, rec.machine, rec.section, str(rec.path))]
+    rec.score = aggregate(rec.scores, packed.trained.cfg.data.window_aggregate)
     rec.windows = windows
+
+
+def operating(packed: Packed, recs: list[Recording]) -> list[OperatingPoint]:
+    """Operating figures of the labelled recordings at the packed thresholds (:mod:`asdlib.metrics.operating`)."""
+    labelled = [r for r in recs if not r.error and r.label in TRUTH]
+    if not labelled:
+        raise ValueError("--labels: none of the recordings scored has a label; list them with normal or anomaly")
+    thresholds = {
+        (m, s): SectionThresholds.from_entry(dataclasses.asdict(t))
+        for m, secs in packed.manifest.thresholds.items()
+        for s, t in secs.items()
+    }
+    return operating_points(labelled, thresholds, {r.utt_id: r.windows[-1][1] - r.windows[0][0] for r in labelled})
 
 
 def score(packed: Packed, recs: list[Recording], device: str, batch_size: int, strict: bool) -> None:
@@ -186,15 +259,15 @@ def score(packed: Packed, recs: list[Recording], device: str, batch_size: int, s
                 log.warning("%s", rec.error)
 
 
-def rows(packed: Packed, recs: list[Recording]) -> list[dict]:
-    how = packed.trained.cfg.data.window_aggregate
+def rows(packed: Packed, recs: list[Recording], domain: str | None = None) -> list[dict]:
+    """The output rows; ``domain`` (--domain): decide with that domain's thresholds."""
     out = []
     for rec in recs:
-        thr = packed.threshold(rec.machine, rec.section)
+        thr = packed.threshold(rec.machine, rec.section, domain)
         if rec.error:
             out.append({**_row(rec, thr, "error", None, None, None), "error": rec.error})
             continue
-        out.append(_row(rec, thr, "file", rec.windows[0][0], rec.windows[-1][1], aggregate(rec.scores, how)))
+        out.append(_row(rec, thr, "file", rec.windows[0][0], rec.windows[-1][1], rec.score))
         if len(rec.windows) > 1:
             out += [_row(rec, thr, "window", s, e, v) for (s, e), v in zip(rec.windows, rec.scores)]
     return out
@@ -270,14 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    for path in (args.out, args.report):  # before any scoring: a typo costs seconds, not the run
+    if args.operating and not args.labels:
+        raise ValueError("--operating needs --labels (the ground truth the figures are measured against)")
+    for path in (args.out, args.report, args.operating):  # before any scoring: a typo costs seconds, not the run
         if path is not None:
             check_writable(path)
     device = resolve_device(args.device)
     packed = load_packed(args.packed, device)
-    recs = resolve(packed, collect(args))
+    recs = resolve(packed, collect(args), args.domain)
+    if args.labels:  # before scoring: a bad line costs seconds, not the run
+        read_labels(args.labels, recs)
     score(packed, recs, device, args.batch_size, args.strict)
-    table = rows(packed, recs)
+    table = rows(packed, recs, args.domain)
     text = render(table, args.format, packed)
     if args.out:
         atomic_write_text(args.out, text)
@@ -288,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     flagged = sum(r["decision"] == "anomaly" for r in table if r["kind"] == "file")
     log.info("%d recordings scored, %d flagged as anomalous", len(recs) - len(failed), flagged)
     code = EXIT_SOME_FAILED if failed else 0
+    if args.labels:
+        points = operating(packed, recs)
+        print(render_operating_md(points, f"Operating figures of {args.labels}"), file=sys.stderr)
+        if args.operating:
+            atomic_write_text(args.operating, json.dumps(operating_dicts(points), indent=1, allow_nan=False) + "\n")
     if failed:
         print(
             f"ERROR: {len(failed)} of {len(recs)} recordings could not be scored (their 'error' rows say why; "

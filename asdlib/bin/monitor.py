@@ -64,6 +64,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--packed", type=Path, required=True, help="packed model directory or packed.tar (stage 7)")
     p.add_argument("--machine", help="machine type to monitor (default: the packed model's only one)")
     p.add_argument("--section", help="section (default: the machine's only one)")
+    p.add_argument(
+        "--domain",
+        help="the machine's domain, when known (source, target, or one asdlib-enroll added): its own threshold "
+        "instead of the domain-unknown one (the maximum over the domains)",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("input", nargs="?", help="'-': a WAV (or --format raw) stream on stdin")
     src.add_argument("--follow", type=Path, help="a WAV file that is still being written")
@@ -173,6 +178,7 @@ def monitor(
     writer: Writer,
     device: str = "cpu",
     max_seconds: float = 0.0,
+    domain: str | None = None,
 ) -> tuple[bool, str, dict[str, float]]:
     """Score the stream's windows as they complete: (whether an alarm was raised, why the input broke
     off or "" when it ended cleanly, timing)."""
@@ -184,7 +190,7 @@ def monitor(
         )
     if fmt.channels > 1 and data.channel is None:
         raise AudioError(f"{name}: {fmt.channels} channels, but the model was trained on mono recordings; send one")
-    threshold = packed.threshold(machine, section)
+    threshold = packed.threshold(machine, section, domain)
     win, step = int(round(window * fmt.sample_rate)), int(round(hop * fmt.sample_rate))
     stop_at = int(max_seconds * fmt.sample_rate) if max_seconds > 0 else None
     alarm, raised = Alarm(rule), False
@@ -254,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device_kind)
     packed = load_packed(args.packed, device)
     machine, section = pick_target(packed, args.machine, args.section)
+    threshold = packed.threshold(machine, section, args.domain)  # an unknown domain names the known ones
     window, hop = window_and_hop(packed, args.window, args.hop)
     rule = alarm_rule(packed, args.raise_k, args.raise_n, args.clear_m)
     name, fmt, blocks = open_input(args, packed.trained.cfg.data.sample_rate)
@@ -266,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         fmt.channels,
         window,
         hop,
-        packed.threshold(machine, section),
+        threshold,
         rule,
     )
     out = args.out.open("a", encoding="utf-8") if args.out else sys.stdout
@@ -284,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             Writer(out, args.out_format),
             device,
             args.max_seconds,
+            args.domain,
         )
     finally:
         if out is not sys.stdout:

@@ -28,18 +28,17 @@ import torchaudio
 
 import asdlib
 from asdlib.backends.alarm import AlarmRule
-from asdlib.backends.bank import bank_sets, check_packable, embeddings_for, noise_features, noise_projection, own_widths
+from asdlib.backends.bank import bank_features, check_packable, noise_features, noise_projection
+from asdlib.backends.calibration import METHOD, calibrate, describe, pooled_fpr
 from asdlib.backends.packed import (
     BANK,
     FORMAT,
     NOISE,
-    calibrate,
-    pooled_fpr,
     save_bank,
     seal,
 )
 from asdlib.config import load_train_config
-from asdlib.data.datadir import read_data_dir, read_kv
+from asdlib.data.datadir import read_kv
 from asdlib.io.config import dump_config
 from asdlib.models.upstream_files import SIDE_SUFFIXES
 from asdlib.utils import run_main, setup_logging, str2bool
@@ -114,28 +113,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.exp_dir / 'config.yaml'}: the banks would not be those of stage 5; rerun stage 3 with these sets"
         )
     model_state = torch.load(args.exp_dir / "model.pt", map_location="cpu", weights_only=True)
-    utts, parts = [], []
-    for name in bank_sets(cfg):
-        set_utts = read_data_dir(args.data_root / name)
-        parts.append(embeddings_for(set_utts, args.exp_dir / "embed" / name / "embeddings.scp"))
-        utts += set_utts
-    embeddings = np.concatenate(parts)
-    widths = own_widths(cfg, embeddings.shape[1])
+    utts, embeddings, widths = bank_features(cfg, args.data_root, args.exp_dir / "embed")
     noise = noise_features(cfg, args.data_root, args.exp_dir / "embed")
     projection = noise_projection(cfg.backend, widths, noise)
     thresholds = calibrate(utts, embeddings, cfg.backend, widths, args.fpr, args.folds, projection)
     for machine, sections in thresholds.items():
-        for section, t in sections.items():
-            log.info(
-                "%s/%s: threshold %.6f at target FPR %.3f; FPR measured on held-out normals %.3f (%d clips, %d folds)",
-                machine,
-                section,
-                t["threshold"],
-                args.fpr,
-                t["measured_fpr"],
-                t["n_heldout"],
-                t["folds"],
-            )
+        for section, entry in sections.items():
+            log.info("%s", describe(machine, section, entry, args.fpr))
     overall, n = pooled_fpr(thresholds)
     log.info("all machines: FPR measured on held-out normals %.3f (target %.3f)", overall, args.fpr)
 
@@ -191,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             "folds": args.folds,
             "measured_fpr": overall,
             "n_heldout": n,
-            "method": "k-fold over the training normals: bank fitted on k-1 folds, held-out fold scored; "
-            "threshold = (1 - target_fpr) quantile of the held-out scores; measured_fpr "
-            "cross-validated over the folds; decision: score > threshold",
+            "method": METHOD,
         },
         "thresholds": thresholds,
         "files": {},  # listed by seal, once every file is written

@@ -30,8 +30,8 @@ upstream_mirror=""    # base URL of a mirror for --download_upstream (<mirror>/<
 skip_unlabelled=false # stage 6: true skips sets without ground truth (a blind set prepared without its eval list) instead of failing
 tag=""                # experiment name; default: the config file name without .yaml (+ _<train_args>)
 train_args=""         # config overrides "key=value ...", e.g. "optim.lr=1e-4 finetune.rank=16" (no spaces in a value)
-fpr=0.05              # stage 7: false-alarm rate the packed model's decision thresholds aim at
-calib_folds=5         # stage 7: folds over the training normals for those thresholds (held-out scores)
+fpr=0.05              # stages 6-7: false-alarm rate the packed model's decision thresholds aim at
+calib_folds=5         # stages 6-7: folds over the training normals for those thresholds (held-out scores)
 pack_tar=false        # stage 7: also write exp/<tag>/packed.tar
 submission_rows="file"  # stage 5: submission row names: file (the corpus file name, as DCASE evaluators match) or utt (unique per recording)
 python=python3
@@ -47,7 +47,7 @@ Usage: ./run.sh [options]   (egs/<recipe>/run.sh passes them to asd.sh, the shar
   --download_upstream ${download_upstream}   fetch the config's official upstream checkpoint when absent (--upstream_mirror URL)
   --tag NAME                    experiment name (default: config file name, plus _<train_args> when given)
   --train_args "k=v ..."        config overrides, type-checked like the YAML (e.g. "optim.lr=1e-4 finetune.rank=16")
-  --fpr ${fpr}  --calib_folds ${calib_folds}  --pack_tar ${pack_tar}   stage 7: thresholds at this false-alarm rate, packed.tar
+  --fpr ${fpr}  --calib_folds ${calib_folds}  --pack_tar ${pack_tar}   stages 6-7: thresholds at this false-alarm rate; packed.tar
   --local_data_opts "..."       options for local/data.sh (--eval_list <csv>, --download true)
   --skip_bad ${skip_bad}          stage 1: move unusable audio files to data/<set>/bad.list instead of failing
   --skip_unlabelled ${skip_unlabelled}   stage 6: skip (instead of failing on) test sets without ground truth
@@ -241,6 +241,10 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
             --scores "${exp}/scores/${s}/scores.scp" --out_dir "${exp}/results/${s}" \
             --skip_unknown "${skip_unlabelled}"
     done
+    log "Stage 6: operating figures at the thresholds stage 7 packs (--fpr ${fpr}, --calib_folds ${calib_folds})"
+    # shellcheck disable=SC2086  # test_sets is a list of set names
+    ${python} -m asdlib.bin.operating --exp_dir "${exp}" --data_root "${datadir}" --test_sets ${test_sets} \
+        --fpr "${fpr}" --folds "${calib_folds}"
 fi
 
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then

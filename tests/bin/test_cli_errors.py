@@ -37,6 +37,7 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
             str(missing),
         ),
         "make_windows": (["--config", str(bad_config), str(missing)], "bogus_key"),
+        "operating": (["--exp_dir", str(missing), "--test_sets", "eval_test"], str(missing)),
         "prepare_custom": (["--corpus", str(missing), "--data_dir", str(tmp / "data")], str(missing)),
         "check_upstream": (["--config", str(bad_config)], "bogus_key"),
         "compare_results": (["--set", "eval_test", "--out", str(tmp / "cmp.md"), str(missing)], str(missing)),

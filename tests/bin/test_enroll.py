@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from conftest import make_logmel_pack, make_tiny_pack
 
-from asdlib.backends.packed import PackedError, load_packed
+from asdlib.backends.packed import FORMAT, PackedError, load_packed
 from asdlib.bin import enroll, infer
 from asdlib.data.audio import AudioError
 from asdlib.registry import BACKENDS
@@ -92,7 +92,7 @@ def test_parent_untouched_and_manifest_records_lineage(pack, enrolled) -> None:
     new, before, parent = enrolled
     assert digests(pack) == before  # byte-identical, and nothing added to it
     manifest = json.loads((new / "manifest.json").read_text())
-    assert manifest["format"] == 2
+    assert manifest["format"] == FORMAT
     assert manifest["parent"] == {"digest": parent["digest"], "path": str(pack.resolve())}
     (entry,) = manifest["enrolled"]
     assert {k: entry[k] for k in ("machine", "section", "domain", "recordings", "windows")} == {
@@ -105,6 +105,9 @@ def test_parent_untouched_and_manifest_records_lineage(pack, enrolled) -> None:
     assert manifest["thresholds"]["pump"] == parent["thresholds"]["pump"]  # other machines unchanged
     fan = manifest["thresholds"]["fan"]["00"]
     assert fan["n_heldout"] == parent["thresholds"]["fan"]["00"]["n_heldout"] + 8 and fan["folds"] == 4
+    # the new condition is a domain of its own, with its own threshold; the section's is the maximum
+    assert fan["domains"]["line2"]["n_heldout"] == 8
+    assert fan["threshold"] == max(d["threshold"] for d in fan["domains"].values())
     assert manifest["calibration"]["n_heldout"] == parent["calibration"]["n_heldout"] + 8
     assert manifest["calibration"]["target_fpr"] == parent["calibration"]["target_fpr"]
     loaded = load_packed(new)

@@ -140,3 +140,28 @@ def test_a_hostile_pack_is_one_error_line(tiny_pack, tmp_path) -> None:
     )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("ERROR: ") and "altered" in lines[0]
+
+
+def test_labels_give_operating_figures_and_domain_picks_its_threshold(tiny_pack, tmp_path, capsys) -> None:
+    a, b = tone(tmp_path / "a.wav", 1.0), tone(tmp_path / "b b.wav", 2.0)
+    labels = tmp_path / "truth.txt"
+    labels.write_text("a.wav normal source\nb b.wav anomaly\n")
+    out = tmp_path / "op.json"
+    pack = ["--packed", str(tiny_pack), "--machine", "fan"]
+    code, rows, err = run(capsys, *pack, str(a), str(b), "--labels", str(labels), "--operating", str(out))
+    assert code == 0 and "## Decisions with the domain unknown" in err
+    points = {(p["rule"], p["domain"]): p for p in json.loads(out.read_text())}
+    assert points[("unknown", "all")]["n_normal"] == 1 and points[("unknown", "all")]["n_anomaly"] == 1
+    assert points[("known", "source")]["n_normal"] == 1 and ("unknown", "unknown") in points
+    normal = next(r for r in rows if r["file"] == str(a))
+    assert (points[("unknown", "all")]["fpr"] == 1.0) == (normal["decision"] == "anomaly")
+    # --domain: that domain's threshold (the tiny pack knows only source); an unknown one is refused
+    code, rows, _ = run(capsys, *pack, "--domain", "source", str(a))
+    assert code == 0 and float(rows[0]["threshold"]) > 0
+    with pytest.raises(ValueError, match="unknown domain 'line9' of fan/00: the packed model knows source"):
+        infer.main([*pack, "--domain", "line9", str(a)])
+    labels.write_text("a.wav broken\n")
+    with pytest.raises(ValueError, match=r"truth.txt:1: expected '<path> <normal\|anomaly> \[<domain>\]'"):
+        infer.main([*pack, str(a), "--labels", str(labels)])
+    with pytest.raises(ValueError, match="--operating needs --labels"):
+        infer.main([*pack, str(a), "--operating", str(out)])
