@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(out / "operating.md", render_operating_md(points, title))
         atomic_write_text(out / "operating.json", json.dumps(operating_dicts(points), indent=1, allow_nan=False) + "\n")
         for rule in ("unknown", "known"):
-            broken = [p for p in points if p.rule == rule and p.domain != "all" and not p.kept]
+            broken = [p for p in points if p.rule == rule and p.machine != "all" and p.domain != "all" and not p.kept]
             log.info(
                 "%s, domain %s: the false-alarm promise %s (%s)",
                 name,

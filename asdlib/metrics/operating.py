@@ -113,20 +113,22 @@ def operating_points(
     thresholds: Mapping[tuple[str, str], SectionThresholds],
     durations: Mapping[str, float] | None = None,
 ) -> list[OperatingPoint]:
-    """Per machine/section, per test domain and for all its clips, under each of :data:`RULES`, for
-    the labelled clips (normal or anomaly) of ``records``; ``durations``: seconds per utt-id (utt2dur)."""
+    """Per machine/section (and machine ``all``: every section together), per test domain and for all
+    its clips, under each of :data:`RULES`, for the labelled clips (normal or anomaly) of ``records``;
+    ``durations``: seconds per utt-id (utt2dur)."""
     durations = durations or {}
     labelled = [r for r in records if r.label in ("normal", "anomaly")]
     missing = sorted({(r.machine, r.section) for r in labelled} - set(thresholds))
     if missing:
         raise ValueError(f"no calibrated threshold for {', '.join(f'{m}/{s}' for m, s in missing)}")
     out = []
+    sections = sorted({(r.machine, r.section) for r in labelled})
     for rule in RULES:
-        for machine, section in sorted({(r.machine, r.section) for r in labelled}):
-            mine = [r for r in labelled if (r.machine, r.section) == (machine, section)]
-            rows = [(r, *thresholds[(machine, section)].decide(r.domain, rule)) for r in mine]
-            for domain in [*sorted({r.domain for r in mine}), "all"]:
-                chosen = [row for row in rows if domain in ("all", row[0].domain)]
+        rows = [(r, *thresholds[(r.machine, r.section)].decide(r.domain, rule)) for r in labelled]
+        for machine, section in [*sections, ("all", "")]:  # then every section together
+            mine = [row for row in rows if machine == "all" or (row[0].machine, row[0].section) == (machine, section)]
+            for domain in [*sorted({row[0].domain for row in mine}), "all"]:
+                chosen = [row for row in mine if domain in ("all", row[0].domain)]
                 out.append(_point(chosen, durations, (machine, section, domain, rule)))
     return out
 

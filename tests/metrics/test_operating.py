@@ -28,8 +28,8 @@ RECORDS = [
 ]
 
 
-def point(points, rule: str, domain: str):
-    return next(p for p in points if p.rule == rule and p.domain == domain)
+def point(points, rule: str, domain: str, machine: str = "fan"):
+    return next(p for p in points if p.rule == rule and p.domain == domain and p.machine == machine)
 
 
 def test_figures_under_each_rule() -> None:
@@ -42,12 +42,15 @@ def test_figures_under_each_rule() -> None:
     assert not tgt.kept and src.kept
     known = point(points, "known", "source")
     assert (known.fpr, known.recall, known.promised_fpr) == (0.5, 1.0, 0.05)
+    every_section = point(points, "unknown", "target", "all")
+    assert (every_section.section, every_section.fpr, every_section.n_normal) == ("", 0.5, 2)
     md = render_operating_md(points, "fan")
     assert "| fan | 00 | target | 2 | 1 | 10.0 | 50.0 (over) | 180.0 |" in md
 
 
 def test_undefined_figures_are_nan_and_a_missing_section_is_an_error() -> None:
-    (p,) = [q for q in operating_points(RECORDS[:2], THRESHOLDS) if q.rule == "unknown" and q.domain == "all"]
+    points = operating_points(RECORDS[:2], THRESHOLDS)
+    (p,) = [q for q in points if q.rule == "unknown" and q.domain == "all" and q.machine == "fan"]
     assert math.isnan(p.recall) and math.isnan(p.precision) and math.isnan(p.false_alarms_per_hour)
     with pytest.raises(ValueError, match="no calibrated threshold for fan/00"):
         operating_points(RECORDS, {})
