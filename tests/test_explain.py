@@ -125,12 +125,17 @@ def test_infer_explain_on_a_moved_packed_model(tmp_path, capsys) -> None:
     args = ["--packed", str(packed), "--machine", "fan", "--explain", str(out), "--explain_top", "2"]
     assert infer.main([*args, str(tmp_path / "burst.wav"), str(tmp_path / "normal.wav")]) == 0
     capsys.readouterr()
-    assert sorted(p.name for p in out.iterdir()) == ["burst.json", "burst.png", "normal.json", "normal.png"]
-    burst = json.loads((out / "burst.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == [
+        "fan-burst.json",
+        "fan-burst.png",
+        "fan-normal.json",
+        "fan-normal.png",
+    ]
+    burst = json.loads((out / "fan-burst.json").read_text())
     top = burst["top"][0]
     assert (top["start"], top["end"]) == (1.2, 1.4) and top["f_low"] < 3000 < top["f_high"] and burst["stands_out"]
     assert len(burst["top"]) == 2 and np.array(burst["map"]).shape == (10, 8)
-    assert not json.loads((out / "normal.json").read_text())["stands_out"]
+    assert not json.loads((out / "fan-normal.json").read_text())["stands_out"]
 
 
 @pytest.mark.parametrize(

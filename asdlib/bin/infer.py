@@ -354,12 +354,12 @@ def write_explanation(
 
 
 def explain_all(args: argparse.Namespace, packed: Packed, recs: list[Recording], grid: Grid, device: str) -> None:
-    """Write the explanation of every scored recording under ``args.explain`` (names: the file stems,
-    numbered when two recordings share one)."""
+    """Write the explanation of every scored recording under ``args.explain`` (names: ``<machine>-<file
+    stem>``, numbered when two recordings share one)."""
     seen: dict[str, int] = {}
     data = packed.trained.cfg.data
     for rec in tqdm(recs, desc="explain", unit="recording", file=sys.stderr, disable=None):
-        stem = rec.path.stem
+        stem = f"{rec.machine}-{rec.path.stem}"
         seen[stem] = seen.get(stem, 0) + 1
         name = stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"
         wav = load_wav(rec.path, data.sample_rate, "", 1, data.channel, data.resample, skip_hint=SKIP_HINT)
