@@ -5,7 +5,7 @@
 # (asdlib.bin.measure_explain on dev_test + eval_test). Needs stages 1-7 of each system on each
 # family (local/two_families.sh names the dirs: data/ + exp/ for a, data_<f>/ + exp_<f>/ for f);
 # --packs "<system>:<family>=<pack> ..." takes a pack from elsewhere. Writes exp/explain/<system>_<family>.md
-# (+ .json per clip) and exp/explain/explain.md (all tables).
+# (+ .json per clip) and exp/explain/explain.md (every table in exp/explain/).
 # Usage: local/explain.sh [--systems "train logmel_knn"] [--families "a b c d"] [--packs "..."] [--max_per_kind 12] [--grid 10x8]
 set -euo pipefail
 
@@ -37,5 +37,7 @@ for system in ${systems}; do
         tables+=("${out}")
     done
 done
-{ head -2 "${tables[0]}"; for t in "${tables[@]}"; do tail -n +3 "${t}"; done; } > exp/explain/explain.md
+# every table measured so far (also by earlier runs for other systems or families), one under the other
+for t in exp/explain/*.md; do [ "${t}" = exp/explain/explain.md ] || tables+=("${t}"); done
+{ head -2 "${tables[0]}"; for t in $(printf '%s\n' "${tables[@]}" | sort -u); do tail -n +3 "${t}"; done; } > exp/explain/explain.md
 cat exp/explain/explain.md
