@@ -154,3 +154,21 @@ def test_bad_explain_options_are_one_line_errors(tmp_path, option: list[str], me
     with pytest.raises(ValueError, match=message) as e:
         infer.main(["--packed", str(tmp_path / "missing"), "--machine", "fan", str(tmp_path / "x.wav"), *option])
     assert "\n" not in str(e.value)
+
+
+def test_a_long_recording_is_explained_over_its_windows(tiny_pack, tmp_path, capsys) -> None:
+    """The tiny pack scores 1 s windows: a 3.5 s recording is explained as a whole, and the JSON and
+    PNG carry its window scores over time."""
+    import soundfile as sf
+
+    from asdlib.bin import infer
+
+    sf.write(str(tmp_path / "long.wav"), np.concatenate([noise(5), noise(6)[: N // 4 * 3]]), SR)
+    out = tmp_path / "why"
+    args = ["--packed", str(tiny_pack), "--machine", "fan", str(tmp_path / "long.wav"), "--explain", str(out)]
+    assert infer.main([*args, "--explain_grid", "7x4"]) == 0
+    capsys.readouterr()
+    body = json.loads((out / "fan-long.json").read_text())
+    assert [w["start"] for w in body["windows"]] == [0.0, 1.0, 2.0, 3.0]  # the 0.5 s tail: a window of its own
+    assert body["times"][-1] == 3.5 and np.array(body["map"]).shape == (7, 4)
+    assert (out / "fan-long.png").stat().st_size > 0
