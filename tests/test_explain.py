@@ -86,20 +86,26 @@ def test_localisation_measures() -> None:
     assert deletion_drop(10.0, np.array([6.0, 4.0]), 2.0) == 2.5
     rows = [
         ClipResult(
-            "u1", "whine", {"method": 1.0, "random": 0.1, "energy": 0.0}, {"method": 2.0, "random": 0.0, "energy": 1.0}
+            "u1",
+            "whine",
+            {"method": 1.0, "random": 0.1, "energy": 0.0},
+            {"method": 2.0, "random": 0.0, "energy": 1.0},
+            True,
         ),
         ClipResult(
             "u2",
             "dropout",
             {"method": 0.0, "random": 0.1, "energy": 1.0},
             {"method": 1.0, "random": 0.0, "energy": 3.0},
+            False,
         ),
     ]
     summaries = summarise(rows)
     assert [s.kind for s in summaries] == ["dropout", "whine", "all"]
     table = markdown_table("x / a", summaries)
     assert "| x / a | dropout | 1 | 0.00* | 0.10 | 1.00 | 1.00* |" in table
-    assert "| x / a | whine | 1 | 1.00 | 0.10 | 0.00 | 2.00 |" in table
+    assert "| x / a | whine | 1 | 1.00 | 0.10 | 0.00 | 2.00 | 0.00 | 1.00 | 1 | 1.00 |" in table
+    assert table.splitlines()[2].endswith("| 0 | - |")  # dropout: none flagged
 
 
 def test_infer_explain_on_a_moved_packed_model(tmp_path, capsys) -> None:

@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             m: deletion_drop(exp.score, deletion_scores(wav, sr, scorer, grid, o, args.steps, args.batch_size), scale)
             for m, o in orders.items()
         }
-        results.append(ClipResult(u.utt_id, truth[u.utt_id].kind, pointing, deletion))
+        flagged = exp.score > packed.threshold(u.machine, u.section)
+        results.append(ClipResult(u.utt_id, truth[u.utt_id].kind, pointing, deletion, flagged))
         log.info("%s (%s): pointing %s, deletion %s", u.utt_id, truth[u.utt_id].kind, pointing, deletion)
     atomic_write_text(args.out, markdown_table(args.label, summarise(results)))
     body = {

@@ -9,6 +9,9 @@ the cell whose energy differs most from the machine's normal training mean):
 * **deletion**: the mean score drop while the top 1..k cells are removed one after the other, in
   units of the spread of the machine's normal scores (larger: the ranking found what the score
   rests on).
+
+A map can only point at what the model reacted to: the pointing game is also given for the clips
+the model flags (score above its threshold) alone.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class ClipResult:
     kind: str
     pointing: dict[str, float]  # method -> 1/0 (random: the expected hit rate)
     deletion: dict[str, float]  # method -> normalised mean drop
+    flagged: bool  # the model's score is above its threshold
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class Summary:
     clips: int
     pointing: dict[str, float]
     deletion: dict[str, float]
+    flagged: int
+    pointing_flagged: float  # the method's pointing game on the flagged clips (nan: none flagged)
 
 
 def summarise(results: Sequence[ClipResult]) -> list[Summary]:
@@ -77,6 +83,8 @@ def summarise(results: Sequence[ClipResult]) -> list[Summary]:
             len(rs),
             {m: float(np.mean([r.pointing[m] for r in rs])) for m in METHODS},
             {m: float(np.mean([r.deletion[m] for r in rs])) for m in METHODS},
+            sum(r.flagged for r in rs),
+            float(np.mean([r.pointing["method"] for r in rs if r.flagged])) if any(r.flagged for r in rs) else np.nan,
         )
         for kind, rs in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0]))
         if rs
@@ -86,8 +94,11 @@ def summarise(results: Sequence[ClipResult]) -> list[Summary]:
 def markdown_table(label: str, summaries: Sequence[Summary]) -> str:
     """One row per kind: pointing game and deletion of the method, random and energy; a kind where
     the method does not beat both baselines on a measure is marked with ``*``."""
-    head = "| system / family | anomaly | clips | pointing: method | random | energy | deletion: method | random | energy |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    head = (
+        "| system / family | anomaly | clips | pointing: method | random | energy | deletion: method | random | energy "
+        "| flagged | pointing on flagged |"
+    )
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summaries:
         cells = []
         for measure in (s.pointing, s.deletion):
@@ -97,5 +108,6 @@ def markdown_table(label: str, summaries: Sequence[Summary]) -> str:
                 f"{measure['random']:.2f}",
                 f"{measure['energy']:.2f}",
             ]
+        cells += [str(s.flagged), "-" if np.isnan(s.pointing_flagged) else f"{s.pointing_flagged:.2f}"]
         lines.append(f"| {label} | {s.kind} | {s.clips} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
