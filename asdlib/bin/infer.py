@@ -15,6 +15,10 @@ the others are still scored and written (exit code 3; ``--strict`` stops at the 
 Text cells that a spreadsheet would run as a formula (``= + - @``) get a leading apostrophe. ``decision`` is ``anomaly`` when the score exceeds the threshold
 calibrated at the packed false-alarm rate, else ``normal``. ``--report report.png``: histogram of
 the scores with the thresholds, and the window scores over time of the long recordings.
+``--explain DIR``: why each recording scored as it did (:mod:`asdlib.explain`): per recording a PNG
+of its spectrogram with the attribution map (``--explain_grid`` time segments x mel bands; the
+window scores over time for a long recording) and a JSON of its ``--explain_top`` regions (time
+span, band in Hz, contribution to the score).
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ import numpy as np
 from tqdm import tqdm
 
 from asdlib.backends.packed import Packed, load_packed
-from asdlib.data.audio import AudioError
+from asdlib.data.audio import AudioError, load_wav
 from asdlib.data.custom import AUDIO_SUFFIXES, audio_files
-from asdlib.data.stream import iter_windows
+from asdlib.data.stream import SKIP_HINT, iter_windows, plan
 from asdlib.data.windows import aggregate
 from asdlib.devices import resolve_device
-from asdlib.io.atomic import atomic_write_text, check_writable
+from asdlib.explain import ExplainError, Explanation, Grid, Scorer, explain
+from asdlib.io.atomic import atomic_write, atomic_write_text, check_writable
 from asdlib.metrics.operating import (
     OperatingPoint,
     SectionThresholds,
@@ -94,6 +99,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report", type=Path, help="PNG: score histogram with the thresholds, window scores of long recordings"
     )
+    p.add_argument(
+        "--explain",
+        type=Path,
+        help="folder: per recording a PNG of its spectrogram with the map of what raised its score, and a JSON of the top regions",
+    )
+    p.add_argument("--explain_grid", default="10x8", help="explanation map: <time segments>x<mel bands>")
+    p.add_argument("--explain_top", type=int, default=5, help="regions listed per recording in the explanation JSON")
     p.add_argument("--verbose", type=int, default=0)
     return p
 
@@ -338,6 +350,98 @@ def report(path: Path, table: list[dict], recs: list[Recording]) -> None:
     fig.savefig(str(path), format="png", metadata={"Software": None})
 
 
+def packed_scorer(
+    packed: Packed, machine: str, section: str, device: str, bounds: list[tuple[float, float]], batch_size: int
+) -> Scorer:
+    """Scores of whole (perturbed) recordings as asdlib-infer scores them: each cut into the windows
+    ``bounds`` (seconds), embedded in batches, scored, and its window scores aggregated."""
+    sr = packed.trained.cfg.data.sample_rate
+    how = packed.trained.cfg.data.window_aggregate
+
+    def score_batch(waves: np.ndarray) -> np.ndarray:
+        cuts = [(int(round(s * sr)), min(waves.shape[1], int(round(e * sr)))) for s, e in bounds]
+        windows = [w[a:b] for w in waves for a, b in cuts]
+        embs = [
+            packed.embed(group, machine, device)
+            for size in sorted({b - a for a, b in cuts})
+            for same in [[x for x in windows if x.size == size]]
+            for group in (same[i : i + batch_size] for i in range(0, len(same), batch_size))
+        ]
+        order = sorted(range(len(windows)), key=lambda i: windows[i].size)  # the order embs were made in
+        scores = np.empty(len(windows))
+        scores[order] = packed.score_embeddings(np.concatenate(embs), machine, section)
+        return np.array([aggregate(list(row), how) for row in scores.reshape(len(waves), len(cuts))])
+
+    return score_batch
+
+
+def write_explanation(
+    out: Path, rec: Recording, exp: Explanation, wav: np.ndarray, sr: int, thr: float, top: int
+) -> None:
+    """``out``.json (score, threshold, top regions, the map, window scores) and ``out``.png."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    body = {
+        "file": str(rec.path),
+        "machine": rec.machine,
+        "section": rec.section,
+        "score": exp.score,
+        "threshold": thr,
+        "decision": "anomaly" if exp.score > thr else "normal",
+        "prominence": exp.prominence(),
+        "stands_out": exp.stands_out(),
+        "top": [r.as_dict() for r in exp.top(top)],
+        "times": [round(float(t), 3) for t in exp.times],
+        "band_edges_hz": [round(float(f), 1) for f in exp.edges],
+        "map": exp.attribution.round(6).tolist(),
+        "windows": [{"start": s, "end": e, "score": v} for (s, e), v in zip(rec.windows, rec.scores)],
+    }
+    atomic_write_text(out.with_suffix(".json"), json.dumps(body, indent=1, allow_nan=False) + "\n")
+    long = len(rec.windows) > 1
+    fig = Figure(figsize=(8, 6 if long else 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2 if long else 1, 1, squeeze=False, sharex=True)[:, 0]
+    ax = axes[0]
+    ax.specgram(wav, Fs=sr, NFFT=512, noverlap=384, cmap="gray_r")
+    lim = float(np.abs(exp.attribution).max()) or 1.0
+    mesh = ax.pcolormesh(exp.times, exp.edges, exp.attribution.T, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=0.55)
+    fig.colorbar(mesh, ax=ax, label="score drop when removed")
+    for rank, r in enumerate(exp.top(top), 1):
+        ax.add_patch(Rectangle((r.start, r.f_low), r.end - r.start, r.f_high - r.f_low, fill=False, edgecolor="yellow"))
+        ax.text(r.start, r.f_high, str(rank), color="yellow", fontsize=8, va="top")
+    ax.set_yscale("symlog", linthresh=1000.0)
+    ax.set(ylabel="Hz", ylim=(0, exp.edges[-1]))
+    ax.set_title(f"{rec.path.name}: score {exp.score:.3f} (threshold {thr:.3f})", fontsize=9)
+    if long:
+        axes[1].plot([(s + e) / 2 for s, e in rec.windows], rec.scores, marker=".")
+        axes[1].axhline(thr, linestyle="--", color="red", label="threshold")
+        axes[1].set(ylabel="window score", xlabel="time (s)")
+        axes[1].legend(fontsize=7)
+    else:
+        ax.set_xlabel("time (s)")
+    fig.tight_layout()
+    with atomic_write(out.with_suffix(".png"), "wb", encoding=None) as f:
+        fig.savefig(f, format="png", metadata={"Software": None})
+
+
+def explain_all(args: argparse.Namespace, packed: Packed, recs: list[Recording], grid: Grid, device: str) -> None:
+    """Write the explanation of every scored recording under ``args.explain`` (names: ``<machine>-<file
+    stem>``, numbered when two recordings share one)."""
+    seen: dict[str, int] = {}
+    data = packed.trained.cfg.data
+    for rec in tqdm(recs, desc="explain", unit="recording", file=sys.stderr, disable=None):
+        stem = f"{rec.machine}-{rec.path.stem}"
+        seen[stem] = seen.get(stem, 0) + 1
+        name = stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"
+        wav = load_wav(rec.path, data.sample_rate, "", 1, data.channel, data.resample, skip_hint=SKIP_HINT)
+        scorer = packed_scorer(packed, rec.machine, rec.section, device, plan(rec.path, data), args.batch_size)
+        exp = explain(wav, data.sample_rate, scorer, grid, args.batch_size)
+        thr = packed.threshold(rec.machine, rec.section, args.domain)
+        write_explanation(args.explain / name, rec, exp, wav, data.sample_rate, thr, args.explain_top)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -345,6 +449,16 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.operating and not args.labels:
         raise ValueError("--operating needs --labels (the ground truth the figures are measured against)")
+    grid = Grid.parse(args.explain_grid)
+    if args.explain_top < 1:
+        raise ExplainError(f"--explain_top must be >= 1, got {args.explain_top}")
+    if args.explain is not None:
+        if args.explain.exists() and not args.explain.is_dir():
+            raise ExplainError(
+                f"--explain {args.explain}: exists and is not a folder; give a folder for the explanations"
+            )
+        args.explain.mkdir(parents=True, exist_ok=True)
+        check_writable(args.explain / "probe.json")
     for path in (args.out, args.report, args.operating):  # before any scoring: a typo costs seconds, not the run
         if path is not None:
             check_writable(path)
@@ -376,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
             f"the others were scored and written); first: {failed[0].error}",
             file=sys.stderr,
         )
+    if args.explain is not None:
+        explain_all(args, packed, [r for r in recs if not r.error], grid, device)
     if args.report:
         try:
             report(args.report, table, [r for r in recs if not r.error])

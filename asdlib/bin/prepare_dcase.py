@@ -20,6 +20,8 @@ Decisions (see docs of the functions below):
   eval-test files on disk (a partial download) are ignored.
 * utt2attr comes from the file name, else from the machine's ``attributes_XX.csv``, else
   ``noAttribute``; the eval list's labelled name never feeds it (docs/design.md §4).
+* a synthetic corpus's ``anomaly_regions.csv`` (where each inserted anomaly is) becomes the test
+  sets' ``utt2anomaly_region`` (:mod:`asdlib.data.regions`).
 * 2025 ``supplemental/`` clips (clean machine or noise-only recordings, not ordinary normal
   training clips) are kept out of ``dev_train``/``eval_train``; ask for them as the extra sets
   ``dev_supplemental``/``eval_supplemental`` (label ``normal``, domain ``source``), or for one kind
@@ -59,6 +61,7 @@ from asdlib.data.evallist import (
     default_eval_list,
     read_eval_list,
 )
+from asdlib.data.regions import CORPUS_FILE, AnomalyTruth, parse_truth, write_anomaly_regions
 from asdlib.data.resources import MetadataMissingError, official_eval_list
 from asdlib.utils import run_main, setup_logging
 from asdlib.years import YEARS, get_year
@@ -366,10 +369,27 @@ def prepare(
     data_dir = Path(data_dir)
     for set_name, utts in built.items():
         _validate(data_dir / set_name, utts)
+    truth = read_corpus_regions(root)
     for set_name, utts in built.items():
         write_data_dir(data_dir / set_name, utts)
         built[set_name] = read_data_dir(data_dir / set_name)
+        known = {u.utt_id: truth[(u.machine, u.file_name)] for u in utts if (u.machine, u.file_name) in truth}
+        if known:
+            write_anomaly_regions(data_dir / set_name, known)
     return built
+
+
+def read_corpus_regions(root: Path) -> dict[tuple[str, str], AnomalyTruth]:
+    """(machine, file name) -> where its anomaly is, from a synthetic corpus's ``anomaly_regions.csv``
+    ({} for a corpus without one, such as DCASE's)."""
+    path = root / CORPUS_FILE
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        return {
+            (r["machine"], r["file_name"]): parse_truth(f"{r['anomaly']} {r['regions']}", f"{path} ({r['file_name']})")
+            for r in csv.DictReader(f)
+        }
 
 
 def _validate(set_dir: Path, utts: Sequence[Utt]) -> None:

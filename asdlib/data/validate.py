@@ -32,6 +32,7 @@ from asdlib.data.datadir import (
     write_data_dir,
     write_kv,
 )
+from asdlib.data.regions import read_anomaly_regions
 from asdlib.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def validate_data_dir(set_dir: str | Path, spec: AudioSpec, skip_bad: bool = Fal
     """
     set_dir = Path(set_dir)
     utts = read_data_dir(set_dir)
+    read_anomaly_regions(set_dir, utts)  # its format and keys: a bad line stops stage 1, not the explanations
     digest = fingerprint(set_dir, utts, spec)
     marker = set_dir / DONE_MARKER
     if marker.is_file() and marker.read_text(encoding="utf-8").strip() == digest:

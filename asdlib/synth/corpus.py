@@ -25,7 +25,9 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,6 +37,7 @@ import soundfile as sf
 from scipy import fft
 from scipy.signal import fftconvolve
 
+from asdlib.data.regions import CORPUS_FILE, NO_REGION, AnomalyRegion
 from asdlib.io.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ METADATA_FILE = "synth_metadata.csv"
 DOMAINS = ("source", "target")
 LABELS = ("normal", "anomaly")
 ANOMALY_KINDS = ("harmonic_shift", "clicks", "modulation", "whine", "dropout")
+#: family a's kinds spread over the whole clip and spectrum: no time-frequency region to point at
+GLOBAL_KINDS = ("harmonic_shift", "modulation")
 NO_ATTRIBUTE = "noAttribute"
 
 
@@ -357,6 +362,56 @@ def _pulse_train(n: int, sr: int, times: np.ndarray, amps: np.ndarray, kernel: n
 
 
 # ---------------------------------------------------------------------------------------------
+# Where an anomaly is: ground truth for explanations (asdlib.explain)
+
+
+_REGION_SINK: ContextVar[list[AnomalyRegion] | None] = ContextVar("_REGION_SINK", default=None)
+
+
+def mark_region(start: float, end: float, f_low: float, f_high: float, t: np.ndarray, sr: int) -> None:
+    """Note where the anomaly being rendered is, clipped to the clip (time axis ``t``) and to 0..sr/2.
+
+    Why a sink and not a return value: the renderers keep their signatures and their random draws, so
+    the audio stays bit-identical; outside :func:`recording_regions` this does nothing."""
+    sink = _REGION_SINK.get()
+    if sink is None:
+        return
+    s, e = max(0.0, float(start)), min(float(t[-1]) + 1.0 / sr, float(end))
+    lo, hi = max(0.0, float(f_low)), min(sr / 2.0, float(f_high))
+    if e > s and hi > lo:
+        sink.append(AnomalyRegion(round(s, 3), round(e, 3), round(lo), round(hi)))
+
+
+def true_spans(mask: np.ndarray, t: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) seconds of the runs where ``mask`` is true."""
+    edges = np.diff(np.concatenate([[0], np.asarray(mask, dtype=np.int8), [0]]))
+    dt = float(t[1] - t[0])
+    return [(float(t[a]), float(t[b - 1]) + dt) for a, b in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0])]
+
+
+@contextmanager
+def recording_regions() -> Iterator[list[AnomalyRegion]]:
+    """Collect the :func:`mark_region` calls of the renders run inside the block."""
+    sink: list[AnomalyRegion] = []
+    token = _REGION_SINK.set(sink)
+    try:
+        yield sink
+    finally:
+        _REGION_SINK.reset(token)
+
+
+def anomaly_regions(spec: ClipSpec, cfg: SynthConfig, model: SoundModel | None = None) -> tuple[AnomalyRegion, ...]:
+    """Where the anomaly of ``spec`` is (re-rendered from its own draws); empty for a normal clip and
+    for the kinds of ``model.global_kinds``, which have no region."""
+    model = model or DEFAULT_MODEL
+    if spec.label != "anomaly" or spec.anomaly_kind(cfg.seed, model.anomaly_kinds) in model.global_kinds:
+        return ()
+    with recording_regions() as sink:
+        model.render(spec, cfg)
+    return tuple(dict.fromkeys(sink))
+
+
+# ---------------------------------------------------------------------------------------------
 # Clip synthesis
 
 # Calibration constants. With the defaults, a mean-log-mel cosine 1-NN detector reaches an AUC of
@@ -531,16 +586,20 @@ def _machine_signal(
     if anomaly == "clicks":
         rate = rng.uniform(3.0, 10.0)
         ctimes = np.arange(rng.uniform(0, 1 / rate), t[-1], 1 / rate)
-        ckernel = _decay_kernel(sr, rng.uniform(800.0, 4000.0), 0.003, 0.02, rng)
+        ring = rng.uniform(800.0, 4000.0)
+        ckernel = _decay_kernel(sr, ring, 0.003, 0.02, rng)
+        mark_region(0.0, t[-1], ring / 1.3, ring * 1.3, t, sr)
         clicks = _pulse_train(n, sr, ctimes, np.ones(ctimes.size), ckernel)
         machine = machine + clicks / (np.max(np.abs(clicks)) + 1e-12) * CLICK_PEAK * strength * ref
     elif anomaly == "whine":
         fw = rng.uniform(800.0, 0.4 * sr) * (1.0 + 0.002 * _smooth_noise(rng, n, 6))
+        mark_region(0.0, t[-1], fw.min() / 1.03, fw.max() * 1.03, t, sr)
         machine = machine + np.sin(2 * np.pi * np.cumsum(fw) / sr) * WHINE_LEVEL * strength * ref
     elif anomaly == "dropout":
         gate = np.ones(n)
         for _ in range(int(rng.integers(2, 5))):
             start, length = rng.uniform(0, t[-1] - 0.15), rng.uniform(0.03, 0.12)
+            mark_region(start, start + length, 0.0, sr / 2, t, sr)
             gate[(t >= start) & (t < start + length)] = 10.0 ** (-min(40.0, DROPOUT_DB * strength) / 20.0)
         machine = machine * np.convolve(gate, np.ones(64) / 64, mode="same")
     return machine
@@ -600,9 +659,12 @@ class SoundModel:
     render: Render
     anomaly_kinds: tuple[str, ...]
     marker: tuple[tuple[str, str | int], ...] = ()
+    global_kinds: tuple[str, ...] = ()  # anomaly kinds with no time-frequency region (:func:`anomaly_regions`)
 
 
-DEFAULT_MODEL = SoundModel("a", lambda m: machine_profile(m).params, synthesize_clip, ANOMALY_KINDS)
+DEFAULT_MODEL = SoundModel(
+    "a", lambda m: machine_profile(m).params, synthesize_clip, ANOMALY_KINDS, global_kinds=GLOBAL_KINDS
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -758,6 +820,8 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
     marker = cfg.to_json_dict() | dict(model.marker)
     root = Path(root)
     if _check_root(root, marker):
+        if not (root / CORPUS_FILE).is_file():  # a corpus made before the regions were written
+            write_regions(root, cfg, model)
         logger.info("%s already holds this synthetic corpus; nothing to do", root)
         return
     eval_list: list[str] = []
@@ -773,8 +837,7 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
             )
             names = {spec: labelled_name(spec, cfg) for spec in train + test}
             if dataset == "eval":
-                blind = blinded_order(machine, cfg, len(test))
-                blinded = {spec: f"section_00_{b:04d}.wav" for spec, b in zip(test, blind)}
+                blinded = written_test_names(dataset, machine, test, cfg)
                 rows = sorted((blinded[spec], names[spec]) for spec in test)
                 eval_list += [machine] + [f"{b},{labelled}" for b, labelled in rows]
                 names.update(blinded)
@@ -805,4 +868,30 @@ def generate_corpus(root: Path, cfg: SynthConfig, model: SoundModel | None = Non
             )
     atomic_write_text(root / f"eval_data_list_{cfg.year}.csv", "".join(line + "\r\n" for line in eval_list))
     atomic_write_text(root / METADATA_FILE, "\n".join(metadata) + "\n")
+    write_regions(root, cfg, model)
     atomic_write_text(root / DONE_MARKER, json.dumps(marker, sort_keys=True) + "\n")
+
+
+def written_test_names(dataset: str, machine: str, test: list[ClipSpec], cfg: SynthConfig) -> dict[ClipSpec, str]:
+    """The names the test clips are written under: labelled (dev) or blinded (eval)."""
+    if dataset != "eval":
+        return {spec: labelled_name(spec, cfg) for spec in test}
+    blind = blinded_order(machine, cfg, len(test))
+    return {spec: f"section_00_{b:04d}.wav" for spec, b in zip(test, blind)}
+
+
+def write_regions(root: Path, cfg: SynthConfig, model: SoundModel) -> None:
+    """``anomaly_regions.csv``: per anomalous test clip its kind and where it is (``regions``: the
+    :meth:`AnomalyRegion.text` tokens, space-separated, or ``none`` for the model's global kinds and
+    an anomaly that fell outside the clip). Only the anomalous clips are rendered again, so adding
+    it to an existing corpus costs a fraction of generating it."""
+    lines = ["dataset,machine,split,file_name,anomaly,regions"]
+    for dataset, machines in (("dev", cfg.dev_machines), ("eval", cfg.eval_machines)):
+        for machine in machines:
+            test = split_specs(dataset, machine, "test", cfg, model)
+            names = written_test_names(dataset, machine, test, cfg)
+            for spec in (s for s in test if s.label == "anomaly"):
+                regions = " ".join(r.text() for r in anomaly_regions(spec, cfg, model)) or NO_REGION
+                kind = spec.anomaly_kind(cfg.seed, model.anomaly_kinds)
+                lines.append(f"{dataset},{machine},test,{names[spec]},{kind},{regions}")
+    atomic_write_text(root / CORPUS_FILE, "\n".join(lines) + "\n")

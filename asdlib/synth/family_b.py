@@ -31,6 +31,8 @@ from asdlib.synth.corpus import AttrParam, ClipSpec, SoundModel, SynthConfig
 
 FAMILY_VERSION = 1  # bump whenever family b's audio changes (recorded in .done)
 ANOMALY_KINDS = ("bearing", "imbalance", "squeal", "resonance_shift", "cavitation")
+# no region: a once-per-rev modulation of the whole sound, all resonances moved, broadband crackle throughout
+GLOBAL_KINDS = ("imbalance", "resonance_shift", "cavitation")
 # Real DCASE 2023/2024 machine types that the default (family a) corpus does not use.
 DEV_MACHINES = ("bearing", "slider", "ToyCar")
 EVAL_MACHINES = ("AirCompressor", "BrushlessMotor", "HoveringDrone")
@@ -184,7 +186,9 @@ def _machine(
         f_d = f_rot * p.defect_order * rng.uniform(0.97, 1.03)
         times = np.arange(rng.uniform(0, 1 / f_d), t[-1], 1 / f_d)
         amps = (1.0 + 0.8 * np.cos(2 * np.pi * f_rot * times)) * rng.uniform(0.7, 1.3, times.size)
-        kernel = a._decay_kernel(sr, p.defect_res * rng.uniform(0.9, 1.1), 0.0015, 0.015, rng)
+        ring = p.defect_res * rng.uniform(0.9, 1.1)
+        kernel = a._decay_kernel(sr, ring, 0.0015, 0.015, rng)
+        a.mark_region(0.0, t[-1], ring / 1.3, ring * 1.3, t, sr)
         imp = a._pulse_train(n, sr, times, amps, kernel)
         x = x + imp / a._rms(imp) * BEARING_LEVEL * strength * ref
     elif anomaly == "imbalance":
@@ -197,6 +201,7 @@ def _machine(
             fs = rng.uniform(1500.0, 6000.0) * (1.0 + 0.03 * np.sin(2 * np.pi * rng.uniform(6.0, 14.0) * t))
             ph = 2 * np.pi * np.cumsum(fs) / sr
             win = np.sin(np.pi * np.clip((t - start) / length, 0.0, 1.0))
+            a.mark_region(start, start + length, fs.min() / 1.03, 2 * fs.max() * 1.03, t, sr)
             out += (np.sin(ph) + 0.3 * np.sin(2 * ph)) * win
         x = x + out * SQUEAL_LEVEL * strength * ref
     elif anomaly == "cavitation":
@@ -279,7 +284,9 @@ def render(spec: ClipSpec, cfg: SynthConfig, part: str = "mix") -> np.ndarray:
     return np.clip(out * LEVEL * 10.0 ** (rng.uniform(-1.0, 1.0) / 20.0), -1.0, a.MAX_SAMPLE)
 
 
-MODEL = SoundModel("b", params, render, ANOMALY_KINDS, (("family", "b"), ("family_version", FAMILY_VERSION)))
+MODEL = SoundModel(
+    "b", params, render, ANOMALY_KINDS, (("family", "b"), ("family_version", FAMILY_VERSION)), GLOBAL_KINDS
+)
 
 
 def default_config(**changes) -> SynthConfig:

@@ -33,6 +33,7 @@ from asdlib.synth.corpus import AttrParam, ClipSpec, SoundModel, SynthConfig
 
 FAMILY_VERSION = 1  # bump whenever family c's audio changes (recorded in .done)
 ANOMALY_KINDS = ("missed_stroke", "extra_knock", "rattle", "worn_tool", "motor_drift")
+GLOBAL_KINDS = ("worn_tool", "motor_drift")  # no region: every impact's modes, the motor's pitch throughout
 # Official DCASE 2024 machine types that neither family a nor family b uses (2024 has one such dev type).
 DEV_MACHINES = ("ToyTrain",)
 EVAL_MACHINES = ("3DPrinter", "RoboticArm", "ToyCircuit")
@@ -135,7 +136,9 @@ def _machine(
     for c, t0 in enumerate(cycles):
         for ph, g in zip(p.phases, p.gains):
             dt = TIMING_JITTER * rng.standard_normal()
-            if c == missed and ph == p.phases[0]:
+            if c == missed and ph == p.phases[0]:  # the stroke's ring is gone or comes late: all bands
+                ring = 3 * max(tau for _, tau in modes)
+                a.mark_region(t0 + ph * period - 0.01, t0 + ph * period + MISSED_LATE * strength + ring, 0.0, sr, t, sr)
                 if rng.random() < 0.5:
                     continue  # missed
                 dt += MISSED_LATE * strength  # late
@@ -147,12 +150,17 @@ def _machine(
     if anomaly == "extra_knock":
         knock_modes = tuple((f * rng.uniform(1.3, 1.8), tau) for f, tau in modes[:2])
         kt = cycles + period * rng.uniform(0.92, 0.98)
+        band = [f for f, _ in knock_modes]
+        for k in kt:
+            a.mark_region(k, k + 3 * modes[0][1], min(band) / 1.15, max(band) * 1.15, t, sr)
         x = x + a._pulse_train(
             n, sr, kt, np.full(kt.size, KNOCK_LEVEL * strength * max(p.gains)), _impact(sr, knock_modes, rng)
         )
     elif anomaly == "rattle":
         rt = (np.array(times)[:, None] + np.cumsum(rng.uniform(0.004, 0.012, (len(times), 6)), axis=1)).ravel()
-        rk = a._decay_kernel(sr, rng.uniform(2500.0, 5000.0), 0.002, 0.01, rng)
+        ring = rng.uniform(2500.0, 5000.0)
+        rk = a._decay_kernel(sr, ring, 0.002, 0.01, rng)
+        a.mark_region(0.0, t[-1], ring / 1.3, ring * 1.3, t, sr)  # after every impact: the whole clip
         rattle = a._pulse_train(n, sr, rt, rng.uniform(0.3, 1.0, rt.size), rk)
         x = x + rattle / a._rms(rattle) * RATTLE_LEVEL * strength * ref
     f_motor = spm / 60.0 * p.whine_ratio
@@ -228,7 +236,9 @@ def render(spec: ClipSpec, cfg: SynthConfig, part: str = "mix") -> np.ndarray:
     return a.at_level(mix, LEVEL, rng, a.select_part(part, mix, x, noise, chain))
 
 
-MODEL = SoundModel("c", params, render, ANOMALY_KINDS, (("family", "c"), ("family_version", FAMILY_VERSION)))
+MODEL = SoundModel(
+    "c", params, render, ANOMALY_KINDS, (("family", "c"), ("family_version", FAMILY_VERSION)), GLOBAL_KINDS
+)
 
 
 def default_config(**changes) -> SynthConfig:

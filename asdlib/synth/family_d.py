@@ -36,6 +36,7 @@ from asdlib.synth.corpus import AttrParam, ClipSpec, SoundModel, SynthConfig
 
 FAMILY_VERSION = 1  # bump whenever family d's audio changes (recorded in .done)
 ANOMALY_KINDS = ("arcing", "lamination", "bearing", "phase_loss", "fan_blade")
+GLOBAL_KINDS = ("arcing",)  # no region: broadband crackle throughout the clip
 # Official DCASE machine types that families a, b and c do not use.
 DEV_MACHINES = ("pump", "shaker", "grinder")
 EVAL_MACHINES = ("Polisher", "ScrewFeeder", "BandSealer")
@@ -130,6 +131,7 @@ def _machine(
         if np.max(f) < sr / 2
     )
     if anomaly == "phase_loss":  # odd sidebands: the carrier's pattern loses its symmetry
+        a.mark_region(0.0, t[-1], fc - 3 * np.max(fo) - 20.0, fc + 3 * np.max(fo) + 20.0, t, sr)
         carrier = carrier + PHASE_LOSS_LEVEL * s * sum(
             _sine(t, fc + m * fo, rng) for m in (-3, -1, 1, 3) if fc + m * hz < sr / 2
         )
@@ -138,10 +140,12 @@ def _machine(
     fan = a._colored_noise(rng, 10.0 ** (a._resonance_db(a._freqs(n, sr), p.fan_noise) / 20.0), n)
     fan = fan + 0.4 * _sine(t, bpf, rng) + 0.2 * _sine(t, 2 * bpf, rng)
     if anomaly == "fan_blade":
+        a.mark_region(0.0, t[-1], np.min(bpf - fan_rot) / 1.05, np.max(bpf + fan_rot) * 1.05, t, sr)
         fan = fan + FAN_SIDEBAND * s * 0.4 * (_sine(t, bpf - fan_rot, rng) + _sine(t, bpf + fan_rot, rng))
     hum_amps = [0.3, 0.12, 0.05]
     if anomaly == "lamination":
         hum_amps = [v * 10.0 ** (LAMINATION_DB * s / 20.0) for v in hum_amps] + [0.05 * s]
+        a.mark_region(0.0, t[-1], 0.0, 8 * p.line * 1.1, t, sr)
     hum = sum(v * _sine(t, 2 * (k + 1) * p.line, rng) for k, v in enumerate(hum_amps))
     x = load_gain * magnetic / a._rms(magnetic) + 0.5 * carrier / a._rms(carrier) + 0.6 * fan / a._rms(fan) + hum
     ref = a._rms(x)
@@ -152,6 +156,7 @@ def _machine(
         x = x + crackle / a._rms(crackle) * ARC_LEVEL * s * ref
     elif anomaly == "bearing":  # a weak high tone, modulated once per revolution
         fb = float(rng.uniform(3000.0, 5000.0))
+        a.mark_region(0.0, t[-1], fb - 2 * np.max(fan_rot), fb + 2 * np.max(fan_rot), t, sr)
         tone = _sine(t, fb, rng) * (1.0 + 0.5 * _sine(t, fan_rot, rng))
         x = x + tone / a._rms(tone) * BEARING_LEVEL * s * ref
     return x
@@ -217,7 +222,9 @@ def render(spec: ClipSpec, cfg: SynthConfig, part: str = "mix") -> np.ndarray:
     return a.at_level(mix, LEVEL, rng, a.select_part(part, mix, x, noise, mic))
 
 
-MODEL = SoundModel("d", params, render, ANOMALY_KINDS, (("family", "d"), ("family_version", FAMILY_VERSION)))
+MODEL = SoundModel(
+    "d", params, render, ANOMALY_KINDS, (("family", "d"), ("family_version", FAMILY_VERSION)), GLOBAL_KINDS
+)
 
 
 def default_config(**changes) -> SynthConfig:

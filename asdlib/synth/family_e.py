@@ -112,10 +112,15 @@ def _device(
     f = p.motor_hz * speed / 100.0 * (0.3 + env)
     if anomaly == "hunting":  # a slow wobble while the servo holds (env at its extent)
         hold = (env > 0.95 * env.max()) if env.max() > 0 else np.zeros(n, dtype=bool)
+        if hold.any():  # the motor's partials wobble while it holds
+            for s0, s1 in a.true_spans(hold, t):
+                a.mark_region(s0, s1, f[hold].min() / 1.1, 6 * f[hold].max() * 1.1, t, sr)
         f = f * (1.0 + HUNT_DEPTH * s * hold * np.sin(2 * np.pi * rng.uniform(3.0, 6.0) * t))
     motor = sum(v * d._sine(t, (k + 1) * f, rng) for k, v in enumerate(p.partials) if (k + 1) * f.max() < sr / 2)
     motor = motor * (0.2 + moving)
     whine_hz = p.whine_hz * (1.0 + WHINE_SHIFT * s * rng.choice([-1.0, 1.0]) if anomaly == "whine_shift" else 1.0)
+    if anomaly == "whine_shift":  # the whine left its band for another: both are the region
+        a.mark_region(0.0, t[-1], min(whine_hz, p.whine_hz) / 1.02, max(whine_hz, p.whine_hz) * 1.02, t, sr)
     whine = 0.05 * d._sine(t, whine_hz, rng) * (1.0 - 0.5 * moving)
     fan = 0.15 * (d._sine(t, p.fan_hz, rng) + 0.5 * d._sine(t, 2 * p.fan_hz, rng))
     fan = fan + 0.1 * a._colored_noise(rng, 1.0 / np.sqrt(np.maximum(a._freqs(n, sr), 50.0)), n)
@@ -125,15 +130,22 @@ def _device(
         phase = np.cumsum(f / 20.0) / sr
         ticks = np.nonzero(np.diff(np.floor(phase)) > 0)[0]
         ticks = ticks[moving[ticks] > 0]
-        kernel = a._decay_kernel(sr, rng.uniform(2000.0, 4000.0), 0.002, 0.01, rng)
+        ring = rng.uniform(2000.0, 4000.0)
+        kernel = a._decay_kernel(sr, ring, 0.002, 0.01, rng)
+        for s0, s1 in a.true_spans(moving > 0, t):
+            a.mark_region(s0, s1, ring / 1.3, ring * 1.3, t, sr)
         click = a._pulse_train(n, sr, ticks / sr, np.ones(ticks.size), kernel)
         x = x + click / a._rms(click) * CLICK_LEVEL * s * ref * np.sqrt(np.mean(moving) + 1e-3)
     elif anomaly == "cable_rub":
         sos = signal.butter(2, [1500.0, 4000.0], btype="bandpass", fs=sr, output="sos")
         rub = signal.sosfilt(sos, rng.standard_normal(n)) * moving
+        for s0, s1 in a.true_spans(moving > 0, t):
+            a.mark_region(s0, s1, 1500.0, 4000.0, t, sr)
         x = x + rub / a._rms(rub) * RUB_LEVEL * s * ref
     elif anomaly == "fan_bearing":
-        tone = d._sine(t, rng.uniform(2500.0, 4500.0), rng) * (1.0 + 0.5 * d._sine(t, p.fan_hz, rng))
+        fb = rng.uniform(2500.0, 4500.0)
+        a.mark_region(0.0, t[-1], fb - 2 * p.fan_hz, fb + 2 * p.fan_hz, t, sr)
+        tone = d._sine(t, fb, rng) * (1.0 + 0.5 * d._sine(t, p.fan_hz, rng))
         x = x + tone / a._rms(tone) * FAN_BEARING_LEVEL * s * ref
     return x
 

@@ -28,6 +28,8 @@ train_config=conf/train.yaml        # training config (YAML)
 download_upstream=false # true: fetch the config's official upstream checkpoint if absent (docs/upstreams.md)
 upstream_mirror=""    # base URL of a mirror for --download_upstream (<mirror>/<host>/<path>)
 skip_unlabelled=false # stage 6: true skips sets without ground truth (a blind set prepared without its eval list) instead of failing
+explain=false         # stage 6: true also explains the anomalous test clips with the packed model (run stage 7 first): exp/<tag>/explain/<set>/
+explain_grid=10x8     # stage 6 with --explain true: <time segments>x<mel bands> of the maps
 tag=""                # experiment name; default: the config file name without .yaml (+ _<train_args>)
 train_args=""         # config overrides "key=value ...", e.g. "optim.lr=1e-4 finetune.rank=16" (no spaces in a value)
 fpr=0.05              # stages 6-7: false-alarm rate the packed model's decision thresholds aim at
@@ -51,6 +53,7 @@ Usage: ./run.sh [options]   (egs/<recipe>/run.sh passes them to asd.sh, the shar
   --local_data_opts "..."       options for local/data.sh (--eval_list <csv>, --download true)
   --skip_bad ${skip_bad}          stage 1: move unusable audio files to data/<set>/bad.list instead of failing
   --skip_unlabelled ${skip_unlabelled}   stage 6: skip (instead of failing on) test sets without ground truth
+  --explain ${explain}  --explain_grid ${explain_grid}   stage 6: why each anomalous test clip alarmed (needs stage 7's pack): exp/<tag>/explain/<set>/
   --submission_rows ${submission_rows}   stage 5: submission row names, file (DCASE) or utt (unique per recording: egs/custom)
   --train_sets "${train_sets}"  --test_sets "${test_sets}"
 EOM
@@ -240,6 +243,21 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         ${python} -m asdlib.bin.evaluate --year "${year}" --data_dir "${datadir}/${s}" \
             --scores "${exp}/scores/${s}/scores.scp" --out_dir "${exp}/results/${s}" \
             --skip_unknown "${skip_unlabelled}"
+        if [ "${explain}" = true ]; then
+            if [ ! -f "${exp}/packed/manifest.json" ]; then
+                log "--explain true needs the packed model ${exp}/packed: run stage 7, then --stage 6 --stop_stage 6 --explain true"
+                exit 1
+            fi
+            log "Stage 6: explaining the anomalous clips of ${s} -> ${exp}/explain/${s}/"
+            mkdir -p "${exp}/explain/${s}"
+            # '<path> <machine> <section>' per anomalous recording (the data dir files share their sorted keys)
+            paste -d ' ' "${datadir}/${s}/utt2label" "${datadir}/${s}/utt2machine" "${datadir}/${s}/utt2section" \
+                "${datadir}/${s}/wav.scp" | awk '$2 == "anomaly" { m = $4; n = $6; for (i = 0; i < 7; i++) sub(/^[^ ]+ /, ""); print $0, m, n }' \
+                | sort -u > "${exp}/explain/${s}/anomalous.list"
+            ${python} -m asdlib.bin.infer --packed "${exp}/packed" --list "${exp}/explain/${s}/anomalous.list" \
+                --out "${exp}/explain/${s}/scores.csv" --explain "${exp}/explain/${s}" --explain_grid "${explain_grid}" \
+                --device "${device}"
+        fi
     done
     log "Stage 6: operating figures at the thresholds stage 7 packs (--fpr ${fpr}, --calib_folds ${calib_folds})"
     # shellcheck disable=SC2086  # test_sets is a list of set names

@@ -82,6 +82,11 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
             str(missing),
         ),
         "infer": (["--packed", str(missing), "--machine", "fan", str(missing / "x.wav")], str(missing)),
+        "measure_explain": (
+            ["--packed", str(missing), "--test_dir", str(missing), "--train_dir", str(missing), "--label", "x"]
+            + ["--out", str(tmp / "explain.md")],
+            str(missing),
+        ),
         "monitor": (["--packed", str(missing), "--follow", str(missing / "x.wav")], str(missing)),
         "make_stream": (["--family", "a", "--machine", "nosuch", "--seconds", "4", "--out", "-"], "nosuch"),
         "make_labels": (["--train_sets", str(missing)], str(missing)),

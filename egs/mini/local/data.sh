@@ -51,7 +51,7 @@ case "${year}" in
     *) echo "local/data.sh: --year must be 2023, 2024, 2025 or 2026, got '${year}'" >&2; exit 1 ;;
 esac
 [ "${year}" = 2024 ] || root="${root}_${year}"
-if [ ! -f "${root}/.done" ]; then
+if [ ! -f "${root}/.done" ] || [ ! -f "${root}/anomaly_regions.csv" ]; then  # an older corpus gains its anomaly regions
     echo "local/data.sh: generating the synthetic corpus (family ${family}, DCASE ${year} layout) in ${root}" >&2
     # shellcheck disable=SC2086  # synth_opts is a list of options
     python -m asdlib.bin.make_synth --root "${root}" --year "${year}" ${synth_opts}
