@@ -55,11 +55,13 @@ class SectionThresholds:
         )
 
     def decide(self, domain: str, rule: str) -> tuple[float, float]:
-        """(threshold, promised FPR) for a clip of ``domain`` under ``rule``; a domain the calibration
-        never saw falls back to the unknown-domain threshold."""
-        if rule == "known" and domain in self.domains:
-            return self.domains[domain]
-        return self.threshold, self.bound
+        """(threshold, promised FPR) for a clip of ``domain`` under ``rule``. The unknown-domain
+        threshold is at least the domain's own, so the domain's bound holds under both rules; a domain
+        the calibration never saw gets the unknown-domain threshold and the largest bound."""
+        if domain not in self.domains:
+            return self.threshold, self.bound
+        own, bound = self.domains[domain]
+        return (own if rule == "known" else self.threshold), bound
 
 
 @dataclass(frozen=True)
