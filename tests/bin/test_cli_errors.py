@@ -80,6 +80,7 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
             ["--packed", str(missing), "--machine", "fan", "--out", str(tmp / "enrolled"), str(missing / "x.wav")],
             str(missing),
         ),
+        "export": (["--packed", str(missing), "--format", "onnx", "--out", str(tmp / "onnx")], str(missing)),
         "infer": (["--packed", str(missing), "--machine", "fan", str(missing / "x.wav")], str(missing)),
         "monitor": (["--packed", str(missing), "--follow", str(missing / "x.wav")], str(missing)),
         "make_stream": (["--family", "a", "--machine", "nosuch", "--seconds", "4", "--out", "-"], "nosuch"),
