@@ -31,7 +31,14 @@ from asdlib.backends.portable import check_exportable
 from asdlib.bin.enroll import check_out
 from asdlib.bin.pack import software_versions
 from asdlib.export import reference
-from asdlib.export.onnx_export import DEFAULT_OPSET, export_embedder, export_scoring, probe_errors, quantize_int8
+from asdlib.export.onnx_export import (
+    DEFAULT_OPSET,
+    check_traceable,
+    export_embedder,
+    export_scoring,
+    probe_errors,
+    quantize_int8,
+)
 from asdlib.io.atomic import atomic_write_text
 from asdlib.utils import run_main, setup_logging
 
@@ -124,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     check_out(args.packed, args.out, args.force)
     packed = load_packed(args.packed)  # verified as asdlib-infer verifies it (a .tar is extracted and removed)
     check_exportable(packed.trained.cfg.backend, f"{args.packed} (config.yaml)")
+    check_traceable(packed, f"{args.packed} (config.yaml)")
     write_export(packed, args.out, args)
     log.info("exported %s -> %s", args.packed, args.out)
     return 0

@@ -25,11 +25,23 @@ from asdlib.backends.packed import Packed
 from asdlib.backends.portable import Arrays, export_backend
 from asdlib.export.reference import Scorer
 from asdlib.models.lora import merge_lora
+from asdlib.models.upstream import S3PRL_NAMES
 
 INPUTS = ("wavs", "lengths", "machines")
 OUTPUT = "embeddings"
 DEFAULT_OPSET = 17  # DFT-free graphs need nothing newer; onnxruntime 1.32 runs opsets up to 23
 PROBE_SECONDS = 2.0  # probe window of a model scored on whole files (no data.window_seconds nor clip length)
+
+
+def check_traceable(packed: Packed, where: str) -> None:
+    """Refuse, in one line, an embedder the TorchScript exporter cannot trace (before minutes of work)."""
+    cfg = packed.trained.cfg
+    if cfg.embedder == "ssl" and cfg.upstream.name in S3PRL_NAMES:
+        raise ValueError(
+            f"{where}: upstream {cfg.upstream.name} (s3prl) cannot be exported yet: its encoder pads the "
+            "sequence with Python arithmetic on the length, which a traced ONNX graph freezes; export a "
+            "beats, eat or log-mel model, or score this one with asdlib-infer"
+        )
 
 
 def probe_seconds(packed: Packed) -> float:
@@ -112,14 +124,16 @@ class ProbeErrors:
 
 def probe_errors(packed: Packed, scorer: Scorer) -> ProbeErrors:
     """Embed and score seeded noise windows of every known (machine, section) both ways: a batch of 3
-    windows of the model's length and one of 2 shorter windows (another time axis)."""
+    windows of the model's length, 2 shorter ones and a longer one (the time axis is dynamic: a
+    length the trace froze shows up here)."""
     rate = packed.manifest.audio.sample_rate
     n = int(probe_seconds(packed) * rate)
     rng = np.random.default_rng(1)
     emb_err = score_err = rel_err = 0.0
     count = 0
     for machine, section in packed.known():
-        for size, batch in ((n, 3), (max(n * 3 // 4, int(packed.manifest.audio.min_seconds * rate) + 1), 2)):
+        shorter = max(n * 3 // 4, int(packed.manifest.audio.min_seconds * rate) + 1)
+        for size, batch in ((n, 3), (shorter, 2), (n * 3 // 2, 1)):
             windows = list((rng.standard_normal((batch, size)) * 0.1).astype(np.float32))
             want = packed.embed(windows, machine, "cpu")
             got = scorer.embed(windows, machine)

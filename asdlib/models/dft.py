@@ -18,7 +18,7 @@ from torch import Tensor
 
 def frame(x: Tensor, window: int, hop: int) -> Tensor:
     """(B, T) -> (B, frames, window): every full window at ``hop`` steps (``(T - window) // hop + 1``)."""
-    count = torch.div(x.shape[1] - window, hop, rounding_mode="floor") + 1
+    count = (x.shape[1] - window) // hop + 1
     starts = torch.arange(count, device=x.device) * hop
     return x[:, starts[:, None] + torch.arange(window, device=x.device)[None, :]]
 
