@@ -11,6 +11,11 @@ is faster than real time), and the median speed-up over torch. Run::
 
     asdlib-export --packed egs/mini/exp/train/packed --out /tmp/mini_onnx --int8
     python benchmarks/bench_export.py --packed egs/mini/exp/train/packed --export /tmp/mini_onnx
+
+``--base`` measures the paper's system instead (LoRA r64 + MGA on a random base-size BEATs,
+:func:`common.base_pack`, packed and exported with --int8 in ``--work_dir`` on the first call)::
+
+    python benchmarks/bench_export.py --base --seconds 10 --windows 8
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,15 +32,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asdlib.backends.packed import load_packed
-from asdlib.export.onnx_export import probe_seconds
-from asdlib.export.reference import EMBEDDER_INT8, Scorer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+from asdlib.backends.packed import load_packed  # noqa: E402
+from asdlib.bin import export  # noqa: E402
+from asdlib.export.onnx_export import probe_seconds  # noqa: E402
+from asdlib.export.reference import EMBEDDER_INT8, MANIFEST, Scorer  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--packed", type=Path, required=True)
-    p.add_argument("--export", type=Path, required=True, help="asdlib-export's --out of the same pack")
+    p.add_argument("--packed", type=Path, help="a packed model (or --base)")
+    p.add_argument("--export", type=Path, help="asdlib-export's --out of the same pack (or --base)")
+    p.add_argument("--base", action="store_true", help="the paper's system on a random base BEATs (common.base_pack)")
+    p.add_argument("--work_dir", type=Path, default=Path("/tmp/asdlib_bench"))
     p.add_argument("--windows", type=int, default=50)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seconds", type=float, help="window length (default: the model's)")
@@ -45,6 +58,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    if args.base:
+        args.packed, args.export = common.base_pack(args.work_dir), args.work_dir / "onnx_base"
+        if not (args.export / MANIFEST).is_file():
+            export.main(
+                ["--packed", str(args.packed), "--out", str(args.export), "--int8", "--force", "--verbose", "0"]
+            )
+    if args.packed is None or args.export is None:
+        raise SystemExit("bench_export.py: pass --packed and --export, or --base")
     torch.set_num_threads(args.threads)
     packed = load_packed(args.packed)
     machine, section = packed.known()[0]
