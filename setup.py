@@ -25,6 +25,9 @@ install_requires = [
     "pyyaml>=6.0",
     "matplotlib>=3.7",
     "safetensors>=0.4",
+    # asdlib-export and its reference scorer: the ONNX model and its CPU runtime
+    "onnx>=1.17,<2",
+    "onnxruntime>=1.20,<2",
 ]
 
 setup(
@@ -51,6 +54,7 @@ setup(
             "asdlib-infer=asdlib.bin.infer:cli",
             "asdlib-enroll=asdlib.bin.enroll:cli",
             "asdlib-monitor=asdlib.bin.monitor:cli",
+            "asdlib-export=asdlib.bin.export:cli",
         ]
     },
     extras_require={

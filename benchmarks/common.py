@@ -124,6 +124,31 @@ def extraction_setup(work_dir: Path, clips: int = 16, seconds: float = 10.0) -> 
     return exp_dir, data_dir
 
 
+def base_pack(work_dir: Path) -> Path:
+    """A packed model of :func:`extraction_setup`'s experiment (the paper's system on the random base
+    BEATs, untrained adapters: its scores mean nothing, its speed does), made once: stage 4 on its
+    data dir, then stage 7."""
+    from asdlib.config import load_train_config
+
+    exp_dir, data_dir = extraction_setup(work_dir)
+    packed = exp_dir / "packed"
+    if (packed / "manifest.json").is_file():
+        return packed
+    sets = load_train_config(exp_dir / "config.yaml").data.train_sets
+    for name in sets:
+        embed = exp_dir / "embed" / name
+        if (embed / "embeddings.scp").is_file():
+            continue
+        embed.mkdir(parents=True, exist_ok=True)
+        stage4 = ["--exp_dir", str(exp_dir), "--data_dir", str(data_dir.parent / name), "--device", "cpu"]
+        stage4 += ["--out_ark", str(embed / "embeddings.ark"), "--out_scp", str(embed / "embeddings.scp")]
+        subprocess.run([sys.executable, "-m", "asdlib.bin.extract", *stage4, "--verbose", "0"], check=True, cwd=REPO)
+    stage7 = ["--exp_dir", str(exp_dir), "--data_root", str(data_dir.parent), "--train_sets", *sets]
+    stage7 += ["--out_dir", str(packed), "--folds", "2", "--verbose", "0"]
+    subprocess.run([sys.executable, "-m", "asdlib.bin.pack", *stage7], check=True, cwd=REPO)
+    return packed
+
+
 def _status_mib(field: str) -> float:
     text = Path("/proc/self/status").read_text()
     return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1)) / 1024

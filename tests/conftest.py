@@ -329,10 +329,14 @@ def make_logmel_pack(root: Path, wavs: dict[str, list[Path]], fpr: float, folds:
     return exp / "packed"
 
 
-def make_tiny_pack(root: Path, backend: dict | None = None, noise_sets: tuple[str, ...] = ()) -> Path:
+def make_tiny_pack(
+    root: Path, backend: dict | None = None, noise_sets: tuple[str, ...] = (), beats: Path | None = None
+) -> Path:
     """Pack (stage 7, in-process) the experiment of :func:`tiny_pack` under ``root``, with ``backend``
     as its back-end section; each of ``noise_sets`` gets 6 random noise clips of ``fan`` ``00`` in
-    ``data/<set>`` and their embeddings in ``exp/embed/noise_<set>``."""
+    ``data/<set>`` and their embeddings in ``exp/embed/noise_<set>``. ``beats``: a random-init BEATs
+    checkpoint (asdlib-make_random_upstream) that replaces the log-mel embedder, with LoRA rank 2 and
+    8-dim embeddings (the bank's width grows by the appended log-mel when the back end reads it)."""
     import torch
 
     from asdlib.backends.bank import noise_embed_name
@@ -344,15 +348,24 @@ def make_tiny_pack(root: Path, backend: dict | None = None, noise_sets: tuple[st
     from asdlib.models.asd_model import build_model, trainable_state
 
     data = {"train_sets": ["train"], "resample": True, "channel": "mean", "window_seconds": 1.0}
+    embedder: dict = {"embedder": "logmel"}
+    if beats is not None:
+        embedder = {
+            "embedder": "ssl",
+            "upstream": {"name": "beats", "path": str(beats)},
+            "finetune": {"mode": "lora", "rank": 2, "dropout": 0.0},
+            "model": {"embed_dim": 8, "pooling_hidden": 8},
+        }
     cfg = from_dict(
         TrainConfig,
         {
-            "embedder": "logmel",
+            **embedder,
             "logmel": {"n_mels": 8},
             "data": {**data, "window_min_seconds": 0.5},
             "backend": backend or {},
         },
     )
+    width = 8 + (8 if beats is not None and cfg.backend.uses_logmel else 0)
     exp = root / "exp"
     rng = np.random.default_rng(0)
     sets = [("train", "train", [make_utt("fan", "00", f"n{i:02d}", path=root / "x.wav") for i in range(12)])]
@@ -366,10 +379,14 @@ def make_tiny_pack(root: Path, backend: dict | None = None, noise_sets: tuple[st
         write_vectors(
             exp / "embed" / embed_name / "embeddings.ark",
             exp / "embed" / embed_name / "embeddings.scp",
-            {u.utt_id: rng.standard_normal(8).astype(np.float32) for u in utts},
+            {u.utt_id: rng.standard_normal(width).astype(np.float32) for u in utts},
         )
     dump_config(cfg, exp / "config.yaml")
-    state = {"epoch": 0, "model": trainable_state(build_model(cfg, 1)), "classes": ["fan-00"], "machines": ["fan"]}
+    weights = trainable_state(build_model(cfg, 1))
+    gen = torch.Generator().manual_seed(0)
+    for name in [n for n in weights if "lora_B" in n]:  # trained adapters are not zero: merging them must count
+        weights[name] = 0.1 * torch.randn(weights[name].shape, generator=gen)
+    state = {"epoch": 0, "model": weights, "classes": ["fan-00"], "machines": ["fan"]}
     torch.save(state, exp / "model.pt")
     args = ["--exp_dir", str(exp), "--data_root", str(root / "data"), "--train_sets", "train"]
     assert pack.main([*args, "--out_dir", str(exp / "packed"), "--tar", "true", "--folds", "3", "--verbose", "0"]) == 0

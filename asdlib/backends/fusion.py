@@ -19,6 +19,7 @@ import numpy as np
 
 from asdlib.backends.base import Backend, build_backend
 from asdlib.backends.knn import GroupKey
+from asdlib.backends.portable import Arrays, export_backend, exports
 from asdlib.data.datadir import Utt
 from asdlib.registry import BACKENDS
 
@@ -113,3 +114,22 @@ class FusionBackend:
             mean, sd = np.array([stats.get((u.machine, u.section), (0.0, 1.0)) for u in utts]).T.reshape(2, -1)
             z.append((s - mean) / sd)
         return np.mean(z, axis=0) if self.combine == "mean" else np.max(z, axis=0)
+
+
+@exports(FusionBackend)
+def export_fusion(backend: FusionBackend, arrays: Arrays) -> dict:
+    """Each member's node, columns and per-section standardisation, for ``reference.score_fusion``."""
+    return {
+        "scorer": "fusion",
+        "combine": backend.combine,
+        "members": [
+            {
+                "columns": [cols.start, cols.stop],
+                "backend": export_backend(member, arrays),
+                "stats": [
+                    {"machine": m, "section": s, "mean": mean, "sd": sd} for (m, s), (mean, sd) in sorted(stats.items())
+                ],
+            }
+            for (member, cols), stats in zip(backend.members, backend.stats)
+        ],
+    }

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from asdlib.backends.base import BackendError
+from asdlib.backends.portable import Arrays, exports
 from asdlib.data.datadir import Utt
 from asdlib.registry import BACKENDS
 
@@ -229,3 +230,28 @@ class KnnBackend:
         """One bank's score of each (L2-normalised float32) query: the mean distance to its k nearest
         entries; ``exclude[i]``: the bank row left out for query i (-1: none)."""
         return mean_finite(nearest_distances(query, bank.emb, self.k, exclude, bank.scale))
+
+
+@exports(KnnBackend)
+def export_knn(backend: KnnBackend, arrays: Arrays) -> dict:
+    """Every (machine, section)'s banks (float32 L2-normalised rows, with their distance divisors
+    when rescaled) for ``reference.score_knn``: what :meth:`KnnBackend.score` reads. The variants
+    that only change the banks (knn_rescaled, knn_smote, kmeans) register this hook too."""
+    return {
+        "scorer": "knn",
+        "k": backend.k,
+        "groups": [
+            {
+                "machine": machine,
+                "section": section,
+                "banks": [
+                    {
+                        "emb": arrays.add(bank.emb.numpy()),
+                        "scale": None if bank.scale is None else arrays.add(bank.scale.numpy()),
+                    }
+                    for bank in banks
+                ],
+            }
+            for (machine, section), banks in sorted(backend.banks.items())
+        ],
+    }

@@ -28,7 +28,8 @@ import torch
 from imblearn.over_sampling import SMOTE
 from sklearn.cluster import KMeans
 
-from asdlib.backends.knn import DomainBank, KnnBackend, KnnSettings, neighbour_distances
+from asdlib.backends.knn import DomainBank, KnnBackend, KnnSettings, export_knn, neighbour_distances
+from asdlib.backends.portable import exports
 from asdlib.registry import BACKENDS
 
 Domains = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -108,3 +109,6 @@ class KnnRescaledBackend(KnnBackend):
         for bank, s in zip(banks, scales):
             bank.scale = s if s is not None else torch.full((len(bank.ids),), fallback)
         return banks
+
+
+exports(KnnSmoteBackend, KmeansBackend, KnnRescaledBackend)(export_knn)  # new banks, the kNN's scoring

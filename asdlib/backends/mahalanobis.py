@@ -29,6 +29,7 @@ from asdlib.backends.knn import (
     normalize,
     row_blocks,
 )
+from asdlib.backends.portable import Arrays, exports
 from asdlib.data.datadir import Utt
 from asdlib.registry import BACKENDS
 
@@ -87,3 +88,21 @@ class MahalanobisBackend:
                 per_domain.append(dist)
             scores[idx] = np.min(np.stack(per_domain), axis=0)
         return scores
+
+
+@exports(MahalanobisBackend)
+def export_mahalanobis(backend: MahalanobisBackend, arrays: Arrays) -> dict:
+    """Each domain's mean and whitening factor per (machine, section), for ``reference.score_mahalanobis``."""
+    return {
+        "scorer": "mahalanobis",
+        "groups": [
+            {
+                "machine": machine,
+                "section": section,
+                "domains": [
+                    {"mean": arrays.add(mean), "whiten": arrays.add(whiten.numpy())} for _, mean, whiten in models
+                ],
+            }
+            for (machine, section), models in sorted(backend.models.items())
+        ],
+    }

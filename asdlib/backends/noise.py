@@ -32,6 +32,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from asdlib.backends.base import Backend, BackendError, column_slices
+from asdlib.backends.portable import Arrays, export_backend, exports
 from asdlib.data.datadir import Utt
 
 log = logging.getLogger(__name__)
@@ -127,3 +128,18 @@ class NoiseProjected:
 
     def score(self, utts: Sequence[Utt], embeddings: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         return self.inner.score(utts, self.projection.apply(utts, embeddings), exclude_self=exclude_self)
+
+
+@exports(NoiseProjected)
+def export_noise_projected(backend: NoiseProjected, arrays: Arrays) -> dict:
+    """The directions of every level and column group, then the inner back end's node, for
+    ``reference.score_noise_projected``."""
+    p = backend.projection
+    return {
+        "scorer": "noise_projected",
+        "columns": [[c.start, c.stop] for c in p.columns],
+        "levels": [
+            {"key": list(key), "directions": [arrays.add(v) for v in dirs]} for key, dirs in p.directions.items()
+        ],
+        "inner": export_backend(backend.inner, arrays),
+    }

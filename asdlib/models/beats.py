@@ -362,7 +362,9 @@ class BEATsModel(nn.Module):
         padding_mask = lengths_to_padding_mask(tokens, x.shape[1])
         if self.post_extract_proj is not None:
             x = self.post_extract_proj(x)
-        hidden = self.encoder(self.dropout_input(x), padding_mask if bool(padding_mask.any()) else None)
+        # an exported graph serves every batch, so it always masks (a mask of no padding changes nothing)
+        masked = torch.onnx.is_in_onnx_export() or bool(padding_mask.any())
+        hidden = self.encoder(self.dropout_input(x), padding_mask if masked else None)
         return hidden, tokens
 
 
@@ -385,7 +387,7 @@ class BEATsUpstream(Upstream):
         return self.model.encoder.layers
 
     def forward(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
-        short = (lengths < self.min_samples).nonzero().flatten().tolist()
+        short = [] if torch.onnx.is_in_onnx_export() else (lengths < self.min_samples).nonzero().flatten().tolist()
         if short:
             raise ValueError(f"clips {short} are shorter than one BEATs patch ({self.min_samples} samples)")
         fbank, frames = batch_fbank(wavs, lengths, self.fbank)

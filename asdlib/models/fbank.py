@@ -6,6 +6,11 @@ the waveform scaling, window and DC handling, which :class:`FbankSpec` holds. Ea
 computed on its valid samples only (Kaldi frames never see the zero padding), then padded with
 raw-zero frames *before* normalisation: that is how EAT pads its input, and padded frames of BEATs
 are masked anyway.
+
+While the model is exported to ONNX (asdlib-export), :func:`batch_fbank` computes every clip at once
+with the framing and DFT of :mod:`asdlib.models.dft` instead (Kaldi's steps written out, the valid
+frames of each clip kept, the rest raw zeros as above), since the exporter maps no ``rfft`` and the
+per-clip loop would freeze the batch into the graph.
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from dataclasses import dataclass
 import torch
 import torchaudio.compliance.kaldi as kaldi
 from torch import Tensor
+
+from asdlib.models.dft import frame, power_spectrum
+
+#: Kaldi fbank defaults that kaldi.fbank applies and :func:`exported_fbank` writes out
+PREEMPHASIS = 0.97
+LOW_FREQ, HIGH_FREQ, VTLN_LOW, VTLN_HIGH, VTLN_WARP = 20.0, 0.0, 100.0, -500.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,8 @@ def batch_fbank(
     ``total_frames`` fixes the output length (clips are raw-zero padded or cut to it, the returned
     counts are clipped too); by default it is the longest clip's frame count.
     """
+    if torch.onnx.is_in_onnx_export():
+        return exported_fbank(wavs, lengths, spec, total_frames)
     frames = num_frames(lengths.long(), spec)
     too_short = (frames <= 0).nonzero().flatten().tolist()
     if too_short:
@@ -93,3 +106,41 @@ def batch_fbank(
             fb = clip_fbank(wavs[i, : int(n)].float(), spec)[:width]
             out[i, : fb.shape[0]] = fb
     return (out - spec.mean) / (2.0 * spec.std), frames.clamp(max=width)
+
+
+def _window(spec: FbankSpec) -> Tensor:
+    """Kaldi's frame window (``povey``: Hann to the power 0.85, or ``hanning``)."""
+    hann = torch.hann_window(spec.window_samples, periodic=False, dtype=torch.float64)
+    if spec.window_type == "povey":
+        return hann.pow(0.85).float()
+    if spec.window_type == "hanning":
+        return hann.float()
+    raise ValueError(f"fbank window {spec.window_type!r}: exporting supports povey and hanning")
+
+
+def exported_fbank(
+    wavs: Tensor, lengths: Tensor, spec: FbankSpec, total_frames: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """:func:`batch_fbank` in one pass over the batch, from ops ONNX has (see the module docstring):
+    per frame Kaldi's DC removal, pre-emphasis, window, power spectrum, mel banks and log."""
+    x = wavs.float() * spec.waveform_scale
+    valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+    if spec.remove_dc:
+        x = (x - (x * valid).sum(1, keepdim=True) / lengths[:, None].float()) * valid
+    frames = frame(x, spec.window_samples, spec.shift_samples)
+    frames = frames - frames.mean(-1, keepdim=True)
+    frames = frames - PREEMPHASIS * torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+    n_fft = 1 << (spec.window_samples - 1).bit_length()
+    banks, _ = kaldi.get_mel_banks(
+        spec.num_mel_bins, n_fft, float(spec.sample_rate), LOW_FREQ, HIGH_FREQ, VTLN_LOW, VTLN_HIGH, VTLN_WARP
+    )
+    power = power_spectrum(frames * _window(spec), n_fft)[..., :-1]  # the Nyquist bin has no mel weight
+    fbank = torch.clamp(power @ banks.T.double(), min=torch.finfo(torch.float32).eps).log().float()
+    counts = num_frames(lengths.long(), spec)
+    fbank = fbank * (torch.arange(fbank.shape[1], device=x.device)[None, :] < counts[:, None]).unsqueeze(-1)
+    if total_frames is None:
+        width = counts.max()
+        fbank = fbank.index_select(1, torch.arange(width, device=x.device))
+        return (fbank - spec.mean) / (2.0 * spec.std), counts
+    fbank = torch.cat([fbank, fbank.new_zeros(fbank.shape[0], total_frames, fbank.shape[2])], dim=1)[:, :total_frames]
+    return (fbank - spec.mean) / (2.0 * spec.std), counts.clamp(max=total_frames)

@@ -1,4 +1,7 @@
-"""Mean log-mel embedding: the classic training-free kNN baseline, on the same pipeline."""
+"""Mean log-mel embedding: the classic training-free kNN baseline, on the same pipeline.
+
+While exported to ONNX (asdlib-export) the spectrogram is computed by :mod:`asdlib.models.dft` from
+the same window and mel matrix (torchaudio's ``stft`` has complex output, which ONNX lacks)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import torchaudio
 from torch import nn
 
 from asdlib.config import LogMelConfig
+from asdlib.models.dft import frame, power_spectrum
 from asdlib.models.pooling import frame_mask
 
 
@@ -21,10 +25,20 @@ class LogMelMean(nn.Module):
         )
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor, machines: torch.Tensor | None = None) -> torch.Tensor:
-        logmel = torch.log(self.mel(wavs) + 1e-10).transpose(1, 2)  # (B, frames, mels)
+        exporting = torch.onnx.is_in_onnx_export()
+        power = self.exported_power(wavs) if exporting else self.mel(wavs).transpose(1, 2)
+        logmel = torch.log(power + 1e-10)  # (B, frames, mels)
         frames = (lengths // self.hop + 1).clamp(max=logmel.shape[1])
         mask = frame_mask(frames, logmel.shape[1]).unsqueeze(-1)
         return (logmel * mask).sum(1) / frames[:, None]
+
+    def exported_power(self, wavs: torch.Tensor) -> torch.Tensor:
+        """(B, frames, mels) mel power spectrogram as ``self.mel`` computes it, from ops ONNX has."""
+        spec = self.mel.spectrogram  # centred frames of a reflect-padded signal, Hann window, power 2
+        half = spec.n_fft // 2
+        padded = nn.functional.pad(wavs.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
+        power = power_spectrum(frame(padded, spec.n_fft, spec.hop_length) * spec.window, spec.n_fft)
+        return (power @ self.mel.mel_scale.fb.double()).float()
 
 
 class AppendLogMel(nn.Module):

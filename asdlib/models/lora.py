@@ -176,3 +176,23 @@ def apply_finetune(upstream: Upstream, cfg: FinetuneConfig) -> None:
         )
     trainable, total = count_parameters(upstream)
     logger.info("upstream fine-tuning mode %s: %d trainable / %d total parameters", cfg.mode, trainable, total)
+
+
+def merge_lora(model: nn.Module) -> int:
+    """Fold every LoRA adapter of ``model`` into its base weights, in place, and drop the adapters
+    (peft's merge; :class:`SplitQKVLoRA` adds its three updates to its thirds): an exported model then
+    has plain ``nn.Linear`` layers and the arithmetic of the merged weights. Returns how many merged."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    wrapped = [(n, m) for n, m in model.named_modules() if isinstance(m, BaseTunerLayer | SplitQKVLoRA)]
+    for name, module in wrapped:
+        if isinstance(module, SplitQKVLoRA):
+            base = module.base_layer
+            update = torch.cat([b @ a for a, b in zip(module.lora_A, module.lora_B)], dim=0)
+            base.weight.data += module.scaling * update.to(base.weight.dtype)
+        else:
+            module.merge()
+            base = module.get_base_layer()
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, leaf, base)
+    return len(wrapped)

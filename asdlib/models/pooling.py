@@ -27,8 +27,9 @@ class WeightedLayerSum(nn.Module):
         self.weights = nn.Parameter(torch.zeros(len(self.layers)))
 
     def forward(self, hidden_states: list[torch.Tensor]) -> torch.Tensor:
+        # int(): the width is a constant of the model, which an ONNX export needs it to be
         stacked = torch.stack(
-            [nn.functional.layer_norm(hidden_states[i], hidden_states[i].shape[-1:]) for i in self.layers]
+            [nn.functional.layer_norm(hidden_states[i], (int(hidden_states[i].shape[-1]),)) for i in self.layers]
         )
         w = torch.softmax(self.weights, dim=0).view(-1, *([1] * (stacked.dim() - 1)))
         return (w * stacked).sum(0)
