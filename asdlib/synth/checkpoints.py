@@ -8,16 +8,15 @@ weights. The weights depend only on the seed and the sizes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from asdlib.io.atomic import atomic_write, atomic_write_text
+from asdlib.io.atomic import atomic_write
 from asdlib.models.beats import BEATsConfig, BEATsModel
-from asdlib.models.eat import EATConfig, EATModel
+from asdlib.models.eat import EATConfig, EATModel, save_eat_hf
 from asdlib.models.s3prl_upstream import (
     AudioPretrainingConfig,
     Data2VecAudioConfig,
@@ -60,8 +59,6 @@ def save_random_eat(path: str | Path, fmt: str = "hf", seed: int = 0, **cfg: Any
     ``fmt="fairseq"``: ``path`` is a ``.pt`` file ``{"cfg", "model"}`` with fairseq key names (plus an
     EMA entry and a decoder tensor, which loading must skip). ``cfg`` overrides :class:`EATConfig`.
     """
-    from safetensors.torch import save
-
     config = EATConfig.from_dict(cfg, "save_random_eat")
     torch.manual_seed(seed)
     model = EATModel(config)
@@ -69,10 +66,7 @@ def save_random_eat(path: str | Path, fmt: str = "hf", seed: int = 0, **cfg: Any
     full_cfg = {f.name: getattr(config, f.name) for f in fields(EATConfig)}
     path = Path(path)
     if fmt == "hf":
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path / "config.json", json.dumps({**full_cfg, "model_type": "eat"}, indent=2))
-        with atomic_write(path / "model.safetensors", "wb") as f:
-            f.write(save({"model." + k: v for k, v in state.items()}))
+        save_eat_hf(model, path)
     elif fmt == "fairseq":
         prefix = "model." if config.model_variant == "finetune" else ""
         mapped = {}
