@@ -319,7 +319,9 @@ class EATUpstream(Upstream):
     def blocks(self) -> nn.ModuleList:
         return self.model.blocks
 
-    def forward(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+    def features(self, wavs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(normalised fbank (B, frames, mel), valid frames (B,)): padded or cut to ``target_frames``,
+        else to the batch's longest clip rounded up to whole patches."""
         p = self.model.cfg.patch_size
         total = self.target_frames
         if total is None:
@@ -327,8 +329,12 @@ class EATUpstream(Upstream):
             total = -(-total // p) * p
         if self.target_frames is not None:
             self._count_fit(num_frames(lengths.long(), self.fbank), total)
-        fbank, frames = batch_fbank(wavs, lengths, self.fbank, total_frames=total)
+        return batch_fbank(wavs, lengths, self.fbank, total_frames=total)
+
+    def forward(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        fbank, frames = self.features(wavs, lengths)
         fbank = self._augment(fbank, frames)
+        p = self.model.cfg.patch_size
         patches = torch.div(frames + p - 1, p, rounding_mode="floor") * self.model.cfg.freq_patches
         return self.model(fbank, patches, mask_padding=self.target_frames is None), patches + 1
 
@@ -414,6 +420,37 @@ def save_eat_hf(model: EATModel, path: str | Path) -> None:
     atomic_write_text(path / "config.json", json.dumps({**config, "model_type": "eat"}, indent=2) + "\n")
     with atomic_write(path / "model.safetensors", "wb") as f:
         f.write(save(state))
+
+
+def fairseq_checkpoint(model: EATModel) -> dict[str, Any]:
+    """``model`` as the original fairseq release file, ``{"cfg", "model"}`` with fairseq names (the
+    inverse of :func:`fairseq_to_hf_state`); plain dicts, so it loads without unsafe unpickling."""
+    prefix = "model." if model.cfg.model_variant == "finetune" else ""
+    mapped = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("pre_norm."):
+            key = "modality_encoders.IMAGE.context_encoder.norm." + key[len("pre_norm.") :]
+        elif key.startswith(("local_encoder.", "extra_tokens", "fixed_positional_encoder.")):
+            key = "modality_encoders.IMAGE." + key
+        mapped[key if key.startswith(("fc_norm.", "head.")) else prefix + key] = value.detach().cpu().contiguous()
+    c = model.cfg
+    cfg = {
+        "model": {
+            "_name": "data2vec_multi",
+            "depth": c.depth,
+            "num_heads": c.num_heads,
+            "embed_dim": c.embed_dim,
+            "norm_eps": c.norm_eps,
+        }
+    }
+    return {"cfg": cfg, "model": mapped}
+
+
+def save_eat_fairseq(model: EATModel, path: str | Path) -> None:
+    """Write ``model`` as a fairseq release ``.pt`` (:func:`fairseq_checkpoint`), one file that
+    ``upstream.name: eat`` loads as it loads the downloaded ``EAT-*.pt``."""
+    with atomic_write(path, "wb") as f:
+        torch.save(fairseq_checkpoint(model), f)
 
 
 #: fairseq pre-training modules that are not part of the encoder (EMA teacher, decoders, losses)

@@ -23,49 +23,17 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asdlib.models.eat import EATModel
-
-
-@dataclass
-class EATPretrainConfig:
-    """Settings of the EAT objective; the defaults are the release's AS-2M base pre-training."""
-
-    mask_prob: float = 0.8  #: share of patches the student does not see
-    mask_prob_adjust: float = 0.07  #: extra block centres, so the blocks cover enough before the exact cut
-    mask_length: int = 5  #: side of a kept block, in patches
-    clone_batch: int = 16  #: masked copies of each clip (multi-mask)
-    mask_noise_std: float = 0.01  #: the decoder's input at masked positions
-    average_top_k_layers: int = 12  #: teacher blocks averaged into the target
-    ema_decay: float = 0.9998
-    ema_end_decay: float = 0.99999
-    ema_anneal_end_step: int = 100000
-    cls_loss: float = 1.0  #: weight of the utterance-level loss
-    decoder_dim: int = 768
-    decoder_groups: int = 16
-    decoder_kernel: int = 3
-    decoder_layers: int = 6
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.mask_prob < 1.0:
-            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
-        if self.mask_length < 1 or self.clone_batch < 1 or self.average_top_k_layers < 1:
-            raise ValueError("mask_length, clone_batch and average_top_k_layers must be at least 1")
-        if not 0.0 <= self.ema_decay <= self.ema_end_decay <= 1.0:
-            raise ValueError(f"need 0 <= ema_decay <= ema_end_decay <= 1, got {self.ema_decay}, {self.ema_end_decay}")
-        if self.decoder_kernel % 2 == 0:
-            raise ValueError(f"decoder_kernel must be odd (same-size convolution), got {self.decoder_kernel}")
-        if self.decoder_dim % self.decoder_groups:
-            raise ValueError(f"decoder_dim {self.decoder_dim} is not divisible by decoder_groups {self.decoder_groups}")
+from asdlib.config import PretrainConfig
+from asdlib.models.eat import EATUpstream
 
 
 def inverse_block_mask(
-    batch: int, time: int, freq: int, cfg: EATPretrainConfig, generator: torch.Generator | None = None
+    batch: int, time: int, freq: int, cfg: PretrainConfig, generator: torch.Generator | None = None
 ) -> Tensor:
     """(batch, time*freq) bool, True = masked, time-major like the patch tokens.
 
@@ -92,7 +60,7 @@ def inverse_block_mask(
     return mask
 
 
-def ema_decay_at(step: int, cfg: EATPretrainConfig) -> float:
+def ema_decay_at(step: int, cfg: PretrainConfig) -> float:
     """The teacher's decay at update ``step``: linear from ``ema_decay`` to ``ema_end_decay``, then flat."""
     if step >= cfg.ema_anneal_end_step:
         return cfg.ema_end_decay
@@ -100,12 +68,15 @@ def ema_decay_at(step: int, cfg: EATPretrainConfig) -> float:
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
-    """``teacher = decay * teacher + (1 - decay) * student`` for every parameter; buffers are copied."""
-    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
-        t.mul_(decay).add_(s.detach().to(t.dtype), alpha=1.0 - decay)
-    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
-        t.copy_(s)
+def ema_update(teacher: dict[str, Tensor], student: dict[str, Tensor], decay: float) -> None:
+    """``teacher = decay * teacher + (1 - decay) * student`` for every floating tensor, by name;
+    integer tensors are copied."""
+    for name, s in student.items():
+        t = teacher[name]
+        if t.is_floating_point():
+            t.mul_(decay).add_(s.detach().to(t.dtype), alpha=1.0 - decay)
+        else:
+            t.copy_(s)
 
 
 def make_targets(layers: list[Tensor]) -> Tensor:
@@ -124,7 +95,7 @@ class CNNDecoder(nn.Module):
     """data2vec 2.0's 2-D decoder: residual blocks of grouped conv -> LayerNorm (no affine) -> GELU
     over the (time, freq) patch grid, then a linear projection back to the model width."""
 
-    def __init__(self, embed_dim: int, cfg: EATPretrainConfig) -> None:
+    def __init__(self, embed_dim: int, cfg: PretrainConfig) -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
         for i in range(cfg.decoder_layers):
@@ -149,26 +120,38 @@ class CNNDecoder(nn.Module):
 
 
 class EATPretrainer(nn.Module):
-    """Student (an :class:`EATModel`, exported as the upstream), its CNN decoder and the EMA teacher.
+    """Student (an :class:`EATUpstream`, exported as the upstream), its CNN decoder and the EMA teacher.
 
-    ``forward`` returns the named loss terms of one batch of normalised fbank; call
-    :meth:`update_teacher` after each optimiser step. The teacher and the update count are part of
-    the state dict, so a resumed run continues the same schedule."""
+    The trainer's model when ``pretrain.enabled``: ``forward`` takes the waveform batch like the ASD
+    model and returns the loss terms :data:`TERMS` as one vector, so the loss is computed inside the
+    (DDP-wrapped) forward pass; call :meth:`update_teacher` after each optimiser step. The teacher
+    and the update count are buffers, so checkpoints carry them and a resumed run continues the
+    same schedule."""
 
-    def __init__(self, student: EATModel, cfg: EATPretrainConfig) -> None:
+    TERMS = ("frame", "utterance")
+
+    def __init__(self, student: EATUpstream, cfg: PretrainConfig) -> None:
         super().__init__()
-        if cfg.average_top_k_layers > student.cfg.depth:
+        depth, dim = student.model.cfg.depth, student.model.cfg.embed_dim
+        if student.target_frames is None:
             raise ValueError(
-                f"average_top_k_layers {cfg.average_top_k_layers} exceeds the model's {student.cfg.depth} blocks"
+                "pretrain: upstream.conf.target_frames must be a number (pre-training uses fixed-length clips)"
             )
-        if student.cfg.embed_dim % cfg.decoder_groups:
+        if cfg.average_top_k_layers > depth:
             raise ValueError(
-                f"decoder_groups {cfg.decoder_groups} does not divide the model width {student.cfg.embed_dim}"
+                f"pretrain.average_top_k_layers {cfg.average_top_k_layers} exceeds the model's {depth} blocks"
             )
+        if dim % cfg.decoder_groups:
+            raise ValueError(f"pretrain.decoder_groups {cfg.decoder_groups} does not divide the model width {dim}")
         self.cfg = cfg
         self.student = student
-        self.decoder = CNNDecoder(student.cfg.embed_dim, cfg)
-        self.teacher = copy.deepcopy(student).requires_grad_(False)
+        self.decoder = CNNDecoder(dim, cfg)
+        self.teacher = copy.deepcopy(student.model).requires_grad_(False)
+        for name, param in list(self.teacher.named_parameters()):  # buffers: saved, never optimised
+            module_name, _, leaf = name.rpartition(".")
+            module = self.teacher.get_submodule(module_name)
+            delattr(module, leaf)
+            module.register_buffer(leaf, param.detach().clone())
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     def train(self, mode: bool = True) -> EATPretrainer:
@@ -182,9 +165,9 @@ class EATPretrainer(nn.Module):
         _, ffn = self.teacher.encode(self.teacher.patch_tokens(fbank))
         return make_targets([x[:, 1:] for x in ffn[-self.cfg.average_top_k_layers :]])
 
-    def forward(self, fbank: Tensor) -> dict[str, Tensor]:
-        """(B, frames, mel) normalised fbank, frames a multiple of the patch size -> {"frame", "utterance"}."""
-        cfg, model = self.cfg, self.student
+    def losses(self, fbank: Tensor) -> dict[str, Tensor]:
+        """(B, frames, mel) normalised fbank, frames a multiple of the patch size -> the named terms."""
+        cfg, model = self.cfg, self.student.model
         time, freq = fbank.shape[1] // model.cfg.patch_size, model.cfg.freq_patches
         y = self.targets(fbank).repeat_interleave(cfg.clone_batch, 0)
         tokens = model.patch_tokens(fbank).repeat_interleave(cfg.clone_batch, 0)
@@ -201,9 +184,15 @@ class EATPretrainer(nn.Module):
             "utterance": cfg.cls_loss * b * regression_loss(x[:, 0], y.mean(1)),
         }
 
+    def forward(self, wavs: Tensor, lengths: Tensor, machines: Tensor | None = None) -> Tensor:
+        """The trainer's call: waveforms -> the loss terms in :data:`TERMS` order (machines unused)."""
+        terms = self.losses(self.student.features(wavs, lengths)[0])
+        return torch.stack([terms[name] for name in self.TERMS])
+
+    @torch.no_grad()
     def update_teacher(self) -> float:
         """One EMA step of the teacher towards the student; returns the decay used."""
         decay = ema_decay_at(int(self.num_updates), self.cfg)
-        ema_update(self.teacher, self.student, decay)
+        ema_update(dict(self.teacher.named_buffers()), self.student.model.state_dict(), decay)
         self.num_updates += 1
         return decay

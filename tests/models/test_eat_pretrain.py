@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asdlib.config import UpstreamConfig
-from asdlib.models.eat import EATConfig, EATModel, EATUpstream, save_eat_hf
+from asdlib.config import PretrainConfig, UpstreamConfig
+from asdlib.models.eat import EATConfig, EATUpstream, save_eat_hf
 from asdlib.models.eat_pretrain import (
-    EATPretrainConfig,
     EATPretrainer,
     ema_decay_at,
     ema_update,
@@ -23,7 +22,7 @@ SMALL = dict(clone_batch=2, average_top_k_layers=2, decoder_dim=32, decoder_grou
 
 
 def test_mask_counts_blocks_and_clones():
-    cfg = EATPretrainConfig()
+    cfg = PretrainConfig()
     time, freq, batch = 64, 8, 32
     n = time * freq
     mask = inverse_block_mask(batch, time, freq, cfg, torch.Generator().manual_seed(0))
@@ -39,14 +38,15 @@ def test_mask_counts_blocks_and_clones():
 
 
 def test_ema_schedule_and_update():
-    cfg = EATPretrainConfig(ema_decay=0.9, ema_end_decay=0.99, ema_anneal_end_step=10)
+    cfg = PretrainConfig(ema_decay=0.9, ema_end_decay=0.99, ema_anneal_end_step=10)
     assert ema_decay_at(0, cfg) == pytest.approx(0.9)
     assert ema_decay_at(5, cfg) == pytest.approx(0.945)
     assert ema_decay_at(10, cfg) == ema_decay_at(1000, cfg) == pytest.approx(0.99)
-    teacher, student = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
-    t0, s = teacher.weight.detach().clone(), student.weight.detach().clone()
+    teacher = {"w": torch.randn(3, 3), "n": torch.tensor(1)}
+    student = {"w": torch.randn(3, 3), "n": torch.tensor(5)}
+    before = teacher["w"].clone()
     ema_update(teacher, student, 0.75)
-    assert torch.allclose(teacher.weight, 0.75 * t0 + 0.25 * s)
+    assert torch.allclose(teacher["w"], 0.75 * before + 0.25 * student["w"]) and int(teacher["n"]) == 5
 
 
 def test_targets_are_normalised():
@@ -56,43 +56,46 @@ def test_targets_are_normalised():
     assert torch.allclose(y.mean(-1), torch.zeros(2, 10), atol=1e-5)  # layer-normalised over channels
 
 
+def _pretrainer(**settings) -> EATPretrainer:
+    return EATPretrainer(EATUpstream(TINY, target_frames=64), PretrainConfig(enabled=True, **settings))
+
+
 def test_losses_fall_teacher_follows_and_export_loads(tmp_path):
     torch.manual_seed(0)
-    cfg = EATPretrainConfig(ema_decay=0.99, ema_end_decay=0.999, ema_anneal_end_step=20, **SMALL)
-    pre = EATPretrainer(EATModel(TINY), cfg).train()
-    assert not any(p.requires_grad for p in pre.teacher.parameters())
+    pre = _pretrainer(ema_decay=0.99, ema_end_decay=0.999, ema_anneal_end_step=20, **SMALL).train()
+    assert not any("teacher" in name for name, _ in pre.named_parameters())  # never optimised ...
+    assert "teacher.blocks.0.mlp.fc1.weight" in pre.state_dict()  # ... but checkpointed
     t = torch.linspace(0, 1, 64)[:, None]
     fbank = torch.stack([torch.sin(6.28 * k * t + torch.linspace(0, 3, 128)) for k in (1, 2, 3, 4)])  # (4, 64, 128)
-    opt = torch.optim.AdamW([p for p in pre.parameters() if p.requires_grad], lr=2e-3)
+    opt = torch.optim.AdamW(pre.parameters(), lr=2e-3)
     first = last = None
     for _ in range(30):
-        terms = pre(fbank)
-        loss = terms["frame"] + terms["utterance"]
+        terms = pre.losses(fbank)
         opt.zero_grad()
-        loss.backward()
-        assert pre.teacher.blocks[0].mlp.fc1.weight.grad is None
+        (terms["frame"] + terms["utterance"]).backward()
         opt.step()
         pre.update_teacher()
         first = first or {k: v.item() for k, v in terms.items()}
         last = {k: v.item() for k, v in terms.items()}
     assert last["frame"] < 0.7 * first["frame"] and last["utterance"] < 0.85 * first["utterance"]
     assert int(pre.num_updates) == 30
-    moved = (pre.teacher.blocks[0].mlp.fc1.weight - pre.student.blocks[0].mlp.fc1.weight).abs().max()
+    moved = (pre.teacher.blocks[0].mlp.fc1.weight - pre.student.model.blocks[0].mlp.fc1.weight).abs().max()
     assert 0 < moved  # the teacher trails the student
 
-    save_eat_hf(pre.student, tmp_path / "upstream")
-    loaded = build_upstream(UpstreamConfig(name="eat", path=str(tmp_path / "upstream"), conf={"target_frames": 64}))
-    direct = EATUpstream(TINY, target_frames=64)
-    direct.model.load_state_dict(pre.student.state_dict())
     wavs, lengths = torch.randn(2, 8000) * 0.1, torch.tensor([8000, 6000])
+    assert pre(wavs, lengths).shape == (len(EATPretrainer.TERMS),)  # the trainer's call
+    save_eat_hf(pre.student.model, tmp_path / "upstream")
+    loaded = build_upstream(UpstreamConfig(name="eat", path=str(tmp_path / "upstream"), conf={"target_frames": 64}))
     with torch.no_grad():
-        got, want = loaded.eval()(wavs, lengths), direct.eval()(wavs, lengths)
+        got, want = loaded.eval()(wavs, lengths), pre.student.eval()(wavs, lengths)
     assert all(torch.equal(a, b) for a, b in zip(got[0], want[0], strict=True))
     assert torch.equal(got[1], want[1])
 
 
 def test_bad_settings_name_the_key():
-    with pytest.raises(ValueError, match="decoder_kernel"):
-        EATPretrainConfig(decoder_kernel=4)
+    with pytest.raises(ValueError, match="pretrain.decoder_kernel"):
+        PretrainConfig(decoder_kernel=4)
     with pytest.raises(ValueError, match="average_top_k_layers 12 exceeds"):
-        EATPretrainer(EATModel(TINY), EATPretrainConfig())
+        _pretrainer()
+    with pytest.raises(ValueError, match="target_frames must be a number"):
+        EATPretrainer(EATUpstream(TINY, target_frames=None), PretrainConfig(**SMALL))
