@@ -16,7 +16,7 @@ release's ``pretraining_AS2M.yaml`` (data2vec 2.0 multi-mask with an utterance-l
   release's gradient is (fairseq scales the CLS term by the masked-patch count, then divides every
   term by it). Both are summed over channels and scaled by 1/sqrt(D) (data2vec).
 
-Deviations are listed in docs/method.md (EAT pre-training).
+Deviations from the release are listed in docs/method.md §1.11.
 """
 
 from __future__ import annotations
