@@ -346,6 +346,47 @@ class BackendConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """``pretrain``: self-supervised pre-training of the upstream with EAT's objective
+    (asdlib.models.eat_pretrain, docs/method.md §1.11) instead of ASD fine-tuning; needs
+    ``upstream.name: eat``. The defaults are the release's AS-2M base pre-training."""
+
+    enabled: bool = False
+    mask_prob: float = 0.8  # share of patches the student does not see
+    mask_prob_adjust: float = 0.07  # extra block centres, so the blocks cover enough before the exact cut
+    mask_length: int = 5  # side of a kept block, in patches
+    clone_batch: int = 16  # masked copies of each clip (multi-mask)
+    mask_noise_std: float = 0.01  # the decoder's input at masked positions
+    average_top_k_layers: int = 12  # teacher blocks averaged into the target
+    ema_decay: float = 0.9998
+    ema_end_decay: float = 0.99999
+    ema_anneal_end_step: int = 100000
+    cls_loss: float = 1.0  # weight of the utterance-level loss
+    decoder_dim: int = 768
+    decoder_groups: int = 16
+    decoder_kernel: int = 3
+    decoder_layers: int = 6
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_prob < 1.0:
+            raise ValueError(f"pretrain.mask_prob must be in (0, 1), got {self.mask_prob}")
+        if min(self.mask_length, self.clone_batch, self.average_top_k_layers, self.ema_anneal_end_step) < 1:
+            raise ValueError(
+                "pretrain.mask_length, clone_batch, average_top_k_layers and ema_anneal_end_step must be at least 1"
+            )
+        if not 0.0 <= self.ema_decay <= self.ema_end_decay <= 1.0:
+            raise ValueError(
+                f"pretrain: need 0 <= ema_decay <= ema_end_decay <= 1, got {self.ema_decay}, {self.ema_end_decay}"
+            )
+        if self.decoder_kernel % 2 == 0:
+            raise ValueError(f"pretrain.decoder_kernel must be odd (same-size convolution), got {self.decoder_kernel}")
+        if self.decoder_dim % self.decoder_groups:
+            raise ValueError(
+                f"pretrain.decoder_dim {self.decoder_dim} is not divisible by pretrain.decoder_groups {self.decoder_groups}"
+            )
+
+
+@dataclass
 class TrainConfig:
     embedder: Literal["ssl", "logmel"] = "ssl"  # logmel: training-free mean log-mel baseline
     seed: int = 0
@@ -361,6 +402,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     logmel: LogMelConfig = field(default_factory=LogMelConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 def add_config_options(p: argparse.ArgumentParser, override_help: str = "") -> None:

@@ -161,7 +161,9 @@ HEADS: Registry[Any] = Registry(
 )
 #: training objective -> :class:`asdlib.train.objectives.Objective` subclass; each selects itself from the
 #: config; the trainer runs their hooks and sums their loss terms in this order
-OBJECTIVES: Registry[Any] = Registry("objective", dict.fromkeys(("margin", "vq", "mixup"), "asdlib.train.objectives"))
+OBJECTIVES: Registry[Any] = Registry(
+    "objective", dict.fromkeys(("margin", "vq", "mixup", "eat_pretrain"), "asdlib.train.objectives")
+)
 #: back-end kind -> class (asdlib.backends.base); settings: ``backend.conf``
 BACKENDS: Registry[Any] = Registry(
     "backend",

@@ -36,7 +36,7 @@ def test_builtin_names_in_table_order():
     assert UPSTREAMS.names()[:2] == ("beats", "eat")
     assert "hubert" in UPSTREAMS and "hubert_base" not in UPSTREAMS
     assert HEADS.names() == ("arcface", "adacos", "subcluster_adacos")
-    assert OBJECTIVES.names() == ("margin", "vq", "mixup")  # the order the trainer sums their terms
+    assert OBJECTIVES.names() == ("margin", "vq", "mixup", "eat_pretrain")  # the order the trainer sums their terms
 
 
 def test_unknown_name_lists_the_known_ones():

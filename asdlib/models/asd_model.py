@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from asdlib.config import TrainConfig
+from asdlib.models.eat import EATUpstream
+from asdlib.models.eat_pretrain import EATPretrainer
 from asdlib.models.logmel import LogMelMean
 from asdlib.models.lora import apply_finetune, count_parameters
 from asdlib.models.mga import MachineContext, build_group_adapters
@@ -69,6 +71,10 @@ def build_model(cfg: TrainConfig, num_machines: int) -> nn.Module:
     if cfg.embedder == "logmel":
         return LogMelMean(cfg.logmel, cfg.data.sample_rate)
     upstream = build_upstream(cfg.upstream)
+    if cfg.pretrain.enabled:  # every upstream weight trained, no ASD head (docs/method.md §1.11)
+        if not isinstance(upstream, EATUpstream):
+            raise UserError(f"pretrain.enabled: needs upstream.name eat, got {cfg.upstream.name!r}")
+        return EATPretrainer(upstream, cfg.pretrain)
     apply_finetune(upstream, cfg.finetune)
     model = ASDModel(upstream, cfg, num_machines)
     trainable, total = count_parameters(model)

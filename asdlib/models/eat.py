@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asdlib.config import UpstreamConfig
+from asdlib.io.atomic import atomic_write, atomic_write_text
 from asdlib.models.fbank import EAT_FBANK, batch_fbank, num_frames
 from asdlib.models.official_ckpt import find_config_value, load_state_strict, torch_load
 from asdlib.models.upstream import Upstream, lengths_to_padding_mask
@@ -259,21 +260,34 @@ class EATModel(nn.Module):
         """Remove the AudioSet classification head (not part of the upstream)."""
         self.fc_norm = self.head = None
 
-    def forward(self, fbank: Tensor, patch_counts: Tensor, mask_padding: bool) -> list[Tensor]:
-        """(B, frames, mel) normalised fbank -> hidden states (B, 1 + patches, D): input + every block."""
+    def patch_tokens(self, fbank: Tensor) -> Tensor:
+        """(B, frames, mel) normalised fbank -> positioned patch tokens (B, patches, D), time-major.
+
+        Separate from :meth:`encode` because pre-training drops the masked patches in between."""
         x = self.local_encoder(fbank.unsqueeze(1))
         if self.fixed_positional_encoder is not None:
             x = x + self.fixed_positional_encoder(x.shape[1])
-        x = torch.cat([self.extra_tokens.expand(x.shape[0], -1, -1), x], dim=1)
+        return x
+
+    def encode(self, patches: Tensor, padding_mask: Tensor | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        """Patch tokens (B, N, D) -> (hidden states: input + every block, each (B, 1 + N, D) with the
+        CLS token first; every block's FFN output, the pre-training target layers)."""
+        x = torch.cat([self.extra_tokens.expand(patches.shape[0], -1, -1), patches], dim=1)
         x = self.pos_drop(self.pre_norm(x))
-        padding_mask = lengths_to_padding_mask(patch_counts + 1, x.shape[1]) if mask_padding else None
+        hidden, ffn_out = [x], []
+        for block in self.blocks:
+            x, ffn = block(x, padding_mask)
+            hidden.append(x)
+            ffn_out.append(ffn)
+        return hidden, ffn_out
+
+    def forward(self, fbank: Tensor, patch_counts: Tensor, mask_padding: bool) -> list[Tensor]:
+        """(B, frames, mel) normalised fbank -> hidden states (B, 1 + patches, D): input + every block."""
+        x = self.patch_tokens(fbank)
+        padding_mask = lengths_to_padding_mask(patch_counts + 1, x.shape[1] + 1) if mask_padding else None
         if padding_mask is not None and not bool(padding_mask.any()):
             padding_mask = None
-        hidden = [x]
-        for block in self.blocks:
-            x, _ = block(x, padding_mask)
-            hidden.append(x)
-        return hidden
+        return self.encode(x, padding_mask)[0]
 
 
 class EATUpstream(Upstream):
@@ -305,7 +319,9 @@ class EATUpstream(Upstream):
     def blocks(self) -> nn.ModuleList:
         return self.model.blocks
 
-    def forward(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+    def features(self, wavs: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(normalised fbank (B, frames, mel), valid frames (B,)): padded or cut to ``target_frames``,
+        else to the batch's longest clip rounded up to whole patches."""
         p = self.model.cfg.patch_size
         total = self.target_frames
         if total is None:
@@ -313,8 +329,12 @@ class EATUpstream(Upstream):
             total = -(-total // p) * p
         if self.target_frames is not None:
             self._count_fit(num_frames(lengths.long(), self.fbank), total)
-        fbank, frames = batch_fbank(wavs, lengths, self.fbank, total_frames=total)
+        return batch_fbank(wavs, lengths, self.fbank, total_frames=total)
+
+    def forward(self, wavs: Tensor, lengths: Tensor) -> tuple[list[Tensor], Tensor]:
+        fbank, frames = self.features(wavs, lengths)
         fbank = self._augment(fbank, frames)
+        p = self.model.cfg.patch_size
         patches = torch.div(frames + p - 1, p, rounding_mode="floor") * self.model.cfg.freq_patches
         return self.model(fbank, patches, mask_padding=self.target_frames is None), patches + 1
 
@@ -386,6 +406,51 @@ def load_eat_hf(path: str | Path) -> tuple[EATConfig, dict[str, Tensor]]:
     if outside:
         raise ValueError(f"{weights}: keys outside the 'model.' namespace of the EAT release: {outside[:8]}")
     return config, {k[len("model.") :]: v for k, v in state.items()}
+
+
+def save_eat_hf(model: EATModel, path: str | Path) -> None:
+    """Write ``model`` as the Hugging Face release directory (config.json + model.safetensors, keys
+    ``model.*``), the format :func:`build_eat` reads, so a pre-trained student is an upstream as is."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    config = {f.name: getattr(model.cfg, f.name) for f in fields(EATConfig)}
+    state = {"model." + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_text(path / "config.json", json.dumps({**config, "model_type": "eat"}, indent=2) + "\n")
+    with atomic_write(path / "model.safetensors", "wb") as f:
+        f.write(save(state))
+
+
+def fairseq_checkpoint(model: EATModel) -> dict[str, Any]:
+    """``model`` as the original fairseq release file, ``{"cfg", "model"}`` with fairseq names (the
+    inverse of :func:`fairseq_to_hf_state`); plain dicts, so it loads without unsafe unpickling."""
+    prefix = "model." if model.cfg.model_variant == "finetune" else ""
+    mapped = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("pre_norm."):
+            key = "modality_encoders.IMAGE.context_encoder.norm." + key[len("pre_norm.") :]
+        elif key.startswith(("local_encoder.", "extra_tokens", "fixed_positional_encoder.")):
+            key = "modality_encoders.IMAGE." + key
+        mapped[key if key.startswith(("fc_norm.", "head.")) else prefix + key] = value.detach().cpu().contiguous()
+    c = model.cfg
+    cfg = {
+        "model": {
+            "_name": "data2vec_multi",
+            "depth": c.depth,
+            "num_heads": c.num_heads,
+            "embed_dim": c.embed_dim,
+            "norm_eps": c.norm_eps,
+        }
+    }
+    return {"cfg": cfg, "model": mapped}
+
+
+def save_eat_fairseq(model: EATModel, path: str | Path) -> None:
+    """Write ``model`` as a fairseq release ``.pt`` (:func:`fairseq_checkpoint`), one file that
+    ``upstream.name: eat`` loads as it loads the downloaded ``EAT-*.pt``."""
+    with atomic_write(path, "wb") as f:
+        torch.save(fairseq_checkpoint(model), f)
 
 
 #: fairseq pre-training modules that are not part of the encoder (EMA teacher, decoders, losses)

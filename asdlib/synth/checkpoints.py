@@ -8,16 +8,15 @@ weights. The weights depend only on the seed and the sizes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from asdlib.io.atomic import atomic_write, atomic_write_text
+from asdlib.io.atomic import atomic_write
 from asdlib.models.beats import BEATsConfig, BEATsModel
-from asdlib.models.eat import EATConfig, EATModel
+from asdlib.models.eat import EATConfig, EATModel, fairseq_checkpoint, save_eat_hf
 from asdlib.models.s3prl_upstream import (
     AudioPretrainingConfig,
     Data2VecAudioConfig,
@@ -60,41 +59,22 @@ def save_random_eat(path: str | Path, fmt: str = "hf", seed: int = 0, **cfg: Any
     ``fmt="fairseq"``: ``path`` is a ``.pt`` file ``{"cfg", "model"}`` with fairseq key names (plus an
     EMA entry and a decoder tensor, which loading must skip). ``cfg`` overrides :class:`EATConfig`.
     """
-    from safetensors.torch import save
-
     config = EATConfig.from_dict(cfg, "save_random_eat")
     torch.manual_seed(seed)
     model = EATModel(config)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
     full_cfg = {f.name: getattr(config, f.name) for f in fields(EATConfig)}
     path = Path(path)
     if fmt == "hf":
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path / "config.json", json.dumps({**full_cfg, "model_type": "eat"}, indent=2))
-        with atomic_write(path / "model.safetensors", "wb") as f:
-            f.write(save({"model." + k: v for k, v in state.items()}))
+        save_eat_hf(model, path)
     elif fmt == "fairseq":
+        ckpt = fairseq_checkpoint(model)
         prefix = "model." if config.model_variant == "finetune" else ""
-        mapped = {}
-        for key, value in state.items():
-            if key.startswith("pre_norm."):
-                key = "modality_encoders.IMAGE.context_encoder.norm." + key[len("pre_norm.") :]
-            elif key.startswith(("local_encoder.", "extra_tokens", "fixed_positional_encoder.")):
-                key = "modality_encoders.IMAGE." + key
-            mapped[key if key.startswith(("fc_norm.", "head.")) else prefix + key] = value
-        mapped[prefix + "modality_encoders.IMAGE.decoder.proj.weight"] = torch.zeros(config.embed_dim, config.embed_dim)
-        mapped[prefix + "_ema"] = {"blocks.0.norm1.weight": torch.ones(config.embed_dim)}
-        fairseq_cfg = {
-            "model": {
-                "_name": "data2vec_multi",
-                "depth": config.depth,
-                "num_heads": config.num_heads,
-                "embed_dim": config.embed_dim,
-                "norm_eps": config.norm_eps,
-            }
-        }
+        ckpt["model"][prefix + "modality_encoders.IMAGE.decoder.proj.weight"] = torch.zeros(
+            config.embed_dim, config.embed_dim
+        )
+        ckpt["model"][prefix + "_ema"] = {"blocks.0.norm1.weight": torch.ones(config.embed_dim)}
         with atomic_write(path, "wb") as f:
-            torch.save({"cfg": fairseq_cfg, "model": mapped}, f)
+            torch.save(ckpt, f)
     else:
         raise ValueError(f"unknown EAT checkpoint format {fmt!r} (hf or fairseq)")
     return full_cfg

@@ -22,10 +22,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from asdlib.config import HeadConfig, MixupConfig, TrainConfig, VQConfig
+from asdlib.config import HeadConfig, MixupConfig, PretrainConfig, TrainConfig, VQConfig
 from asdlib.data.dataset import Batch
 from asdlib.io.config import ConfigError
 from asdlib.losses import DualLevelLoss, VQClusterer, codebook_keys
+from asdlib.models.eat_pretrain import EATPretrainer
 from asdlib.models.heads import HEADS, build_head, gather_ranks, weighted_labels_loss
 from asdlib.models.mixup import mixup
 from asdlib.registry import OBJECTIVES
@@ -60,6 +61,7 @@ class Run(Protocol):
 
     epoch: int  # epochs completed (in on_epoch_end: including the one just ended)
     generator: torch.Generator  # the epoch's shared generator
+    model: nn.Module  # the trained network (not the DDP wrapper)
 
     def clean_embeddings(self, clips: Tensor) -> tuple[Tensor, Tensor]:
         """(embeddings, clip indices sorted) of training clips ``clips`` from a clean eval-mode pass."""
@@ -100,6 +102,9 @@ class Objective:
     def after_loss(self, step: Step, emb: Tensor) -> None:
         """Update own state from the batch (before the backward pass)."""
 
+    def after_step(self, run: Run) -> None:
+        """Called after each optimiser step that was taken (not one skipped for inf/NaN gradients)."""
+
     def on_epoch_start(self, run: Run) -> None:
         """Called after the epoch's generators are seeded, before its first batch."""
 
@@ -125,7 +130,7 @@ class MarginObjective(Objective):
             HEADS.get(cfg.head.kind)
         except ValueError as e:
             raise ConfigError(f"head.kind: {e}") from e
-        return True
+        return not cfg.pretrain.enabled  # self-supervised pre-training reads no labels
 
     def __init__(self, setup: TrainSetup) -> None:
         self.head = build_head(setup.cfg.head, setup.cfg.model.embed_dim, setup.num_classes).to(setup.device)
@@ -241,3 +246,28 @@ class MixupObjective(Objective):
         )
         step.batch = dataclasses.replace(batch, wavs=mixed.wavs, lengths=mixed.lengths)
         step.targets = [(w * v, mixed_y) for w, y in step.targets for v, mixed_y in mixed.label_sets(y)]
+
+
+@OBJECTIVES.register("eat_pretrain", PretrainConfig)
+class EATPretrainObjective(Objective):
+    """EAT's self-supervised objective (asdlib.models.eat_pretrain, docs/method.md §1.11): the model
+    is then an :class:`EATPretrainer`, whose forward already returns the loss terms ``frame`` and
+    ``utterance``; this objective names them and moves the EMA teacher after every optimiser step."""
+
+    @classmethod
+    def select(cls, cfg: TrainConfig) -> bool:
+        if not cfg.pretrain.enabled:
+            return False
+        if cfg.upstream.name != "eat":
+            raise ConfigError(f"pretrain.enabled: needs upstream.name eat, got {cfg.upstream.name!r}")
+        if cfg.embedder != "ssl" or cfg.vq.enabled or cfg.mixup.enabled or cfg.mga.enabled:
+            raise ConfigError("pretrain.enabled: set embedder ssl and vq, mixup and mga off (they need labels)")
+        return True
+
+    def loss(self, step: Step, emb: Tensor) -> dict[str, Tensor]:
+        return dict(zip(EATPretrainer.TERMS, emb, strict=True))
+
+    def after_step(self, run: Run) -> None:
+        if not isinstance(run.model, EATPretrainer):
+            raise TypeError(f"objective eat_pretrain trains an EATPretrainer, got {type(run.model).__name__}")
+        run.model.update_teacher()

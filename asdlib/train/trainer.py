@@ -426,6 +426,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler.get_scale() >= scale:  # a lowered scale: inf/NaN gradients, the step was skipped
                     self.scheduler.step()
+                    for objective in self.objectives.values():
+                        objective.after_step(self)
             bar.set_postfix(loss=f"{total / count:.4f}")
         names = list(term_totals)
         if self.world_size > 1:  # the epoch loss over all ranks' clips, as one process would report it

@@ -116,20 +116,8 @@ fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: training ${train_config} -> ${exp} (log: ${exp}/train.log)"
-    _opts=(--config "${train_config}" "${config_overrides[@]}" --data_root "${datadir}" --exp_dir "${exp}" --resume true --device "${device}")
-    if [ "${ngpu}" -gt 1 ] || [ "${nproc}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
-        _per_node=$(( ngpu > 0 ? ngpu : nproc ))
-        if [ "${num_nodes}" -gt 1 ]; then
-            # One srun task per node, each a torchrun with a c10d rendezvous on the job's first node.
-            ${train_cmd} --gpu "${ngpu}" --num_threads "${_per_node}" --num_nodes "${num_nodes}" "${exp}/train.log" \
-                utils/srun_torchrun.sh "${num_nodes}" "${_per_node}" -m asdlib.bin.train "${_opts[@]}"
-        else
-            ${train_cmd} --gpu "${ngpu}" --num_threads "${_per_node}" "${exp}/train.log" \
-                torchrun --standalone --nproc_per_node="${_per_node}" -m asdlib.bin.train "${_opts[@]}"
-        fi
-    else
-        ${train_cmd} --gpu "${ngpu}" "${exp}/train.log" ${python} -m asdlib.bin.train "${_opts[@]}"
-    fi
+    utils/train.sh --ngpu "${ngpu}" --nproc "${nproc}" --num_nodes "${num_nodes}" --python "${python}" "${exp}/train.log" \
+        --config "${train_config}" "${config_overrides[@]}" --data_root "${datadir}" --exp_dir "${exp}" --resume true --device "${device}"
 fi
 
 # Stages 4 and 5 leave <workdir>/.done per set: a digest of the set's inputs and outputs. A rerun

@@ -82,6 +82,7 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
             str(missing),
         ),
         "export": (["--packed", str(missing), "--format", "onnx", "--out", str(tmp / "onnx")], str(missing)),
+        "export_upstream": (["--exp_dir", str(missing)], str(missing)),
         "infer": (["--packed", str(missing), "--machine", "fan", str(missing / "x.wav")], str(missing)),
         "measure_explain": (
             ["--packed", str(missing), "--test_dir", str(missing), "--train_dir", str(missing), "--label", "x"]

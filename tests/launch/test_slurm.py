@@ -118,8 +118,14 @@ def recipe_env(tmp_path: Path, slurm_cluster: None) -> Path:
 
 
 def test_asd_sh_starts_multi_node_training_through_srun_torchrun() -> None:
-    text = (REPO / "egs" / "TEMPLATE" / "asd.sh").read_text()
-    assert 'utils/srun_torchrun.sh "${num_nodes}" "${_per_node}" -m asdlib.bin.train "${_opts[@]}"' in text
+    """asd.sh and ssl.sh launch training through utils/train.sh, which runs srun + torchrun for --num_nodes."""
+    for recipe in ("asd.sh", "ssl.sh"):
+        assert (
+            'utils/train.sh --ngpu "${ngpu}" --nproc "${nproc}" --num_nodes "${num_nodes}"'
+            in (REPO / "egs" / "TEMPLATE" / recipe).read_text()
+        )
+    text = (REPO / "egs" / "TEMPLATE" / "utils" / "train.sh").read_text()
+    assert 'utils/srun_torchrun.sh "${num_nodes}" "${per_node}" -m asdlib.bin.train "$@"' in text
 
 
 def test_multi_node_job_step_keeps_the_path_sh_environment(recipe_env: Path) -> None:
