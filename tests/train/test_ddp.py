@@ -399,3 +399,33 @@ def test_vq_refresh_under_ddp_matches_single_process(work: Path) -> None:
         torch.testing.assert_close(b["vq"][k], v, rtol=1e-3, atol=1e-4, msg=k)
     # (the weights are not compared: level-1 SupCon runs over each rank's share of the batch, so VQ
     # training under DDP differs slightly from one process by design)
+
+
+PRETRAIN_CONFIG = """\
+embedder: ssl
+seed: 0
+upstream: {name: eat, path: UPSTREAM, conf: {target_frames: 96}}
+finetune: {mode: full}
+pretrain: {enabled: true, clone_batch: 2, average_top_k_layers: 2, decoder_dim: 16, decoder_groups: 4,
+           decoder_layers: 2, ema_decay: 0.9, ema_end_decay: 0.99, ema_anneal_end_step: 4}
+optim: {epochs: 2, batch_size: 4, grad_accum: 2, warmup_steps: 1, amp: false}
+data: {crop_seconds: 0.0}
+"""
+
+
+def test_eat_pretraining_under_ddp_resumes_exactly(work: Path) -> None:
+    """EAT pre-training (egs/TEMPLATE/ssl.sh --nproc 2): the EMA teacher, its update count and every
+    rank's mask stream survive an interruption, so the continued run is bit-identical; the teacher
+    really moved, and only rank 0 wrote."""
+    run([sys.executable, "-m", "asdlib.bin.make_random_upstream", "--name", "eat", "--out", "eat_init"], work)
+    (work / "pretrain.yaml").write_text(PRETRAIN_CONFIG.replace("UPSTREAM", str(work / "eat_init")))
+    full, cut = resume_cut(work, "pretrain.yaml", "pretrain_full", "pretrain_cut")
+    assert [r["epoch"] for r in losses(full)] == [1, 2]
+    assert losses(cut) == losses(full)
+    a = torch.load(full / "checkpoints" / "epoch_2.pt", weights_only=True)["model"]
+    b = torch.load(cut / "checkpoints" / "epoch_2.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert int(a["num_updates"]) > 0
+    start = torch.load(full / "checkpoints" / "epoch_1.pt", weights_only=True)["model"]
+    teacher = [k for k in a if k.startswith("teacher.")]
+    assert teacher and any(not torch.equal(a[k], start[k]) for k in teacher)
