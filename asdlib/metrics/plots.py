@@ -124,6 +124,26 @@ def plot_families(set_name: str, scores: dict[str, tuple[float, float]], familie
     _save(fig, path)
 
 
+def plot_losses(runs: dict[str, Sequence[dict]], path: Path) -> Figure:
+    """Training loss per epoch (``train_losses.json`` records), one panel per loss term, one line per
+    run, log scale: a continued run (domain-adaptive pre-training) is drawn after the run it
+    continues when the caller offsets its epochs."""
+    terms = sorted({t for records in runs.values() for r in records for t in r["terms"]})
+    fig = Figure(figsize=(4.5 * max(1, len(terms)), 4), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, term in enumerate(terms):
+        ax = fig.add_subplot(1, len(terms), i + 1)
+        for name, records in runs.items():
+            points = [(r["epoch"], r["terms"][term]) for r in records if term in r["terms"]]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=name)
+        ax.set(yscale="log", xlabel="epoch", ylabel=f"{term} loss", title=term)
+        ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
 def _save(fig: Figure, path: Path) -> None:
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", metadata={"Software": None})
