@@ -3,7 +3,8 @@
 # fine-tuning one, with EAT's objective (docs/method.md §1.11). egs/<recipe>/run.sh calls it.
 # Stages: 1 data dirs (from --corpus, or the recipe's local/data.sh) + audio validation + the
 # trainer's clip index, 2 pre-training (resumable, DDP as in asd.sh), 3 export exp/<tag>/upstream.pt
-# in EAT's official checkpoint format: any ASD recipe uses it with upstream.path=exp/<tag>/upstream.pt.
+# in EAT's official checkpoint format (any ASD recipe uses it with upstream.path=exp/<tag>/upstream.pt)
+# and exp/<tag>/losses.png, the loss curves.
 set -euo pipefail
 
 log() {
@@ -18,6 +19,7 @@ nproc=1               # processes per node for DDP on CPU (gloo); ignored when n
 num_nodes=1           # nodes for multi-node training (Slurm: srun + torchrun rendezvous)
 datadir=data          # where data/<set> dirs are written
 expdir=exp            # experiment root
+local_data_opts=""    # stage 1 without --corpus: options passed to local/data.sh (e.g. "--clips_per_machine 100")
 corpus=""             # stage 1: audio of any format/rate/channels, the layouts of egs/custom (asdlib/data/custom.py); empty: local/data.sh
 train_sets="train"    # data dirs pre-trained on (no labels are read from them)
 skip_bad=false        # stage 1: drop unusable audio files into data/<set>/bad.list instead of failing
@@ -34,6 +36,7 @@ Usage: ./run.sh [options]   (egs/<recipe>/run.sh passes them to ssl.sh, the shar
   --stage N / --stop_stage M   run stages N..M (1 data, 2 pre-train, 3 export exp/<tag>/upstream.pt)
   --ngpu ${ngpu}  --nproc ${nproc}  --num_nodes ${num_nodes}   DDP as in asd.sh
   --corpus DIR|LIST             stage 1: your recordings (egs/custom layouts); empty: local/data.sh
+  --local_data_opts "..."       stage 1 without --corpus: options of local/data.sh
   --train_sets "${train_sets}"     data dirs pre-trained on
   --pretrain_config ${pretrain_config}
   --init ${init}  --init_size "k=v ..."  --init_seed ${init_seed}   random init, or the config's upstream.path (checkpoint)
@@ -80,8 +83,9 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
         log "Stage 1: data dirs from ${corpus}"
         ${python} -m asdlib.bin.prepare_custom --corpus "${corpus}" --data_dir "${datadir}"
     else
-        log "Stage 1: data preparation (local/data.sh)"
-        local/data.sh --datadir "${datadir}"
+        log "Stage 1: data preparation (local/data.sh ${local_data_opts})"
+        # shellcheck disable=SC2086  # local_data_opts is a list of options
+        local/data.sh --datadir "${datadir}" ${local_data_opts}
     fi
     _sets=()
     for s in ${train_sets}; do _sets+=("${datadir}/${s}"); done
@@ -99,4 +103,5 @@ fi
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     log "Stage 3: ${exp}/upstream.pt (use it as upstream.name=eat upstream.path=${exp}/upstream.pt)"
     ${python} -m asdlib.bin.export_upstream --exp_dir "${exp}"
+    ${python} -m asdlib.bin.plot_losses --out "${exp}/losses.png" "${exp}"
 fi
