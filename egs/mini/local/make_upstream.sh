@@ -9,3 +9,4 @@ dir=$1
 mkdir -p "${dir}"
 [ -f "${dir}/beats_tiny_random.pt" ] || python -m asdlib.bin.make_random_upstream --name beats --out "${dir}/beats_tiny_random.pt" --seed 0
 [ -f "${dir}/hubert_tiny_random.pt" ] || python -m asdlib.bin.make_random_upstream --name hubert --out "${dir}/hubert_tiny_random.pt" --seed 0
+[ -d "${dir}/eat_tiny_random" ] || python -m asdlib.bin.make_random_upstream --name eat --out "${dir}/eat_tiny_random" --seed 0
