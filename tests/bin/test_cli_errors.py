@@ -95,6 +95,11 @@ def bad_calls(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "make_random_upstream": (["--name", "hubert", "--out", str(a_file / "hubert.pt")], str(a_file)),
         "make_recipe": (["--year", "1999", "--dir", str(tmp / "recipe")], "unsupported DCASE year 1999"),
         "make_synth": (["--root", str(tmp / "synth"), "--seconds", "0.1"], "seconds must be in [0.5, 60], got 0.1"),
+        "make_pretrain_corpus": (
+            ["--root", str(tmp / "ssl"), "--clips_per_machine", "1"],
+            "--clips_per_machine must be at least 2, got 1",
+        ),
+        "plot_losses": (["--out", str(tmp / "l.png"), str(missing)], str(missing / "train_losses.json")),
         "noise_sets": (["--config", str(bad_config)], "bogus_key"),
         "pack": (
             ["--exp_dir", str(missing), "--train_sets", "dev_train", "--out_dir", str(tmp / "packed")],
