@@ -41,8 +41,11 @@ upstream_of() {  # upstream_of <init> <expdir>
     esac
 }
 if [ "${report_only}" != true ]; then
-    case " ${inits} " in *" random "*) ;; *) [ -f "${pretrained}" ] || {
-        echo "local/pretrained.sh: ${pretrained} not found: run egs/ssl_synth/run.sh first (or pass --pretrained)" >&2; exit 1; } ;; esac
+    case " ${inits} " in
+        *" pretrained "* | *" dapt "*)  # both start from egs/ssl_synth's upstream
+            [ -f "${pretrained}" ] || {
+                echo "local/pretrained.sh: ${pretrained} not found: run egs/ssl_synth/run.sh first (or pass --pretrained)" >&2; exit 1; } ;;
+    esac
     for family in ${families}; do
         read -r datadir expdir <<< "$(dirs "${family}")"
         if [ ! -f "${datadir}/eval_test/utt2dur" ]; then  # stages 1-2 once per family (shared with the other scripts)
