@@ -113,11 +113,30 @@ class SpecAugConfig:
             raise ValueError("specaug: mask counts/widths must be >= 0 and time_width in [0, 1]")
 
 
+LOGMEL_STATS = ("mean", "std", "delta")
+
+
 @dataclass
 class LogMelConfig:
+    """The log-mel embedding: ``stats`` over the clip's frames, each ``n_mels`` wide, side by side:
+    ``mean``, ``std`` (its spread over time) and ``delta`` (the mean absolute change from one frame to
+    the next). ``std`` and ``delta`` do not move with a fixed microphone or room response, which only
+    adds a constant to every frame of a log spectrum."""
+
     n_mels: int = 64
     n_fft: int = 1024
     hop_length: int = 512
+    stats: list[str] = field(default_factory=lambda: ["mean"])
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.stats if s not in LOGMEL_STATS]
+        if not self.stats or bad or len(set(self.stats)) != len(self.stats):
+            raise ValueError(f"logmel.stats: a non-empty list of distinct {', '.join(LOGMEL_STATS)}; got {self.stats}")
+
+    @property
+    def width(self) -> int:
+        """The embedding's width."""
+        return self.n_mels * len(self.stats)
 
 
 @dataclass

@@ -34,17 +34,17 @@ def feature_sources(cfg: BackendConfig) -> list[str]:
 
 def own_widths(cfg: TrainConfig, width: int) -> list[int]:
     """Split the width of this experiment's stage-4 embeddings into its sources: the embedder's, then
-    the appended log-mel's (``logmel.n_mels``) when a back end reads it."""
+    the appended log-mel's (``logmel.width``) when a back end reads it."""
     if not cfg.backend.uses_logmel:
         return [width]
-    own = cfg.logmel.n_mels if cfg.embedder == "logmel" else cfg.model.embed_dim
-    if width != own + cfg.logmel.n_mels:
+    own = cfg.logmel.width if cfg.embedder == "logmel" else cfg.model.embed_dim
+    if width != own + cfg.logmel.width:
         raise BackendError(
-            f"embeddings of width {width}, expected {own} (model.embed_dim) + {cfg.logmel.n_mels} "
-            "(logmel.n_mels, appended for a back end on features: logmel): they were extracted "
-            "with another config; rerun stage 4"
+            f"embeddings of width {width}, expected {own} (model.embed_dim) + {cfg.logmel.width} "
+            "(logmel.n_mels x len(logmel.stats), appended for a back end on features: logmel): they were "
+            "extracted with another config; rerun stage 4"
         )
-    return [own, cfg.logmel.n_mels]
+    return [own, cfg.logmel.width]
 
 
 def source_scps(cfg: TrainConfig, embed_dir: Path, set_name: str) -> list[Path]:

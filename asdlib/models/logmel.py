@@ -15,11 +15,12 @@ from asdlib.models.pooling import frame_mask
 
 
 class LogMelMean(nn.Module):
-    """Embedding = time average of the log-mel spectrogram over the clip's valid frames."""
+    """Embedding = statistics of the log-mel spectrogram over the clip's valid frames (``logmel.stats``:
+    time average, spread, mean frame-to-frame change), side by side."""
 
     def __init__(self, cfg: LogMelConfig, sample_rate: int) -> None:
         super().__init__()
-        self.hop = cfg.hop_length
+        self.hop, self.stats = cfg.hop_length, tuple(cfg.stats)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels, power=2.0
         )
@@ -30,7 +31,18 @@ class LogMelMean(nn.Module):
         logmel = torch.log(power + 1e-10)  # (B, frames, mels)
         frames = (lengths // self.hop + 1).clamp(max=logmel.shape[1])
         mask = frame_mask(frames, logmel.shape[1]).unsqueeze(-1)
-        return (logmel * mask).sum(1) / frames[:, None]
+        mean = (logmel * mask).sum(1) / frames[:, None]
+        out = []
+        for stat in self.stats:
+            if stat == "mean":
+                out.append(mean)
+            elif stat == "std":  # population spread over the valid frames
+                out.append((((logmel - mean[:, None]) ** 2 * mask).sum(1) / frames[:, None]).sqrt())
+            else:  # delta: mean |change| between consecutive valid frames (0 for a one-frame clip)
+                pairs = mask[:, 1:] & mask[:, :-1]
+                change = (logmel[:, 1:] - logmel[:, :-1]).abs() * pairs
+                out.append(change.sum(1) / (frames[:, None] - 1).clamp(min=1))
+        return torch.cat(out, dim=1)
 
     def exported_power(self, wavs: torch.Tensor) -> torch.Tensor:
         """(B, frames, mels) mel power spectrogram as ``self.mel`` computes it, from ops ONNX has."""

@@ -249,3 +249,28 @@ def test_logmel_mean_uses_only_the_valid_frames():
     # only the last valid frame sees the zero padding instead of the reflection; padded frames
     # (log 1e-10 = -23) would pull the mean down by several units
     assert (out[1] - alone[0]).abs().max() < 0.5
+
+
+def test_logmel_stats_are_blind_to_a_fixed_channel_gain_and_use_only_valid_frames():
+    cfg = LogMelConfig(n_mels=16, n_fft=512, hop_length=256, stats=["mean", "std", "delta"])
+    assert cfg.width == 48
+    model = LogMelMean(cfg, 16000)
+    t = torch.arange(16000) / 16000
+    x = torch.sin(2 * math.pi * 440 * t) * (1 + 0.5 * torch.sin(2 * math.pi * 3 * t)) + 0.01 * torch.randn(16000)
+    out = model(torch.stack([x, 0.1 * x]), torch.tensor([16000, 16000]))
+    mean, rest = out[:, :16], out[:, 16:]
+    # a gain adds log(0.01) to every frame: the mean moves, spread and frame-to-frame change do not
+    torch.testing.assert_close(mean[0] - mean[1], torch.full((16,), -math.log(0.01)), atol=1e-3, rtol=0)
+    torch.testing.assert_close(rest[0], rest[1], atol=1e-3, rtol=0)
+    assert (rest > 0).all()
+    # padding beyond the valid frames does not enter (only the last valid frame sees zeros)
+    padded = torch.zeros(1, 24000)
+    padded[0, :16000] = x
+    alone = model(x[None], torch.tensor([16000]))
+    assert (model(padded, torch.tensor([16000])) - alone).abs().max() < 0.5
+    assert LogMelMean(LogMelConfig(n_mels=16, n_fft=512, hop_length=256), 16000)(
+        x[None], torch.tensor([16000])
+    ).shape == (1, 16)
+    for bad in ([], ["mean", "mean"], ["max"]):
+        with pytest.raises(ValueError, match="logmel.stats"):
+            LogMelConfig(stats=bad)
