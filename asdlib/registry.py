@@ -176,6 +176,7 @@ BACKENDS: Registry[Any] = Registry(
         "knn_centred": "asdlib.backends.domain_norm",
         "knn_memmixup": "asdlib.backends.domain_norm",
         "knn_density": "asdlib.backends.domain_norm",
+        "knn_routed": "asdlib.backends.domain_norm",
         "mahalanobis": "asdlib.backends.mahalanobis",
         "fusion": "asdlib.backends.fusion",
     },

@@ -30,6 +30,7 @@ def test_builtin_names_in_table_order():
         "knn_centred",
         "knn_memmixup",
         "knn_density",
+        "knn_routed",
         "mahalanobis",
         "fusion",
     )

@@ -26,6 +26,13 @@ minimum over domains, so the test clip's domain is never needed:
   bank. ``knn_rescaled`` divides every distance before the neighbours are chosen; this divides the
   score after, by the density where the clip landed.
 
+- ``knn_routed``: scored as ``knn_zscore``, but a clip takes the score of one bank instead of the
+  minimum: the domain that a classifier fitted on the section's training clips (standardised
+  embedding, logistic regression with balanced class weights, inverse regularisation ``c``) assigns
+  it to. The minimum lets a subtle source anomaly hide in the sparse target bank, whose own
+  distances are large; a recording's domain (its room, microphone, operating point) is usually far
+  easier to tell than whether it is anomalous, so routing keeps the anomaly in its own domain's units.
+
 Statistics come from the training clips only; no test clip, label or domain is read. A bank of
 more than ``MAX_CALIBRATION`` clips is calibrated on that many of them, evenly spaced in utt-id
 order, so the fit costs a pass over the bank rather than a bank-by-bank product. A bank of
@@ -35,16 +42,22 @@ clips give one leave-one-out distance twice, which says nothing about spread.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from asdlib.backends.base import BackendError
 from asdlib.backends.knn import (
     DomainBank,
+    GroupKey,
     KnnBackend,
+    group_training,
     mean_finite,
     nearest,
     nearest_distances,
@@ -53,6 +66,8 @@ from asdlib.backends.knn import (
     row_blocks,
 )
 from asdlib.backends.mahalanobis import MIN_OWN_COVARIANCE, _covariance, _whitening
+from asdlib.backends.portable import Arrays, exports
+from asdlib.data.datadir import Utt
 from asdlib.registry import BACKENDS
 
 MIN_OWN_SPREAD = 3  # clips a bank needs for a spread (sd) of its own
@@ -285,3 +300,104 @@ class DensityKnnBackend(StandardisedKnnBackend):
         density = bank.density[idx]
         ratio = np.where(finite, d, 0.0).sum(1) / np.maximum(np.where(finite, density, 0.0).sum(1), 1e-12)
         return np.where(finite.any(1), ratio, np.inf)
+
+
+@dataclass
+class RoutedSettings(StandardisedSettings):
+    """``backend.conf`` of ``knn_routed``: as ``knn_zscore``, plus the domain classifier's inverse
+    regularisation ``c`` (scikit-learn's ``C``), and ``standardise``: distances between embeddings
+    whose dimensions are divided by their spread over the section's training clips (else dimensions
+    that vary a lot between normal clips, e.g. the loud bins of a log-mel, drown a small change in a
+    steady one). They are not centred: a vector near the mean has an arbitrary direction, and the
+    cosine distance would follow it."""
+
+    c: float = 1.0
+    standardise: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.c > 0:
+            raise ValueError(f"c must be > 0, got {self.c}")
+
+
+@BACKENDS.register("knn_routed", RoutedSettings)
+class RoutedKnnBackend(StandardisedKnnBackend):
+    def __init__(self, k: int = 1, statistic: Statistic = "zscore", c: float = 1.0, standardise: bool = True) -> None:
+        super().__init__(k, statistic)
+        self.c, self.standardise = c, standardise
+        self.routers: dict[GroupKey, Pipeline | None] = {}
+
+    def transform_banks(self, domains: Domains) -> list[StandardisedBank]:
+        if not self.standardise:
+            return super().transform_banks(domains)
+        scale = 1.0 / np.maximum(np.concatenate([emb for _, emb in domains.values()]).std(0), 1e-6)
+        banks = []
+        for ids, emb in domains.values():
+            bank = StandardisedBank.of(ids, emb * scale)
+            bank.centre, bank.whiten = torch.zeros(len(scale), dtype=torch.float64), torch.from_numpy(np.diag(scale))
+            banks.append(bank)
+        return banks
+
+    def fit(self, utts: Sequence[Utt], embeddings: np.ndarray) -> RoutedKnnBackend:
+        groups = group_training(utts, embeddings, domain_wise=True)
+        self.banks = {key: self.make_banks(domains) for key, domains in groups.items()}
+        self.routers = {key: self.fit_router(domains) for key, domains in groups.items()}
+        return self
+
+    def fit_router(self, domains: Domains) -> Pipeline | None:
+        """A classifier from a training clip's embedding to the index of its domain's bank (None: one domain)."""
+        if len(domains) < 2:
+            return None
+        x = np.concatenate([emb for _, emb in domains.values()])
+        y = np.concatenate([np.full(len(emb), i) for i, (_, emb) in enumerate(domains.values())])
+        clf = LogisticRegression(C=self.c, class_weight="balanced", max_iter=5000)
+        return make_pipeline(StandardScaler(), clf).fit(x, y)
+
+    def combine(self, key: GroupKey, query: torch.Tensor, per_domain: np.ndarray) -> np.ndarray:
+        router = self.routers.get(key)
+        if router is None:
+            return super().combine(key, query, per_domain)
+        bank = router.predict(query.double().numpy())
+        return per_domain[bank, np.arange(per_domain.shape[1])]
+
+
+@exports(RoutedKnnBackend)
+def export_routed(backend: RoutedKnnBackend, arrays: Arrays) -> dict:
+    """Every (machine, section)'s banks (rows, the per-dimension scale of ``standardise``, calibration)
+    and its domain classifier (scaler and logistic-regression weights), for ``reference.score_routed``."""
+
+    def bank_node(bank: StandardisedBank) -> dict:
+        cal = bank.calibration
+        return {
+            "emb": arrays.add(bank.emb.numpy()),
+            "scale": None if bank.whiten is None else arrays.add(np.diag(bank.whiten.numpy())),
+            "mean": None if cal is None else cal.mean,
+            "sd": None if cal is None else cal.sd,
+            "loo": None if cal is None else arrays.add(cal.loo),
+        }
+
+    def router_node(router: Pipeline | None) -> dict | None:
+        if router is None:
+            return None
+        scaler, clf = router[0], router[-1]
+        return {
+            "mean": arrays.add(scaler.mean_),
+            "scale": arrays.add(scaler.scale_),
+            "coef": arrays.add(clf.coef_),
+            "intercept": arrays.add(clf.intercept_),
+        }
+
+    return {
+        "scorer": "routed",
+        "k": backend.k,
+        "statistic": backend.statistic,
+        "groups": [
+            {
+                "machine": machine,
+                "section": section,
+                "banks": [bank_node(b) for b in banks],
+                "router": router_node(backend.routers.get((machine, section))),
+            }
+            for (machine, section), banks in sorted(backend.banks.items())
+        ],
+    }

@@ -223,8 +223,13 @@ class KnnBackend:
                     pos = {u: i for i, u in enumerate(bank.ids) if u}
                     exclude = np.array([pos.get(utts[i].utt_id, -1) for i in idx])
                 per_domain.append(self.bank_scores(bank, query[rows], exclude))
-            scores[idx] = np.min(np.stack(per_domain), axis=0)
+            scores[idx] = self.combine(key, query[rows], np.stack(per_domain))
         return scores
+
+    def combine(self, key: GroupKey, query: torch.Tensor, per_domain: np.ndarray) -> np.ndarray:
+        """A query's score from its score against each bank of section ``key`` (banks x queries): the
+        minimum, so the query's domain is never needed."""
+        return np.min(per_domain, axis=0)
 
     def bank_scores(self, bank: DomainBank, query: torch.Tensor, exclude: np.ndarray | None) -> np.ndarray:
         """One bank's score of each (L2-normalised float32) query: the mean distance to its k nearest

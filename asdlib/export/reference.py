@@ -136,12 +136,49 @@ def score_noise_projected(node: dict, arrays: dict, emb: np.ndarray, machine: st
     return score_node(node["inner"], arrays, out.astype(emb.dtype), machine, section)
 
 
+def _standardised(d: np.ndarray, bank: dict, statistic: str, arrays: dict) -> np.ndarray:
+    """A bank's distances in its own units, as asdlib/backends/domain_norm.py's ``_standardise``."""
+    if statistic == "none" or bank["mean"] is None:
+        return d
+    mean, sd, loo = bank["mean"], bank["sd"], arrays[bank["loo"]]
+    if statistic == "zscore" or not len(loo):
+        return (d - mean) / sd
+    below = np.searchsorted(loo, d, side="left")
+    equal = np.searchsorted(loo, d, side="right") - below
+    rank = (below + 0.5 * equal) / len(loo)
+    return rank + np.maximum(d - loo[-1], 0.0) / sd - np.maximum(loo[0] - d, 0.0) / sd
+
+
+def score_routed(node: dict, arrays: dict, emb: np.ndarray, machine: str, section: str) -> np.ndarray:
+    """Each bank's standardised k-NN distance (on per-dimension scaled rows when standardised); the
+    score is that of the bank the domain classifier picks (the smallest when the section has one domain)."""
+    group = _group(node, machine, section)
+    query = normalize(emb.astype(np.float64)).astype(np.float32)
+    per_bank = []
+    for bank in group["banks"]:
+        q = query if bank["scale"] is None else normalize(query * arrays[bank["scale"]]).astype(np.float32)
+        entries = arrays[bank["emb"]]
+        k = min(node["k"], entries.shape[0])
+        dist = 1.0 - q @ entries.T
+        nearest = np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1).astype(np.float64)
+        per_bank.append(_standardised(nearest.mean(1), bank, node["statistic"], arrays))
+    scores = np.stack(per_bank)
+    router = group["router"]
+    if router is None:
+        return np.min(scores, axis=0)
+    x = (query.astype(np.float64) - arrays[router["mean"]]) / arrays[router["scale"]]
+    logits = x @ arrays[router["coef"]].T + arrays[router["intercept"]]
+    pick = (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else np.argmax(logits, axis=1)
+    return scores[pick, np.arange(len(pick))]
+
+
 NodeScorer = Callable[[dict, dict, np.ndarray, str, str], np.ndarray]
 SCORERS: dict[str, NodeScorer] = {
     "knn": score_knn,
     "mahalanobis": score_mahalanobis,
     "fusion": score_fusion,
     "noise_projected": score_noise_projected,
+    "routed": score_routed,
 }
 
 

@@ -84,6 +84,63 @@ def test_density_ranks_a_sparse_normal_state_below_anomalies_near_a_dense_one():
     assert plain < 0.5 and density > 0.95
 
 
+def diffuse_target(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A target condition near the source domain that changes from clip to clip (a room, a neighbouring
+    machine): a small step along unit(5), and a wide spread along five other directions."""
+    return spread(rng, unit(0) + 0.3 * unit(5), n, 0.4, dims=(8, 9, 10, 11, 12))
+
+
+def test_routed_keeps_subtle_source_anomalies_out_of_a_diffuse_target_bank():
+    # Ten target clips far apart from each other: in the target bank's own units a source anomaly is an
+    # ordinary distance, so the minimum over the banks hides it. The domain is easy to tell (unit(5)).
+    rng = np.random.default_rng(0)
+    train = (
+        ["source"] * 200 + ["target"] * 10,
+        np.concatenate([spread(rng, unit(0), 200, 0.1), diffuse_target(rng, 10)]),
+    )
+    test = np.concatenate([spread(rng, unit(0), 50, 0.1), source_anomalies(rng, step=0.15)])
+    zscore, routed = auc("knn_zscore", train, LABELS, test, "source"), auc("knn_routed", train, LABELS, test, "source")
+    assert zscore < 0.8 and routed > 0.99
+    # AUC(target): target normals against the same anomalies
+    test = np.concatenate([diffuse_target(rng, 50), source_anomalies(rng, step=0.15)])
+    plain, zscore = auc("knn", train, LABELS, test, "target"), auc("knn_zscore", train, LABELS, test, "target")
+    routed = auc("knn_routed", train, LABELS, test, "target")
+    assert plain < 0.5 and zscore < 0.8 and routed > 0.99
+
+
+def test_routed_standardise_finds_a_small_change_in_a_steady_dimension():
+    # Two dimensions swing widely from clip to clip (loud bins); the anomaly is a small change of one
+    # steady dimension, 10 of its own spreads, which the swinging ones drown unless each is scaled.
+    rng = np.random.default_rng(0)
+
+    def normals(n: int) -> np.ndarray:
+        return spread(rng, unit(0), n, 0.5, dims=(1, 2)) + 0.002 * rng.standard_normal((n, D))
+
+    train = (["source"] * 200, normals(200))
+    test = np.concatenate([normals(50), normals(50) + 0.02 * unit(7)])
+    raw = auc("knn_routed", train, LABELS, test, "source", conf={"standardise": False})
+    assert auc("knn", train, LABELS, test, "source") < 0.6 and raw < 0.6
+    assert auc("knn_routed", train, LABELS, test, "source") > 0.99
+
+
+def test_routed_routes_by_a_classifier_fitted_on_training_clips_only():
+    rng = np.random.default_rng(0)
+    names, emb = shifted_domains(rng)
+    utts = [make_utt("fan", "00", f"b{i}", dom) for i, dom in enumerate(names)]
+    fitted = backend("knn_routed").fit(utts, emb)
+    router = fitted.routers[("fan", "00")]
+    assert (
+        list(router.predict(np.concatenate([spread(rng, unit(0), 20, 0.1), spread(rng, unit(5), 20, 0.1)])))
+        == [0] * 20 + [1] * 20
+    )
+    # one domain: no classifier, the bank's own score
+    single = backend("knn_routed").fit(utts[:200], emb[:200])
+    assert single.routers[("fan", "00")] is None
+    assert np.all(np.isfinite(single.score(utts[:200], emb[:200], exclude_self=True)))
+    with pytest.raises(ValueError, match="c must be > 0"):
+        backend("knn_routed", conf={"c": 0})
+
+
 def test_rank_is_monotone_and_never_ties_outside_the_bank():
     cal = Calibration(np.array([0.1, 0.2, 0.3, 0.4]), 0.25, 0.1)
     d = np.array([0.0, 0.05, 0.1, 0.15, 0.4, 0.5, 0.9])
@@ -92,7 +149,7 @@ def test_rank_is_monotone_and_never_ties_outside_the_bank():
     assert r[2] == pytest.approx(0.125) and r[-1] == pytest.approx(1 + 0.5 / 0.1)
 
 
-@pytest.mark.parametrize("kind", ["knn_zscore", "knn_centred", "knn_memmixup"])
+@pytest.mark.parametrize("kind", ["knn_zscore", "knn_centred", "knn_memmixup", "knn_routed"])
 def test_small_target_bank_borrows_the_spread_of_the_source_bank(kind):
     # two target clips give one leave-one-out distance twice: no spread of their own
     rng = np.random.default_rng(0)
@@ -111,7 +168,7 @@ def test_no_test_domain_or_label_is_read():
     names, emb = shifted_domains(rng)
     utts = [make_utt("fan", "00", f"b{i}", dom) for i, dom in enumerate(names)]
     test = np.concatenate([spread(rng, unit(5), 20, 0.1), source_anomalies(rng, 20)])
-    for kind in ("knn_zscore", "knn_centred", "knn_memmixup", "knn_density"):
+    for kind in ("knn_zscore", "knn_centred", "knn_memmixup", "knn_density", "knn_routed"):
         fitted = backend(kind).fit(utts, emb)
         a = fitted.score([make_utt("fan", "00", f"q{i}", "source", "normal") for i in range(40)], test)
         b = fitted.score([make_utt("fan", "00", f"q{i}", "target", "unknown") for i in range(40)], test)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import make_tiny_pack
+from conftest import make_tiny_pack, make_utt
 
 from asdlib.backends.base import BackendError
 from asdlib.backends.packed import PackedError, load_packed
@@ -183,3 +183,35 @@ def test_refusals(tiny_pack, beats_export, tmp_path) -> None:
     (copy / reference.BACKEND_JSON).write_text(json.dumps(data))
     with pytest.raises(reference.ExportError, match="backend.json: missing or altered"):
         reference.Scorer(copy)
+
+
+@pytest.mark.parametrize(
+    "conf", [{}, {"standardise": False}, {"statistic": "rank", "k": 3}, {"statistic": "none"}], ids=str
+)
+def test_reference_scores_knn_routed_as_asdlib_does(conf) -> None:
+    """knn_routed's export (banks, scale, calibration, domain classifier) scored by reference.py equals
+    the back end's own scores, in a section with two domains and in one with a single domain."""
+    from asdlib.backends.bank import make_backend
+    from asdlib.backends.portable import Arrays, export_backend
+    from asdlib.config import BackendConfig
+    from asdlib.io.config import from_dict
+
+    rng = np.random.default_rng(0)
+    utts, rows = [], []
+    for machine, domains in (("fan", ("source", "target")), ("pump", ("source",))):
+        for domain in domains:
+            n, shift = (40, 0.0) if domain == "source" else (6, 1.5)
+            for i in range(n):
+                utts.append(make_utt(machine, "00", f"{machine}_{domain}_{i:02d}", domain))
+                rows.append(rng.standard_normal(12) + shift * (np.arange(12) == 3) + 4.0 * (np.arange(12) == 0))
+    train = np.array(rows)
+    backend = make_backend(from_dict(BackendConfig, {"kind": "knn_routed", "conf": conf}), [12]).fit(utts, train)
+    arrays = Arrays()
+    node = export_backend(backend, arrays)
+    query = train + 0.3 * rng.standard_normal(train.shape)
+    want = backend.score(utts, query)
+    for machine in ("fan", "pump"):
+        idx = [i for i, u in enumerate(utts) if u.machine == machine]
+        got = reference.score_node(node, arrays.arrays, query[idx].astype(np.float32), machine, "00")
+        np.testing.assert_allclose(got, want[idx], atol=1e-4, rtol=0)
+    assert node["groups"][0]["router"] is not None and node["groups"][1]["router"] is None
