@@ -12,7 +12,8 @@
 set -euo pipefail
 
 systems="conf/train.yaml conf/tuning/train_frozen_untrained.yaml conf/tuning/train_frozen_untrained_knn.yaml
-conf/tuning/logmel_knn.yaml conf/tuning/logmel_mahalanobis.yaml conf/tuning/train_hubert_lora.yaml
+conf/tuning/logmel_knn.yaml conf/tuning/logmel_routed.yaml conf/tuning/logmel_mahalanobis.yaml
+conf/tuning/train_hubert_lora.yaml
 conf/tuning/train_frozen.yaml conf/tuning/train_lora_mga.yaml conf/tuning/train_lora_mga_vq.yaml
 conf/tuning/backend_knn.yaml conf/tuning/backend_knn_smote.yaml conf/tuning/backend_kmeans.yaml
 conf/tuning/backend_knn_rescaled.yaml conf/tuning/backend_mahalanobis.yaml conf/tuning/backend_fusion.yaml"
