@@ -105,6 +105,10 @@ def test_ranking_finds_the_informative_stream_and_matches_stage_5(tmp_path, caps
     assert scores == sorted(scores, reverse=True)
     assert rows[0][2] in ("knn on logmel", "mahalanobis on logmel") and scores[0] > 90
     assert all("logmel" not in r[2] for r in rows[-1:])  # noise alone ranks last
+    # the choice: the best row that reads the model's embedding, not a log-mel baseline above it
+    best_with_model = next(r for r in rows if select_backend.reads_model(r[2]))
+    assert f"Chosen: {exp.name} with {best_with_model[2]} ({best_with_model[3]} %)." in out.read_text()
+    assert best_with_model[2] != rows[0][2] and not select_backend.reads_model("knn on logmel + mahalanobis on logmel")
     # the score of a fusion row is what stage 5 gives the config it stands for (features: logmel)
     fusion = next(r for r in rows if r[2] == "knn + mahalanobis on logmel")
     members = [{"kind": "knn"}, {"kind": "mahalanobis", "features": "logmel"}]
@@ -191,7 +195,10 @@ def test_families_rank_by_the_worst_one(tmp_path, capsys):
     assert not select_backend.meets_rule(table, ("train", "knn on logmel"), "untrained")  # ties the log-mel kNN
     assert not select_backend.meets_rule(table, ("untrained", "knn"), "untrained")
     assert select_backend.main(args + fams + ["--untrained", "train"]) == 0  # the same experiment: nothing meets it
-    assert all(r[-1] == "no" for r in _table(capsys))
+    ranked = _table(capsys)
+    assert all(r[-1] == "no" for r in ranked)
+    # the rule is reported, not used to rank: the order stays the worst family's
+    assert [r[2] for r in ranked] == [r[2] for r in rows]
     with pytest.raises(ValueError, match="TAG=DATA_ROOT:EXP_ROOT"):
         select_backend.main(args + ["--family", "x=data"])
 
