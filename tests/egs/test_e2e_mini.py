@@ -39,10 +39,10 @@ finetune: {mode: lora, rank: 4}
 model: {pooling_hidden: 16, embed_dim: 32}
 optim: {epochs: 1, batch_size: 4, warmup_steps: 1}
 data: {crop_seconds: 0.0}
-logmel: {n_mels: 16}
-backend:  # the mini default's kind: a fusion with a member on the log-mel stage 4 appends
+logmel: {n_mels: 16, stats: [mean, std, delta]}
+backend:  # the mini default's kind: a fusion with a member on the log-mel statistics stage 4 appends
   kind: fusion
-  conf: {members: [{kind: knn_rescaled}, {kind: mahalanobis, features: logmel}]}
+  conf: {members: [{kind: knn_routed}, {kind: knn_routed, features: logmel}]}
 """
 
 
@@ -122,11 +122,12 @@ def test_experiment_outputs_follow_the_contract(recipe: Path) -> None:
         emb = read_vectors(exp / "embed" / name / "embeddings.scp")
         assert (exp / "embed" / name / "embeddings.ark").is_file()
         assert list(emb) == sorted(u.utt_id for u in utts)
-        assert {v.shape for v in emb.values()} == {(32 + 16,)} and all(v.dtype == np.float32 for v in emb.values())
-    # the last 16 columns are the clip's mean log-mel (the fusion's second member reads them)
+        assert {v.shape for v in emb.values()} == {(32 + 3 * 16,)} and all(v.dtype == np.float32 for v in emb.values())
+    # the last 48 columns are the clip's log-mel mean, spread and change (the fusion's second member reads them)
     utt = read_data_dir(recipe / "data" / "eval_test")[0]
     wav = load_wav(utt.path, 16000)
-    logmel = LogMelMean(LogMelConfig(n_mels=16), 16000)(torch.from_numpy(wav)[None], torch.tensor([wav.size]))
+    cfg = LogMelConfig(n_mels=16, stats=["mean", "std", "delta"])
+    logmel = LogMelMean(cfg, 16000)(torch.from_numpy(wav)[None], torch.tensor([wav.size]))
     np.testing.assert_allclose(
         read_vectors(exp / "embed" / "eval_test" / "embeddings.scp")[utt.utt_id][32:],
         logmel[0].numpy(),
