@@ -89,14 +89,18 @@ def score_knn(node: dict, arrays: dict, emb: np.ndarray, machine: str, section: 
     query = normalize(emb.astype(np.float64)).astype(np.float32)
     per_bank = []
     for bank in _group(node, machine, section)["banks"]:
-        entries = arrays[bank["emb"]]
-        dist = 1.0 - query @ entries.T
+        dist = 1.0 - query @ arrays[bank["emb"]].T
         if bank["scale"] is not None:
             dist = dist / arrays[bank["scale"]]
-        k = min(node["k"], entries.shape[0])
-        nearest = np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1).astype(np.float64)
-        per_bank.append(nearest.mean(1))
+        per_bank.append(_mean_of_k_nearest(dist, node["k"]))
     return np.min(np.stack(per_bank), axis=0)
+
+
+def _mean_of_k_nearest(dist: np.ndarray, k: int) -> np.ndarray:
+    """Per query row, the mean of its ``k`` smallest distances (all of them for a smaller bank), summed
+    in ascending order in float64 as asdlib/backends/knn.py does."""
+    k = min(k, dist.shape[1])
+    return np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1).astype(np.float64).mean(1)
 
 
 def score_mahalanobis(node: dict, arrays: dict, emb: np.ndarray, machine: str, section: str) -> np.ndarray:
@@ -157,11 +161,8 @@ def score_routed(node: dict, arrays: dict, emb: np.ndarray, machine: str, sectio
     per_bank = []
     for bank in group["banks"]:
         q = query if bank["scale"] is None else normalize(query * arrays[bank["scale"]]).astype(np.float32)
-        entries = arrays[bank["emb"]]
-        k = min(node["k"], entries.shape[0])
-        dist = 1.0 - q @ entries.T
-        nearest = np.sort(np.partition(dist, k - 1, axis=1)[:, :k], axis=1).astype(np.float64)
-        per_bank.append(_standardised(nearest.mean(1), bank, node["statistic"], arrays))
+        dist = 1.0 - q @ arrays[bank["emb"]].T
+        per_bank.append(_standardised(_mean_of_k_nearest(dist, node["k"]), bank, node["statistic"], arrays))
     scores = np.stack(per_bank)
     router = group["router"]
     if router is None:
